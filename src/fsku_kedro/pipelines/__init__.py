@@ -1,0 +1,1 @@
+"""The project's Kedro pipelines, one package each."""

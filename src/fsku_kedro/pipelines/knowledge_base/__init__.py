@@ -1,0 +1,5 @@
+"""knowledge_base pipeline."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,69 @@
+"""Competition questions: from a ``test.csv`` cell to a ``CompetitionQuestion``.
+
+Options are the trailing run of lines numbered consecutively from 1 ("1 text", "1. text",
+"1) text" or "① text"). Lines that merely begin with a number ("3억 원 이상", "제3조",
+"1단계와 2단계") are part of the stem.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fsku_kedro.contracts import CompetitionQuestion
+
+CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩"
+OPTION_LINE = re.compile(rf"^\s*(?:(?P<num>\d{{1,2}})(?:[.)]\s*|\s+)|(?P<circled>[{CIRCLED}])\s*)(?P<text>\S.*)$")
+MIN_OPTIONS, MAX_OPTIONS = 2, 10
+
+
+def _option(line: str) -> tuple[int, str] | None:
+    match = OPTION_LINE.match(line)
+    if not match:
+        return None
+    number = int(match["num"]) if match["num"] else CIRCLED.index(match["circled"]) + 1
+    return number, match["text"].strip()
+
+
+def split_options(text: str) -> tuple[str, dict[str, str] | None]:
+    """Return (stem, options) where options is None for a descriptive question."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    options: list[tuple[int, str]] = []
+    first_option_line = len(lines)
+    expected = None
+    for index in range(len(lines) - 1, -1, -1):
+        line = lines[index]
+        if not line.strip():
+            continue
+        parsed = _option(line)
+        if parsed is None or (expected is not None and parsed[0] != expected):
+            break
+        options.insert(0, parsed)
+        first_option_line = index
+        expected = parsed[0] - 1
+        if expected == 0:
+            break
+    if not options or options[0][0] != 1 or not MIN_OPTIONS <= len(options) <= MAX_OPTIONS:
+        return text.strip(), None
+    stem = "\n".join(lines[:first_option_line]).strip()
+    if not stem:
+        return text.strip(), None
+    return stem, {str(number): option for number, option in options}
+
+
+def parse_question(question_id: str, text: str) -> CompetitionQuestion:
+    stem, options = split_options(text)
+    return CompetitionQuestion(
+        ID=question_id,
+        Question=text,
+        question_type="multiple_choice" if options else "descriptive",
+        parsed_question=stem,
+        choices=options,
+    )
+
+
+def retrieval_query(question: CompetitionQuestion) -> str:
+    """The text a question is searched with: its stem followed by its options' texts."""
+    parts = [question.parsed_question]
+    if question.choices:
+        parts.extend(question.choices.values())
+    return "\n".join(parts)

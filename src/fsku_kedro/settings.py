@@ -1,0 +1,26 @@
+"""Kedro project settings."""
+
+import os
+
+from kedro.config import OmegaConfigLoader
+
+# Offline by default: nothing is fetched from a model hub and no telemetry is sent.
+# A user who wants the hub exports HF_HUB_OFFLINE=0 before `kedro run`.
+for _name, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # Parameters in an environment (conf/gpu, conf/local) override single keys of conf/base;
+    # a catalog entry there replaces the whole entry of the same name.
+    "merge_strategy": {"parameters": "soft"},
+}

@@ -1,0 +1,98 @@
+"""The project as its users drive it: a real Kedro session with kedro-mlflow, and kedro-viz.
+
+The project is copied to a temporary folder with a `test` configuration environment that swaps
+the default models for tiny ones; everything else (catalog, parameters, MLflow store) is the
+project's own.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from fsku_kedro.pipeline_registry import register_pipelines
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
+    shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    shutil.copytree(PROJECT_ROOT / "data" / "01_raw", root / "data" / "01_raw")
+    test_env = root / "conf" / "test"
+    test_env.mkdir()
+    overrides = {
+        "chunk_tokenizer": {"type": "fsku_kedro.datasets.TokenizerDataset", "source": str(tiny_tokenizer_dir)},
+        "embedder": {"type": "fsku_kedro.datasets.SentenceEmbedderDataset", "source": str(tiny_embedder_dir)},
+    }
+    (test_env / "catalog.yml").write_text(yaml.safe_dump(overrides), encoding="utf-8")
+    return root
+
+
+def _run(project: Path, monkeypatch, pipeline_name: str) -> str:
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env="test") as session:
+        session.run(pipeline_name=pipeline_name)
+        return session.session_id
+
+
+def test_kedro_run_versions_artefacts_and_logs_to_mlflow(project_copy, monkeypatch):
+    _run(project_copy, monkeypatch, "knowledge_base")
+    data = project_copy / "data"
+    for artefact in [
+        "03_primary/chunks.parquet/*/chunks.parquet",
+        "05_model_input/bm25_index/*/bm25_index/fsku_sparse.json",
+        "05_model_input/faiss_index/*/faiss_index/index.faiss",
+        "08_reporting/retrieval_report.csv/*/retrieval_report.csv",
+        "08_reporting/retrieval_plot.png/*/retrieval_plot.png",
+        "08_reporting/ingestion_report.csv/*/ingestion_report.csv",
+    ]:
+        assert len(list(data.glob(artefact))) == 1, artefact
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fsku_kedro")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["knowledge_base.chunking.max_tokens"] == "400"
+    assert run.data.params["knowledge_base.bm25.tokenizer"] == "kiwi"
+    assert 0.0 <= run.data.metrics["retrieval_metrics.hybrid.recall_at_5"] <= 1.0
+    assert run.data.metrics["retrieval_metrics.bm25.recall_at_5"] > 0.5
+
+    # The command users type: a second run adds a version of every artefact and a second MLflow run.
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline", "knowledge_base", "--env", "test"],
+        cwd=project_copy, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list(data.glob("05_model_input/faiss_index/*/faiss_index"))) == 2
+    assert len(list(data.glob("03_primary/chunks.parquet/*/chunks.parquet"))) == 2
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+def test_viz_build_holds_every_pipeline(project_copy, monkeypatch):
+    monkeypatch.chdir(project_copy)
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "viz", "build"], cwd=project_copy, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    graph = json.loads((project_copy / "build" / "api" / "main").read_text())
+    built_nodes = {node["name"] for node in graph["nodes"] if node["type"] == "task"}
+    registered = register_pipelines()
+    assert {p["id"] for p in graph["pipelines"]} == set(registered)
+    for name, pipeline in registered.items():
+        assert {node.name for node in pipeline.nodes} <= built_nodes, name
