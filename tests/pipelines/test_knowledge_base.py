@@ -114,3 +114,38 @@ def test_sample_set_format():
     assert list(questions.columns) == ["ID", "Question"] and len(questions) >= 40
     assert (PROJECT_ROOT / "data/01_raw/sample/labels.csv").exists()
     assert np.all(questions["ID"].str.match(r"^TEST_\d{3}$"))
+
+
+def test_report_adds_a_reranked_row_when_a_reranker_is_configured(first_run, tiny_embedder, tiny_llama_dir, tmp_path):
+    from fsku_kedro.datasets import RerankerDataset
+    from fsku_kedro.pipelines.knowledge_base.nodes import evaluate_retrieval
+
+    prompt = tmp_path / "rerank.txt"
+    prompt.write_text("질문: {query}\n문서: {passage}\n관련이 있습니까? 예 또는 아니오.", encoding="utf-8")
+    reranker = RerankerDataset(kind="llm", source=str(tiny_llama_dir), prompt_file=str(prompt)).load()
+    questions = pd.read_csv(SAMPLE_DIR / "test.csv", encoding="utf-8-sig", dtype=str).head(6)
+    labels = pd.read_csv(SAMPLE_DIR / "labels.csv", dtype=str, keep_default_na=False)
+    report, metrics, _ = evaluate_retrieval(
+        first_run.load("chunks"), first_run.load("bm25_index"), first_run.load("faiss_index"), tiny_embedder,
+        reranker, questions, labels, dict(PARAMETERS["retrieval"], rerank_k=5),
+    )
+    assert list(report["retriever"]) == ["bm25", "dense", "hybrid", "hybrid_rerank"]
+    rows = report.set_index("retriever")
+    assert rows.loc["hybrid_rerank", "recall@10"] == rows.loc["hybrid", "recall@10"], "reranking only reorders"
+    assert "hybrid_rerank.mrr" in metrics
+
+
+def test_missing_labels_are_reported_by_id(first_run, tiny_embedder):
+    from fsku_kedro.contracts import DataContractError
+    from fsku_kedro.pipelines.knowledge_base.nodes import evaluate_retrieval
+
+    questions = pd.read_csv(SAMPLE_DIR / "test.csv", encoding="utf-8-sig", dtype=str)
+    labels = pd.read_csv(SAMPLE_DIR / "labels.csv", dtype=str, keep_default_na=False)
+    with pytest.raises(DataContractError, match="TEST_001"):
+        evaluate_retrieval(first_run.load("chunks"), first_run.load("bm25_index"), first_run.load("faiss_index"),
+                           tiny_embedder, None, questions, labels[labels.ID != "TEST_001"], PARAMETERS["retrieval"])
+    broken = labels.copy()
+    broken.loc[3, "question_type"] = "essay"
+    with pytest.raises(DataContractError, match="sample labels: row 5: question_type"):
+        evaluate_retrieval(first_run.load("chunks"), first_run.load("bm25_index"), first_run.load("faiss_index"),
+                           tiny_embedder, None, questions, broken, PARAMETERS["retrieval"])

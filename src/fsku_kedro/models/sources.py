@@ -70,5 +70,16 @@ def load_causal_lm(source: str, dtype: str = "float32", trust_remote_code: bool 
     model = AutoModelForCausalLM.from_pretrained(
         location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, **extra
     )
+    if "gguf_file" in extra:
+        _forget_gguf_origin(model)
     model.eval()
     return model
+
+
+def _forget_gguf_origin(model: Any) -> None:
+    """A GGUF model is dequantised on load, yet transformers still marks it as quantised and
+    refuses to save it; clear the marks so it saves as an ordinary safetensors model."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -63,7 +65,7 @@ def parse_documents(
         title = clean_text(parsed.title)
         documents.append(
             {
-                "doc_id": chunk_id(source, "", "")[:12],
+                "doc_id": hashlib.sha256(source.encode()).hexdigest()[:12],
                 "source": source,
                 "format": parsed.format,
                 "title": title,
@@ -216,13 +218,10 @@ def evaluate_retrieval(
     vectors = embedder.encode(queries)
     modes = ["bm25", "dense", "hybrid"] + (["hybrid_rerank"] if reranker is not None else [])
     rows = []
+    without_rerank = replace(retriever, reranker=None)
     for mode in modes:
-        if mode == "hybrid":  # fused ranking without the reranker
-            saved, retriever.reranker = retriever.reranker, None
-            ranked = retriever.retrieve(queries, k=max(ks), mode="hybrid", query_vectors=vectors)
-            retriever.reranker = saved
-        else:
-            ranked = retriever.retrieve(queries, k=max(ks), mode=mode.replace("_rerank", ""), query_vectors=vectors)
+        runner = retriever if mode == "hybrid_rerank" else without_rerank
+        ranked = runner.retrieve(queries, k=max(ks), mode=mode.replace("_rerank", ""), query_vectors=vectors)
         ids = [[hit.chunk_id for hit in hits] for hits in ranked]
         row = {"retriever": mode, "questions": len(items), "unresolved": unresolved}
         for k in ks:
