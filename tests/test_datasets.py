@@ -137,6 +137,8 @@ def test_content_caches_round_trip(tmp_path):
     assert tokens.load() == {"a": ["전자", "금융"], "b": []}
     with pytest.raises(DatasetError, match="values must be one of"):
         ContentCacheDataset(filepath="x", values="pickles")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    assert ContentCacheDataset(filepath=str(tmp_path / "broken.parquet")).load() == {}, "a bad cache is rebuilt"
 
 
 def test_binary_file_round_trip(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,13 @@ import pandas as pd
 from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
+logger = logging.getLogger(__name__)
+
 
 class ContentCacheDataset(AbstractDataset[dict, dict]):
     """A mapping ``key -> value`` where values are float32 ``vectors`` or lists of ``tokens``.
 
-    Loads as empty when nothing was cached yet. Point two catalog entries at the same file
+    Loads as empty when nothing was cached yet or the file cannot be read. Point two catalog entries at the same file
     (one read, one written) to update it from a node.
     """
 
@@ -30,7 +33,11 @@ class ContentCacheDataset(AbstractDataset[dict, dict]):
     def load(self) -> dict[str, Any]:
         if not self._filepath.exists():
             return {}
-        frame = pd.read_parquet(self._filepath)
+        try:
+            frame = pd.read_parquet(self._filepath, columns=["key", "value"])
+        except Exception as error:  # a cache is disposable: rebuild rather than fail the run
+            logger.warning("Ignoring unreadable cache %s (%s); it will be rebuilt", self._filepath, error)
+            return {}
         if self._values == "vectors":
             return {key: np.asarray(value, dtype=np.float32) for key, value in zip(frame["key"], frame["value"])}
         return {key: [str(token) for token in value] for key, value in zip(frame["key"], frame["value"])}
