@@ -5,6 +5,7 @@ the default models for tiny ones; everything else (catalog, parameters, MLflow s
 project's own.
 """
 
+import importlib
 import json
 import shutil
 import subprocess
@@ -17,14 +18,13 @@ import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from fsku_kedro.pipeline_registry import register_pipelines
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir) -> Path:
+def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_llama_dir) -> Path:
     root = tmp_path_factory.mktemp("project")
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root)
     shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -36,8 +36,19 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir) -> Pat
     overrides = {
         "chunk_tokenizer": {"type": "fsku_kedro.datasets.TokenizerDataset", "source": str(tiny_tokenizer_dir)},
         "embedder": {"type": "fsku_kedro.datasets.SentenceEmbedderDataset", "source": str(tiny_embedder_dir)},
+        "teacher_model": {"type": "fsku_kedro.datasets.PretrainedModelDataset", "source": str(tiny_llama_dir),
+                          "name": "tiny-teacher"},
+        "student_model": {"type": "fsku_kedro.datasets.PretrainedModelDataset", "source": str(tiny_llama_dir),
+                          "name": "tiny-student", "keep_layers": 2},
     }
     (test_env / "catalog.yml").write_text(yaml.safe_dump(overrides), encoding="utf-8")
+    generation = {"max_new_tokens": 6, "do_sample": True, "seed": 0}
+    small = {
+        "response_generation": {"synthetic_qa": {"max_chunks": 2, "writer": {"max_new_tokens": 8}}},
+        "teacher": {"generation": generation},
+        "student": {"generation": generation},
+    }
+    (test_env / "parameters_response_generation.yml").write_text(yaml.safe_dump(small), encoding="utf-8")
     return root
 
 
@@ -73,26 +84,60 @@ def test_kedro_run_versions_artefacts_and_logs_to_mlflow(project_copy, monkeypat
     assert run.data.metrics["retrieval_metrics.bm25.recall_at_5"] > 0.5
 
     # The command users type: a second run adds a version of every artefact and a second MLflow run.
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline", "knowledge_base", "--env", "test"],
-        cwd=project_copy, capture_output=True, text=True, timeout=600,
-    )
+    result = _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(data.glob("05_model_input/faiss_index/*/faiss_index"))) == 2
     assert len(list(data.glob("03_primary/chunks.parquet/*/chunks.parquet"))) == 2
     assert len(client.search_runs([experiment.experiment_id])) == 2
 
 
+def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", *args], cwd=project, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_response_generation_run_is_versioned_and_resumable(project_copy):
+    if not list((project_copy / "data").glob("03_primary/chunks.parquet/*")):
+        _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test")
+    result = _kedro(project_copy, "run", "--pipeline", "response_generation", "--env", "test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = project_copy / "data"
+    for artefact in [
+        "03_primary/synthetic_qa.jsonl/*/synthetic_qa.jsonl",
+        "05_model_input/prompt_set.parquet/*/prompt_set.parquet",
+        "07_model_output/teacher_responses.jsonl/*/teacher_responses.jsonl",
+        "07_model_output/student_responses.jsonl/*/student_responses.jsonl",
+        "05_model_input/pair_dataset/*/pair_dataset/dataset_dict.json",
+        "08_reporting/pair_report.csv/*/pair_report.csv",
+        "08_reporting/synthetic_qa_report.csv/*/synthetic_qa_report.csv",
+    ]:
+        assert len(list(data.glob(artefact))) == 1, artefact
+    progress = data / "07_model_output" / "teacher_responses.progress.jsonl"
+    answered = progress.read_text(encoding="utf-8").count("\n")
+    assert answered > 0
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fsku_kedro")
+    latest = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert latest.data.metrics["pair_metrics.pairs.pairs_train"] >= 1
+    assert latest.data.params["teacher.generation.max_new_tokens"] == "6"
+
+    again = _kedro(project_copy, "run", "--pipeline", "response_generation", "--env", "test")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert progress.read_text(encoding="utf-8").count("\n") == answered, "a re-run regenerates nothing"
+
+
 def test_viz_build_holds_every_pipeline(project_copy, monkeypatch):
     monkeypatch.chdir(project_copy)
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", "viz", "build"], cwd=project_copy, capture_output=True, text=True,
-        timeout=300,
-    )
+    result = _kedro(project_copy, "viz", "build")
     assert result.returncode == 0, result.stderr[-2000:]
     graph = json.loads((project_copy / "build" / "api" / "main").read_text())
-    built_nodes = {node["name"] for node in graph["nodes"] if node["type"] == "task"}
-    registered = register_pipelines()
-    assert {p["id"] for p in graph["pipelines"]} == set(registered)
-    for name, pipeline in registered.items():
+    built_nodes = {node["full_name"] for node in graph["nodes"] if node["type"] == "task"}
+    package = PROJECT_ROOT / "src" / "fsku_kedro" / "pipelines"
+    names = sorted(p.name for p in package.iterdir() if (p / "pipeline.py").exists())
+    assert {p["id"] for p in graph["pipelines"]} == {"__default__", *names}
+    for name in names:
+        pipeline = importlib.import_module(f"fsku_kedro.pipelines.{name}").create_pipeline()
         assert {node.name for node in pipeline.nodes} <= built_nodes, name
+    assert {"teacher", "student"} <= set(graph["modular_pipelines"]), "generation shows as two stages"

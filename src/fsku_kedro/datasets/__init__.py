@@ -10,15 +10,21 @@ from fsku_kedro.datasets.models import (
     SentenceEmbedderDataset,
     TokenizerDataset,
 )
+from fsku_kedro.datasets.preference_pairs import HFDatasetDictDataset
+from fsku_kedro.datasets.response_store import ResponseStoreDataset
+from fsku_kedro.datasets.user_instructions import UserInstructionsDataset
 
 __all__ = [
     "BM25IndexDataset",
     "BinaryFileDataset",
     "ContentCacheDataset",
     "FaissIndexDataset",
+    "HFDatasetDictDataset",
     "ModelDirectoryDataset",
     "PretrainedModelDataset",
     "RerankerDataset",
+    "ResponseStoreDataset",
     "SentenceEmbedderDataset",
     "TokenizerDataset",
+    "UserInstructionsDataset",
 ]

@@ -36,6 +36,7 @@ def _load_bundle(directory: Path, dtype: str, trust_remote_code: bool, name: str
         model=load_causal_lm(str(directory), dtype=dtype, trust_remote_code=trust_remote_code),
         tokenizer=load_tokenizer(str(directory), trust_remote_code=trust_remote_code),
         name=name or stored,
+        path=str(directory),
     )
 
 
@@ -118,7 +119,9 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
             keep = self._keep_layers
             layers = evenly_spaced_layers(total, keep) if isinstance(keep, int) else list(keep)
             depth_prune(model, layers)
-        return ModelBundle(model=model, tokenizer=tokenizer, name=self._name)
+        source = resolve_source(self._source)
+        loadable_by_path = not source.endswith(".gguf") and self._keep_layers is None
+        return ModelBundle(model=model, tokenizer=tokenizer, name=self._name, path=source if loadable_by_path else None)
 
     def load(self) -> ModelBundle:
         if self._cache_dir is not None and self._cache_is_current():
@@ -133,6 +136,7 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
             shutil.rmtree(self._cache_dir, ignore_errors=True)
             staging.rename(self._cache_dir)
             logger.info("Cached %s as safetensors in %s", self._source, self._cache_dir)
+            bundle.path = str(self._cache_dir)
         return bundle
 
     def save(self, data: Any) -> None:

@@ -13,6 +13,7 @@ class ModelBundle:
     model: Any
     tokenizer: Any
     name: str
+    path: str | None = None  # a directory holding the weights, for backends that load by path (vLLM)
 
     @property
     def num_parameters(self) -> int:

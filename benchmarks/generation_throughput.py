@@ -1,0 +1,103 @@
+"""transformers backend on CPU with the default student: tokens/s batched vs one prompt at a time,
+and the cost of resuming a run stopped half way.
+
+    python benchmarks/generation_throughput.py [--prompts 32] [--max-new-tokens 64]
+
+Target: batched generation (batch >= 8) at least 3x the tokens/s of one prompt at a time.
+The resume figure compares (first half + restart) with one uninterrupted run over the same
+prompts; the restart reads the progress file and generates only the missing half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from string import Template
+
+import pandas as pd
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from fsku_kedro.generation.backends import GenerationParams, TransformersBackend
+from fsku_kedro.generation.store import ResponseStore
+from fsku_kedro.pipelines.response_generation.nodes import generate_responses, prompt_id
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    bootstrap_project(ROOT)
+    with KedroSession.create(project_path=ROOT) as session:
+        catalog = session.load_context().catalog
+        student = catalog.load("student_model")
+        questions = catalog.load("sample_questions")
+        templates = {name: load() for name, load in catalog.load("prompt_templates").items()}
+    template = Template(templates["answer_multiple_choice"])
+    prompts = [template.substitute(question=q) for q in questions["Question"].head(args.prompts)]
+    chats = [[{"role": "user", "content": p}] for p in prompts]
+    params = GenerationParams(max_new_tokens=args.max_new_tokens)  # tokens/s counts tokens actually produced
+
+    rows = []
+    for batch_size in [1, *args.batch_sizes]:
+        backend = TransformersBackend(student, batch_size=batch_size, show_progress=False)
+        subset = chats if batch_size > 1 else chats[: max(8, args.prompts // 4)]
+        start = time.perf_counter()
+        completions = backend.generate(subset, params)
+        elapsed = time.perf_counter() - start
+        tokens = sum(c.completion_tokens for c in completions)
+        rows.append({"batch": batch_size, "prompts": len(subset), "tokens": tokens, "seconds": elapsed,
+                     "tokens/s": tokens / elapsed})
+    table = pd.DataFrame(rows)
+    base = table.loc[table.batch == 1, "tokens/s"].item()
+    table["speed-up"] = table["tokens/s"] / base
+
+    prompt_set = pd.DataFrame({"prompt_id": [prompt_id(p) for p in prompts], "prompt": prompts})
+    settings = {"batch_size": 8, "max_new_tokens": args.max_new_tokens, "do_sample": False}
+    with tempfile.TemporaryDirectory() as scratch:
+        start = time.perf_counter()
+        generate_responses(prompt_set, student, ResponseStore(Path(scratch) / "full.jsonl"), settings)
+        full = time.perf_counter() - start
+        store = ResponseStore(Path(scratch) / "resumed.jsonl")
+        start = time.perf_counter()
+        generate_responses(prompt_set.iloc[: len(prompt_set) // 2], student, store, settings)  # stopped at 50 %
+        first_half = time.perf_counter() - start
+        start = time.perf_counter()
+        generate_responses(prompt_set, student, store, settings)  # the restart
+        restart = time.perf_counter() - start
+
+    print(f"default student: {student.name}, {student.num_parameters / 1e6:.1f}M parameters, greedy, "
+          f"max_new_tokens={args.max_new_tokens}")
+    print("| batch | prompts | tokens | seconds | tokens/s | speed-up vs 1 |")
+    print("|---|---|---|---|---|---|")
+    for row in table.to_dict("records"):
+        print(f"| {row['batch']} | {row['prompts']} | {row['tokens']} | {row['seconds']:.1f} | "
+              f"{row['tokens/s']:.1f} | {row['speed-up']:.2f}x |")
+    overhead = (first_half + restart) / full - 1
+    print()
+    print("| resume at 50 % | seconds |")
+    print("|---|---|")
+    print(f"| uninterrupted run | {full:.1f} |")
+    print(f"| first half, then stopped | {first_half:.1f} |")
+    print(f"| restart (reads progress, generates the rest) | {restart:.1f} |")
+    print(f"| overhead of stopping and resuming | {overhead * 100:+.1f} % |")
+    best = table.loc[table.batch >= 8, "speed-up"].max()
+    if best < 3.0:
+        print(f"TARGET MISSED: best batched speed-up {best:.2f}x < 3x")
+        return 1
+    print(f"target met: batched speed-up {best:.2f}x >= 3x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

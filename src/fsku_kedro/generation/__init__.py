@@ -1,0 +1,1 @@
+"""Generating responses: backends and resumable response stores."""

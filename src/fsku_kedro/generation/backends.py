@@ -1,0 +1,178 @@
+"""Text generation behind one interface: transformers (default, CPU or GPU) and vLLM (GPU extra).
+
+A request is a chat (a list of ``{"role", "content"}`` messages); each backend applies the
+model's own chat template and returns the completion with its finish reason and token counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from fsku_kedro.models.bundle import ModelBundle
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 128
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> GenerationParams:
+        fields = cls.__dataclass_fields__
+        return cls(**{key: value for key, value in parameters.items() if key in fields})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" (end of sequence) or "length" (max_new_tokens reached)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class GenerationBackend(Protocol):
+    model_name: str
+
+    def generate(self, chats: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]: ...
+
+
+class TransformersBackend:
+    """Batched ``generate`` with left padding; prompts are sorted by length so batches waste
+    little padding, and results come back in input order."""
+
+    def __init__(self, bundle: ModelBundle, batch_size: int = 8, show_progress: bool = True):
+        self.bundle = bundle
+        self.model_name = bundle.name
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+
+    def render(self, chat: list[dict[str, str]]) -> str:
+        return self.bundle.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, chats: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
+        import torch
+
+        tokenizer, model = self.bundle.tokenizer, self.bundle.model
+        tokenizer.padding_side = "left"
+        encoded = [tokenizer(self.render(chat), add_special_tokens=False)["input_ids"] for chat in chats]
+        order = sorted(range(len(chats)), key=lambda i: -len(encoded[i]))
+        configured = model.generation_config.eos_token_id
+        configured = [configured] if isinstance(configured, int) else list(configured or [])
+        eos_ids = {tokenizer.eos_token_id, *configured} - {None}
+        results: dict[int, Completion] = {}
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for batch in tqdm(batches, desc=f"generate ({self.model_name})", disable=not self.show_progress):
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            if params.do_sample:
+                torch.manual_seed(params.seed)
+            with torch.no_grad():
+                output = model.generate(
+                    **inputs,
+                    max_new_tokens=params.max_new_tokens,
+                    do_sample=params.do_sample,
+                    temperature=params.temperature if params.do_sample else None,
+                    top_p=params.top_p if params.do_sample else None,
+                    top_k=None,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=sorted(eos_ids),
+                )
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            for row, index in enumerate(batch):
+                tokens = new_tokens[row].tolist()
+                stop = next((pos for pos, token in enumerate(tokens) if token in eos_ids), None)
+                kept = tokens if stop is None else tokens[:stop]
+                results[index] = Completion(
+                    text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                    finish_reason="length" if stop is None else "stop",
+                    prompt_tokens=len(encoded[index]),
+                    completion_tokens=len(kept) + (0 if stop is None else 1),
+                )
+        return [results[i] for i in range(len(chats))]
+
+
+class VLLMBackend:
+    """vLLM ``LLM.chat`` with ``SamplingParams``; a LoRA adapter is served with ``LoRARequest``."""
+
+    def __init__(
+        self,
+        model_path: str,
+        model_name: str,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        lora_path: str | None = None,
+        dtype: str = "auto",
+    ):
+        try:
+            from vllm import LLM
+        except ImportError as error:
+            raise ImportError(
+                "the vllm backend needs the GPU extra: pip install -e '.[gpu]' on a CUDA machine"
+            ) from error
+        self.model_name = model_name
+        self._lora = None
+        if lora_path:
+            from vllm.lora.request import LoRARequest
+
+            self._lora = LoRARequest("student", 1, lora_path)
+        self._llm = LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_lora=lora_path is not None,
+            dtype=dtype,
+        )
+
+    def generate(self, chats: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
+        from vllm import SamplingParams
+
+        sampling = SamplingParams(
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature if params.do_sample else 0.0,
+            top_p=params.top_p if params.do_sample else 1.0,
+            seed=params.seed,
+        )
+        outputs = self._llm.chat(chats, sampling, lora_request=self._lora, use_tqdm=True)
+        return [
+            Completion(
+                text=out.outputs[0].text.strip(),
+                finish_reason="length" if out.outputs[0].finish_reason == "length" else "stop",
+                prompt_tokens=len(out.prompt_token_ids),
+                completion_tokens=len(out.outputs[0].token_ids),
+            )
+            for out in outputs
+        ]
+
+
+def make_backend(bundle: ModelBundle, parameters: dict[str, Any]) -> GenerationBackend:
+    """The backend named by ``parameters["backend"]``; vLLM is imported only when selected."""
+    backend = parameters.get("backend", "transformers")
+    if backend == "transformers":
+        return TransformersBackend(bundle, batch_size=parameters.get("batch_size", 8))
+    if backend == "vllm":
+        if not bundle.path:
+            raise ValueError(f"the vllm backend needs a model directory; {bundle.name} has none")
+        return VLLMBackend(
+            model_path=bundle.path,
+            model_name=bundle.name,
+            tensor_parallel_size=parameters.get("tensor_parallel_size", 1),
+            gpu_memory_utilization=parameters.get("gpu_memory_utilization", 0.85),
+            max_model_len=parameters.get("max_model_len"),
+            lora_path=parameters.get("lora_path"),
+        )
+    raise ValueError(f"unknown generation backend {backend!r}; choose one of {BACKENDS}")

@@ -1,0 +1,60 @@
+"""An append-only JSONL file of finished responses: what makes generation resumable.
+
+Every record is written and flushed to disk as soon as its batch completes. A run killed at
+any point leaves whole lines (a torn last line is ignored), and a restarted run skips every
+prompt already answered with the same model and generation settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(model_name: str, settings: dict[str, Any]) -> str:
+    """Identifies what produced a response; records from other models or settings are not reused."""
+    return hashlib.sha256(json.dumps([model_name, settings], sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ResponseStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.skipped_lines = 0
+
+    def finished(self, run_fingerprint: str) -> dict[str, dict[str, Any]]:
+        """Records already on disk for this fingerprint, by prompt_id (the last one wins)."""
+        done: dict[str, dict[str, Any]] = {}
+        self.skipped_lines = 0
+        if not self.path.exists():
+            return done
+        with self.path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                try:
+                    record = json.loads(line)
+                    if record["fingerprint"] == run_fingerprint:
+                        done[record["prompt_id"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    self.skipped_lines += 1
+                    logger.warning("%s: line %d is not a complete record; it will be regenerated", self.path, number)
+        return done
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            if handle.tell() > 0 and not self._ends_with_newline():
+                handle.write("\n")  # close a line torn by a kill
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"

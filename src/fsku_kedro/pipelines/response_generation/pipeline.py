@@ -1,0 +1,61 @@
+"""response_generation: chunks -> synthetic QA -> prompt set -> teacher and student responses -> pairs.
+
+Generation is one template pipeline instantiated under the namespaces ``teacher`` and
+``student``, so both show as stages in kedro-viz and read their own parameters
+(``teacher.generation``, ``student.generation``).
+"""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import build_pairs, build_prompt_set, generate_responses, write_synthetic_qa
+
+
+def generation_template() -> Pipeline:
+    return pipeline(
+        [
+            node(
+                generate_responses,
+                inputs=["prompt_set", "model", "response_store", "params:generation"],
+                outputs="responses",
+                name="generate_responses",
+            )
+        ]
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    prepare = pipeline(
+        [
+            node(
+                write_synthetic_qa,
+                inputs=["chunks", "teacher_model", "prompt_templates", "params:response_generation.synthetic_qa"],
+                outputs=["synthetic_qa", "synthetic_qa_report"],
+                name="write_synthetic_qa",
+            ),
+            node(
+                build_prompt_set,
+                inputs=[
+                    "synthetic_qa",
+                    "sample_questions",
+                    "user_instructions",
+                    "prompt_templates",
+                    "params:response_generation.prompt_set",
+                ],
+                outputs="prompt_set",
+                name="build_prompt_set",
+            ),
+        ]
+    )
+    teacher = pipeline(generation_template(), namespace="teacher", inputs={"prompt_set": "prompt_set", "model": "teacher_model"})
+    student = pipeline(generation_template(), namespace="student", inputs={"prompt_set": "prompt_set", "model": "student_model"})
+    pairs = pipeline(
+        [
+            node(
+                build_pairs,
+                inputs=["prompt_set", "teacher.responses", "student.responses", "params:response_generation.pairs"],
+                outputs=["pair_dataset", "pair_report", "pair_metrics"],
+                name="build_pairs",
+            )
+        ]
+    )
+    return pipeline(prepare + teacher + student + pairs, tags="response_generation")

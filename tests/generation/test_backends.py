@@ -1,0 +1,67 @@
+import pytest
+
+from fsku_kedro.generation.backends import GenerationParams, TransformersBackend, make_backend
+from fsku_kedro.models import ModelBundle
+from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+
+QUESTIONS = [
+    "전자금융거래법의 목적은?",
+    "접근매체를 분실한 이용자는 무엇을 해야 하는가? 금융회사에 즉시 알려야 하는지 설명하세요.",
+    "망분리",
+    "개인정보 유출 통지 기한과 그 대상, 그리고 통지해야 할 내용을 모두 설명하세요.",
+    "AES",
+    "클라우드 서비스 이용 절차는?",
+    "전자서명의 효력은 무엇인가?",
+    "랜섬웨어 감염 시 첫 조치는?",
+    "CISO의 역할",
+    "신용정보의 보존 기간은 몇 년인가?",
+]
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_llama_dir):
+    return ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny", str(tiny_llama_dir))
+
+
+def chats(texts):
+    return [[{"role": "user", "content": text}] for text in texts]
+
+
+def test_batched_greedy_equals_one_at_a_time(bundle):
+    params = GenerationParams(max_new_tokens=12)
+    batched = TransformersBackend(bundle, batch_size=8, show_progress=False).generate(chats(QUESTIONS), params)
+    single = TransformersBackend(bundle, batch_size=1, show_progress=False).generate(chats(QUESTIONS), params)
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in single]
+
+
+def test_results_keep_input_order_and_report_finish(bundle):
+    backend = TransformersBackend(bundle, batch_size=4, show_progress=False)
+    completions = backend.generate(chats(QUESTIONS), GenerationParams(max_new_tokens=5))
+    assert len(completions) == len(QUESTIONS)
+    for question, completion in zip(QUESTIONS, completions):
+        assert completion.prompt_tokens == len(bundle.tokenizer(backend.render(chats([question])[0]),
+                                                                add_special_tokens=False)["input_ids"])
+        assert completion.finish_reason in {"stop", "length"}
+        assert completion.completion_tokens <= 5
+        if completion.finish_reason == "length":
+            assert completion.completion_tokens == 5
+
+
+def test_seeded_sampling_is_reproducible(bundle):
+    backend = TransformersBackend(bundle, batch_size=4, show_progress=False)
+    params = GenerationParams(max_new_tokens=10, do_sample=True, temperature=1.0, seed=3)
+    first = [c.text for c in backend.generate(chats(QUESTIONS[:4]), params)]
+    assert first == [c.text for c in backend.generate(chats(QUESTIONS[:4]), params)]
+
+
+def test_backend_selection(bundle):
+    assert isinstance(make_backend(bundle, {"backend": "transformers", "batch_size": 2}), TransformersBackend)
+    with pytest.raises(ValueError, match="unknown generation backend"):
+        make_backend(bundle, {"backend": "tgi"})
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"pip install -e '\.\[gpu\]'"):
+            make_backend(bundle, {"backend": "vllm"})

@@ -1,0 +1,162 @@
+"""Prompt set, pairs and user data of the response_generation pipeline, plus the pipeline's shape."""
+
+import json
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.io.core import DatasetError, Version
+from kedro.runner import SequentialRunner
+
+from fsku_kedro.datasets import HFDatasetDictDataset, UserInstructionsDataset
+from fsku_kedro.pipelines.response_generation import create_pipeline
+from fsku_kedro.pipelines.response_generation.nodes import build_pairs, build_prompt_set, prompt_id
+from tests.conftest import PROJECT_ROOT, SAMPLE_DIR
+
+TEMPLATES = {p.stem: p.read_text for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
+PROMPT_SET = {"sample_train_share": 0.5, "validation_share": 0.25, "seed": 0}
+
+
+def sample_questions():
+    return pd.read_csv(SAMPLE_DIR / "test.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+
+
+def no_user_data():
+    return pd.DataFrame(columns=["prompt", "reference", "line"])
+
+
+def test_prompt_set_is_never_empty_and_splits_cleanly():
+    synthetic = pd.DataFrame(
+        [
+            {"qa_id": "q1", "question_type": "multiple_choice", "question": "등록 자본금은?", "answer": "2",
+             "choices": {"1": "1억 원", "2": "3억 원", "3": "5억 원", "4": "7억 원"}, "keywords": [],
+             "context_chunk_ids": ["c1"], "teacher_model": "t", "overall_quality_score": 8.0,
+             "difficulty_level": "medium", "student_loss": None},
+        ]
+    )
+    users = pd.DataFrame({"prompt": ["망분리를 설명하세요.", "망분리를 설명하세요.  "], "reference": ["", ""],
+                          "line": [1, 2]})
+    prompts = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
+    assert prompts["prompt_id"].is_unique, "duplicates (up to spacing) are removed"
+    assert set(prompts["source"]) == {"synthetic", "sample", "user"}
+    n_sample = (prompts["source"] == "sample").sum()
+    assert 0 < n_sample < len(sample_questions()), "only the sample questions' train split joins"
+    assert set(prompts["split"]) == {"train", "validation"}
+    synthetic_prompt = prompts[prompts.source == "synthetic"]["prompt"].item()
+    assert "등록 자본금은?\n1 1억 원\n2 3억 원" in synthetic_prompt, "items are written in the competition format"
+    again = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
+    pd.testing.assert_frame_equal(prompts, again)
+    only_samples = build_prompt_set(synthetic.iloc[0:0], sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
+    assert len(only_samples) == n_sample
+    by_prompt = only_samples.groupby("prompt")["split"].nunique()
+    assert (by_prompt == 1).all()
+
+
+def _responses(prompts, texts, tokens=10):
+    return pd.DataFrame(
+        [{"prompt_id": pid, "prompt": p, "response": t, "prompt_tokens": tokens, "completion_tokens": tokens}
+         for pid, p, t in zip(prompts["prompt_id"], prompts["prompt"], texts)]
+    )
+
+
+def test_pairs_edge_cases():
+    texts = [f"질문 {i}" for i in range(7)]
+    prompts = pd.DataFrame({"prompt_id": [prompt_id(t) for t in texts], "prompt": texts,
+                            "split": ["train"] * 5 + ["validation"] * 2})
+    teacher = _responses(prompts, ["교사 답"] * 7)
+    student = _responses(prompts, ["학생 답"] * 7)
+    student.loc[1, "response"] = "   "                       # empty generation
+    teacher.loc[2, ["prompt_tokens", "completion_tokens"]] = [900, 300]  # over length
+    student.loc[3, "prompt"] = "다른 질문"                     # same id, different prompt text
+    teacher = teacher.drop(index=4)                             # student only
+    student = student.drop(index=6)                             # teacher only
+    dataset, report, metrics = build_pairs(prompts, teacher, student, {"max_total_tokens": 1024})
+    counts = dict(zip(report["outcome"], report["pairs"]))
+    assert counts == {"empty generation": 1, "over length": 1, "prompt text mismatch": 1, "student only": 1,
+                      "teacher only": 1, "pairs train": 1, "pairs validation": 1}
+    assert metrics["pairs.over_length"]["value"] == 1.0
+    row = dataset["train"][0]
+    assert row["prompt"] == [{"role": "user", "content": "질문 0"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "교사 답"}]
+    assert row["rejected"] == [{"role": "assistant", "content": "학생 답"}]
+    assert dataset["validation"][0]["prompt_id"] == prompts["prompt_id"][5]
+
+
+def test_pairs_fail_clearly_when_nothing_is_left():
+    prompts = pd.DataFrame({"prompt_id": ["a"], "prompt": ["질문"], "split": ["train"]})
+    with pytest.raises(ValueError, match="no usable training pair"):
+        build_pairs(prompts, _responses(prompts, [""]), _responses(prompts, ["x"]), {"max_total_tokens": 100})
+
+
+def test_pair_dataset_round_trip(tmp_path):
+    texts = ["가", "나"]
+    prompts = pd.DataFrame({"prompt_id": [prompt_id(t) for t in texts], "prompt": texts, "split": ["train"] * 2})
+    dataset, _, _ = build_pairs(prompts, _responses(prompts, ["a", "b"]), _responses(prompts, ["c", "d"]),
+                                {"max_total_tokens": 100})
+    store = HFDatasetDictDataset(filepath=str(tmp_path / "pairs"), version=Version(None, None))
+    store.save(dataset)
+    loaded = HFDatasetDictDataset(filepath=str(tmp_path / "pairs"), version=Version(None, None)).load()
+    assert loaded["train"].to_list() == dataset["train"].to_list()
+
+
+def test_user_instructions_skip_and_count_bad_rows(tmp_path):
+    path = tmp_path / "extra.jsonl"
+    lines = [json.dumps({"instruction": "암호키 관리 원칙을 설명하세요.", "output": "분리 보관"}, ensure_ascii=False),
+             "{not json", json.dumps({"text": "프롬프트 없음"}, ensure_ascii=False), "[1, 2]"]
+    path.write_bytes(("\n".join(lines) + "\n").encode() + "망분리".encode("cp949") + b"\n")
+    frame = UserInstructionsDataset(filepath=str(path)).load()
+    assert frame["prompt"].tolist() == ["암호키 관리 원칙을 설명하세요."] and frame["reference"].tolist() == ["분리 보관"]
+    skipped = frame.attrs["skipped"]
+    assert len(skipped) == 4 and any("line 2: malformed JSON" in s for s in skipped)
+    assert any("line 5: not decodable" in s for s in skipped)
+    csv_path = tmp_path / "extra.csv"
+    csv_path.write_bytes("prompt,reference\n전자서명의 효력은?,\n".encode("cp949"))
+    assert UserInstructionsDataset(filepath=str(csv_path)).load()["prompt"].tolist() == ["전자서명의 효력은?"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"no usable instruction in .*bad.jsonl"):
+        UserInstructionsDataset(filepath=str(bad)).load()
+    assert UserInstructionsDataset(filepath=str(tmp_path / "absent.jsonl")).load().empty
+
+
+def test_generation_is_one_template_under_two_namespaces():
+    nodes = {node.name: node for node in create_pipeline().nodes}
+    assert {"teacher.generate_responses", "student.generate_responses"} <= set(nodes)
+    assert nodes["teacher.generate_responses"].inputs == [
+        "prompt_set", "teacher_model", "teacher.response_store", "params:teacher.generation"]
+    assert nodes["student.generate_responses"].outputs == ["student.responses"]
+
+
+def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
+    from fsku_kedro.datasets import PretrainedModelDataset, ResponseStoreDataset
+
+    chunks = pd.DataFrame({"chunk_id": ["c1", "c2"], "chunk_type": ["body", "article"],
+                           "content": ["망분리는 업무망과 인터넷망을 나누는 통제이다.", "접근매체 분실 시 즉시 신고한다."]})
+    # Sampling: a random tiny model's greedy choice is often a lone newline, an empty answer.
+    generation = {"backend": "transformers", "batch_size": 4, "max_new_tokens": 6, "do_sample": True, "seed": 0}
+    data = {
+        "chunks": chunks,
+        "teacher_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-teacher").load(),
+        "student_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-student", keep_layers=2).load(),
+        "prompt_templates": TEMPLATES,
+        "sample_questions": sample_questions(),
+        "user_instructions": no_user_data(),
+        "params:response_generation.synthetic_qa": {
+            "max_chunks": 2, "multiple_choice_share": 0.5, "min_judge_score": 7.0, "max_regenerations": 1,
+            "near_duplicate_threshold": 0.8, "seed": 0, "backend": {"backend": "transformers", "batch_size": 4},
+            "writer": {"max_new_tokens": 8, "do_sample": True, "seed": 0}, "judge": {"max_new_tokens": 2}},
+        "params:response_generation.prompt_set": PROMPT_SET,
+        "params:response_generation.pairs": {"max_total_tokens": 1024},
+        "params:teacher.generation": generation,
+        "params:student.generation": generation,
+    }
+    catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
+    for side in ("teacher", "student"):
+        catalog[f"{side}.response_store"] = ResponseStoreDataset(str(tmp_path / f"{side}.jsonl"))
+    SequentialRunner().run(create_pipeline(), catalog)
+    answered = [json.loads(line) for line in (tmp_path / "teacher.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {record["model"] for record in answered} == {"tiny-teacher"}
+    report = catalog.load("pair_report").set_index("outcome")["pairs"]
+    assert report["pairs train"] + report.get("pairs validation", 0) + report.get("empty generation", 0) == len(answered)
+    assert catalog.load("pair_dataset")["train"].column_names == ["prompt_id", "prompt", "chosen", "rejected"]
+    assert catalog.load("synthetic_qa_report")["items"].sum() == 2, "both planned items are accounted for"
