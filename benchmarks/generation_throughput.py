@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -51,12 +51,11 @@ def main() -> int:
     rows = []
     for batch_size in [1, *args.batch_sizes]:
         backend = TransformersBackend(student, batch_size=batch_size, show_progress=False)
-        subset = chats if batch_size > 1 else chats[: max(8, args.prompts // 4)]
         start = time.perf_counter()
-        completions = backend.generate(subset, params)
+        completions = backend.generate(chats, params)  # the same prompts for every batch size
         elapsed = time.perf_counter() - start
         tokens = sum(c.completion_tokens for c in completions)
-        rows.append({"batch": batch_size, "prompts": len(subset), "tokens": tokens, "seconds": elapsed,
+        rows.append({"batch": batch_size, "prompts": len(chats), "tokens": tokens, "seconds": elapsed,
                      "tokens/s": tokens / elapsed})
     table = pd.DataFrame(rows)
     base = table.loc[table.batch == 1, "tokens/s"].item()

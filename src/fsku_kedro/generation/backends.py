@@ -54,11 +54,20 @@ class TransformersBackend:
     """Batched ``generate`` with left padding; prompts are sorted by length so batches waste
     little padding, and results come back in input order."""
 
-    def __init__(self, bundle: ModelBundle, batch_size: int = 8, show_progress: bool = True):
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        batch_size: int = 8,
+        show_progress: bool = True,
+        cache_implementation: str | None = "static",
+    ):
         self.bundle = bundle
         self.model_name = bundle.name
         self.batch_size = batch_size
         self.show_progress = show_progress
+        # A pre-allocated KV cache avoids re-copying the growing cache at every decoding step
+        # (measured 153 -> 126 ms per step at batch 16 on a 2-core CPU).
+        self.cache_implementation = cache_implementation
 
     def render(self, chat: list[dict[str, str]]) -> str:
         return self.bundle.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
@@ -89,6 +98,7 @@ class TransformersBackend:
                     top_k=None,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=sorted(eos_ids),
+                    cache_implementation=self.cache_implementation,
                 )
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             for row, index in enumerate(batch):
@@ -163,7 +173,11 @@ def make_backend(bundle: ModelBundle, parameters: dict[str, Any]) -> GenerationB
     """The backend named by ``parameters["backend"]``; vLLM is imported only when selected."""
     backend = parameters.get("backend", "transformers")
     if backend == "transformers":
-        return TransformersBackend(bundle, batch_size=parameters.get("batch_size", 8))
+        return TransformersBackend(
+            bundle,
+            batch_size=parameters.get("batch_size", 8),
+            cache_implementation=parameters.get("cache_implementation", "static"),
+        )
     if backend == "vllm":
         if not bundle.path:
             raise ValueError(f"the vllm backend needs a model directory; {bundle.name} has none")

@@ -184,12 +184,17 @@ def generate_responses(
     shard, shards = parameters.get("shard_index", 0), parameters.get("num_shards", 1)
     if not 0 <= shard < shards:
         raise ValueError(f"shard_index {shard} is outside 0..{shards - 1}")
-    run = fingerprint(model.name, {**params.as_dict(), "system_prompt": parameters.get("system_prompt")})
+    # A retrained model must be saved under a new name or path, or its old answers would be reused.
+    run = fingerprint(
+        model.name, {**params.as_dict(), "system_prompt": parameters.get("system_prompt"), "path": model.path}
+    )
     mine = prompt_set[[_in_shard(pid, shard, shards) for pid in prompt_set["prompt_id"]]]
     done = response_store.finished(run)
     todo = mine[~mine["prompt_id"].isin(done)]
     todo = todo.iloc[np.argsort(-todo["prompt"].str.len().to_numpy(), kind="stable")]
-    logger.info("%s: %d prompts in shard %d/%d, %d already answered", model.name, len(mine), shard, shards, len(mine) - len(todo))
+    logger.info(
+        "%s: %d prompts in shard %d/%d, %d already answered", model.name, len(mine), shard, shards, len(mine) - len(todo)
+    )
     if len(todo):
         backend = make_backend(model, parameters)
         if hasattr(backend, "show_progress"):
