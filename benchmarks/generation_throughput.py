@@ -26,6 +26,8 @@ from fsku_kedro.generation.backends import GenerationParams, TransformersBackend
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.pipelines.response_generation.nodes import generate_responses, prompt_id
 
+from report import print_table, verdict
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,25 +79,21 @@ def main() -> int:
 
     print(f"default student: {student.name}, {student.num_parameters / 1e6:.1f}M parameters, greedy, "
           f"max_new_tokens={args.max_new_tokens}")
-    print("| batch | prompts | tokens | seconds | tokens/s | speed-up vs 1 |")
-    print("|---|---|---|---|---|---|")
-    for row in table.to_dict("records"):
-        print(f"| {row['batch']} | {row['prompts']} | {row['tokens']} | {row['seconds']:.1f} | "
-              f"{row['tokens/s']:.1f} | {row['speed-up']:.2f}x |")
+    print_table(
+        ["batch", "prompts", "tokens", "seconds", "tokens/s", "speed-up vs 1"],
+        [[r["batch"], r["prompts"], r["tokens"], f"{r['seconds']:.1f}", f"{r['tokens/s']:.1f}", f"{r['speed-up']:.2f}x"]
+         for r in table.to_dict("records")],
+    )
     overhead = (first_half + restart) / full - 1
     print()
-    print("| resume at 50 % | seconds |")
-    print("|---|---|")
-    print(f"| uninterrupted run | {full:.1f} |")
-    print(f"| first half, then stopped | {first_half:.1f} |")
-    print(f"| restart (reads progress, generates the rest) | {restart:.1f} |")
-    print(f"| overhead of stopping and resuming | {overhead * 100:+.1f} % |")
+    print_table(
+        ["resume at 50 %", "seconds"],
+        [["uninterrupted run", f"{full:.1f}"], ["first half, then stopped", f"{first_half:.1f}"],
+         ["restart (reads progress, generates the rest)", f"{restart:.1f}"],
+         ["overhead of stopping and resuming", f"{overhead * 100:+.1f} %"]],
+    )
     best = table.loc[table.batch >= 8, "speed-up"].max()
-    if best < 3.0:
-        print(f"TARGET MISSED: best batched speed-up {best:.2f}x < 3x")
-        return 1
-    print(f"target met: batched speed-up {best:.2f}x >= 3x")
-    return 0
+    return verdict(best >= 3.0, f"best batched (batch >= 8) speed-up {best:.2f}x, target >= 3x")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ from pathlib import Path
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from report import print_table, verdict
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,17 +30,16 @@ def main() -> int:
         report = session.load_context().catalog.load("retrieval_report")
     columns = [c for c in report.columns if c.startswith("recall@")] + ["mrr"]
     print(f"{int(report['questions'].iloc[0])} labelled questions, {int(report['unresolved'].iloc[0])} unresolved")
-    print("| retriever | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for row in report.to_dict("records"):
-        print(f"| {row['retriever']} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
+    print_table(
+        ["retriever", *columns],
+        [[row["retriever"], *(f"{row[c]:.3f}" for c in columns)] for row in report.to_dict("records")],
+    )
     by_name = report.set_index("retriever")["recall@5"]
     best_single = max(by_name["bm25"], by_name["dense"])
-    if by_name["hybrid"] < best_single:
-        print(f"TARGET MISSED: hybrid recall@5 {by_name['hybrid']:.3f} < best single {best_single:.3f}")
-        return 1
-    print(f"target met: hybrid recall@5 {by_name['hybrid']:.3f} >= max(BM25, dense) {best_single:.3f}")
-    return 0
+    return verdict(
+        by_name["hybrid"] >= best_single,
+        f"hybrid recall@5 {by_name['hybrid']:.3f}, target >= max(BM25, dense) {best_single:.3f}",
+    )
 
 
 if __name__ == "__main__":
