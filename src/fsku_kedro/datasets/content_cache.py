@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 class ContentCacheDataset(AbstractDataset[dict, dict]):
     """A mapping ``key -> value`` where values are float32 ``vectors`` or lists of ``tokens``.
 
-    Loads as empty when nothing was cached yet or the file cannot be read. Point two catalog entries at the same file
-    (one read, one written) to update it from a node.
+    Loads as empty when nothing was cached yet or the file cannot be read. Point two catalog
+    entries at the same file (one read, one written) to update it from a node.
     """
 
     VALUE_KINDS = ("vectors", "tokens")

@@ -60,18 +60,15 @@ class UserInstructionsDataset(AbstractDataset[None, pd.DataFrame]):
         if self._filepath is None or not self._filepath.exists():
             return frame
         lines = self._lines()
-        skipped: list[str] = []
+        skipped = [f"{self._filepath}: line {n}: not decodable" for n, line in lines if line is None]
+        lines = [(n, line) for n, line in lines if line is not None]
         records: list[tuple[int, dict[str, Any]]] = []
         if self._filepath.suffix.lower() == ".csv":
-            text = "\n".join(line for _, line in lines if line is not None)
-            skipped += [f"{self._filepath}: line {n}: not decodable" for n, line in lines if line is None]
+            text = "\n".join(line for _, line in lines)
             for offset, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
                 records.append((offset, row))
         else:
             for number, line in lines:
-                if line is None:
-                    skipped.append(f"{self._filepath}: line {number}: not decodable")
-                    continue
                 if not line.strip():
                     continue
                 try:

@@ -169,13 +169,14 @@ class VLLMBackend:
         ]
 
 
-def make_backend(bundle: ModelBundle, parameters: dict[str, Any]) -> GenerationBackend:
+def make_backend(bundle: ModelBundle, parameters: dict[str, Any], show_progress: bool = True) -> GenerationBackend:
     """The backend named by ``parameters["backend"]``; vLLM is imported only when selected."""
     backend = parameters.get("backend", "transformers")
     if backend == "transformers":
         return TransformersBackend(
             bundle,
             batch_size=parameters.get("batch_size", 8),
+            show_progress=show_progress,
             cache_implementation=parameters.get("cache_implementation", "static"),
         )
     if backend == "vllm":

@@ -172,7 +172,7 @@ def build_prompt_set(
 
 
 def _in_shard(pid: str, index: int, count: int) -> bool:
-    return int(hashlib.sha256(pid.encode()).hexdigest()[:8], 16) % count == index
+    return int(_unit_hash("shard", pid) * count) == index
 
 
 def generate_responses(
@@ -196,9 +196,7 @@ def generate_responses(
         "%s: %d prompts in shard %d/%d, %d already answered", model.name, len(mine), shard, shards, len(mine) - len(todo)
     )
     if len(todo):
-        backend = make_backend(model, parameters)
-        if hasattr(backend, "show_progress"):
-            backend.show_progress = False
+        backend = make_backend(model, parameters, show_progress=False)  # progress is shown per flush below
         step = parameters.get("batch_size", 8) * parameters.get("batches_per_flush", 1)
         for start in tqdm(range(0, len(todo), step), desc=f"responses ({model.name})"):
             part = todo.iloc[start : start + step]
