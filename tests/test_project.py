@@ -49,6 +49,14 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_l
         "student": {"generation": generation},
     }
     (test_env / "parameters_response_generation.yml").write_text(yaml.safe_dump(small), encoding="utf-8")
+    distillation = {
+        "distillation": {
+            "lora": {"r": 4, "alpha": 8, "target_modules": "all-linear"},
+            "training": {"max_steps": 2, "save_steps": 1, "per_device_train_batch_size": 2},
+            "validation": {"max_pairs": 4, "generation": {"max_new_tokens": 4}},
+        }
+    }
+    (test_env / "parameters_distillation.yml").write_text(yaml.safe_dump(distillation), encoding="utf-8")
     return root
 
 
@@ -126,6 +134,38 @@ def test_response_generation_run_is_versioned_and_resumable(project_copy):
     again = _kedro(project_copy, "run", "--pipeline", "response_generation", "--env", "test")
     assert again.returncode == 0, again.stderr[-3000:]
     assert progress.read_text(encoding="utf-8").count("\n") == answered, "a re-run regenerates nothing"
+
+
+def test_distillation_run_trains_validates_and_logs_every_round(project_copy):
+    data = project_copy / "data"
+    if not list(data.glob("05_model_input/pair_dataset/*")):
+        for name in ("knowledge_base", "response_generation"):
+            assert _kedro(project_copy, "run", "--pipeline", name, "--env", "test").returncode == 0
+    result = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "test")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for artefact in [
+        "06_models/distillation/round_1/student_adapter/*/student_adapter/adapter_model.safetensors",
+        "06_models/distillation/round_2/distilled_student/*/distilled_student/model.safetensors",
+        "06_models/distilled_student/*/distilled_student/config.json",
+        "05_model_input/round_2/pair_dataset/*/pair_dataset/dataset_dict.json",
+        "08_reporting/round_1/training_curves.png/*/training_curves.png",
+        "08_reporting/round_0/validation_report.json/*/validation_report.json",
+        "08_reporting/distillation_summary.csv/*/distillation_summary.csv",
+    ]:
+        assert len(list(data.glob(artefact))) == 1, artefact
+    assert list(data.glob("06_models/distillation/checkpoints/round_1/*/checkpoint-2")), "checkpoints for resume"
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fsku_kedro")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert run.data.params["distillation.loss"] == "distillm_v2"
+    losses = client.get_metric_history(run.info.run_id, "round_1.training_history.loss")
+    assert [m.step for m in losses] == [1, 2]
+    assert client.get_metric_history(run.info.run_id, "round_2.training_history.kl.chosen")
+    for round_name in ("round_0", "round_1", "round_2"):
+        assert 0.0 <= run.data.metrics[f"{round_name}.validation_metrics.fsku_score"] <= 1.0
+    location = Path(run.data.tags["model_location.distilled_student"])
+    assert (location / "model.safetensors").is_file(), "the run points at the weights it produced"
 
 
 def test_viz_build_holds_every_pipeline(project_copy, monkeypatch):

@@ -4,6 +4,8 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
+from fsku_kedro.hooks import ModelLocationHook
+
 # Offline by default: nothing is fetched from a model hub and no telemetry is sent.
 # A user who wants the hub exports HF_HUB_OFFLINE=0 before `kedro run`.
 for _name, _value in {
@@ -24,3 +26,5 @@ CONFIG_LOADER_ARGS = {
     # a catalog entry there replaces the whole entry of the same name.
     "merge_strategy": {"parameters": "soft"},
 }
+
+HOOKS = (ModelLocationHook(),)

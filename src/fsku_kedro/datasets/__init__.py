@@ -4,6 +4,7 @@ from fsku_kedro.datasets.binary_file import BinaryFileDataset
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
 from fsku_kedro.datasets.indices import BM25IndexDataset, FaissIndexDataset
 from fsku_kedro.datasets.models import (
+    LoraAdapterDataset,
     ModelDirectoryDataset,
     PretrainedModelDataset,
     RerankerDataset,
@@ -20,6 +21,7 @@ __all__ = [
     "ContentCacheDataset",
     "FaissIndexDataset",
     "HFDatasetDictDataset",
+    "LoraAdapterDataset",
     "ModelDirectoryDataset",
     "PretrainedModelDataset",
     "RerankerDataset",

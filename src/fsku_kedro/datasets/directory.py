@@ -22,6 +22,7 @@ class LocalDirectoryDataset(AbstractVersionedDataset[Any, Any], abc.ABC):
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict | None = None):
         super().__init__(filepath=PurePosixPath(Path(filepath).as_posix()), version=version)
         self.metadata = metadata
+        self.last_saved_path: Path | None = None
 
     @abc.abstractmethod
     def _write(self, directory: Path, data: Any) -> None: ...
@@ -44,6 +45,7 @@ class LocalDirectoryDataset(AbstractVersionedDataset[Any, Any], abc.ABC):
             if final.exists():  # unversioned: replace the previous artefact
                 shutil.rmtree(final)
             os.replace(staging, final)
+            self.last_saved_path = final.resolve()
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

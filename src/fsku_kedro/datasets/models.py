@@ -267,3 +267,31 @@ class RerankerDataset(AbstractDataset[None, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"kind": self._kind, "source": self._source}
+
+
+class LoraAdapterDataset(LocalDirectoryDataset):
+    """A LoRA adapter (``adapter_config.json`` + ``adapter_model.safetensors``), as PEFT writes it.
+
+    Example::
+
+        student_adapter:
+          type: fsku_kedro.datasets.LoraAdapterDataset
+          filepath: data/06_models/student_adapter
+          versioned: true
+    """
+
+    _WEIGHTS = "adapter_model.safetensors"
+
+    def _write(self, directory: Path, data: Any) -> None:
+        from safetensors.torch import save_file
+
+        data.config.save_pretrained(str(directory))
+        save_file(data.weights, str(directory / self._WEIGHTS))
+
+    def _read(self, directory: Path) -> Any:
+        from peft import PeftConfig
+        from safetensors.torch import load_file
+
+        from fsku_kedro.distillation.merging import LoraAdapter
+
+        return LoraAdapter(config=PeftConfig.from_pretrained(str(directory)), weights=load_file(str(directory / self._WEIGHTS)))

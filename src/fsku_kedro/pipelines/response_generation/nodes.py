@@ -28,6 +28,7 @@ from fsku_kedro.generation.synthetic_qa import (
 )
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.questions import parse_question
+from fsku_kedro.splits import in_sample_train, unit_hash
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ PROMPT_SET_COLUMNS = ["prompt_id", "prompt", "source", "question_type", "referen
 
 def _templates(prompt_templates: dict[str, Callable[[], str]]) -> dict[str, str]:
     return {name.removesuffix(".txt"): load() for name, load in prompt_templates.items()}
-
-
-def _unit_hash(*parts: object) -> float:
-    """A stable number in [0, 1) for seeded, order-independent splits and shards."""
-    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()
-    return int(digest[:12], 16) / float(16**12)
 
 
 def prompt_id(prompt: str) -> str:
@@ -148,7 +143,7 @@ def build_prompt_set(
     for item in validate_records(records, SyntheticQAPair, source="synthetic_qa"):
         add(competition_text(item), item.question_type, "synthetic", item.answer)
     for row in sample_questions.itertuples(index=False):
-        if _unit_hash(seed, "sample", row.ID) < parameters["sample_train_share"]:
+        if in_sample_train(row.ID, seed, parameters["sample_train_share"]):
             question = parse_question(row.ID, row.Question)
             add(row.Question, question.question_type, "sample", "")
     for row in user_instructions.itertuples(index=False):
@@ -159,7 +154,7 @@ def build_prompt_set(
     before = len(frame)
     frame = frame.drop_duplicates("prompt_id").reset_index(drop=True)
     frame["split"] = [
-        "validation" if _unit_hash(seed, "split", pid) < parameters["validation_share"] else "train"
+        "validation" if unit_hash(seed, "split", pid) < parameters["validation_share"] else "train"
         for pid in frame["prompt_id"]
     ]
     logger.info(
@@ -172,7 +167,7 @@ def build_prompt_set(
 
 
 def _in_shard(pid: str, index: int, count: int) -> bool:
-    return int(_unit_hash("shard", pid) * count) == index
+    return int(unit_hash("shard", pid) * count) == index
 
 
 def generate_responses(

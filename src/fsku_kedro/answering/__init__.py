@@ -1,0 +1,1 @@
+"""Answering competition questions with a causal LM."""

@@ -1,0 +1,1 @@
+"""Contrastive distillation on TRL: losses, schedules, trainer, merging and validation."""

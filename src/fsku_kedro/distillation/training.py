@@ -1,0 +1,172 @@
+"""One round of training: the trainer chosen by ``loss``, LoRA, resume and the step history.
+
+``loss`` selects the method over the same pair data: the distillation losses of
+``DistillationTrainer`` (distillm_v2, distillm_v1, kd, rkl, gkd, seqkd) or TRL's own preference
+trainers as baselines (``dpo``: ``trl.DPOTrainer``; ``orpo``: ``trl.experimental.orpo``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from fsku_kedro.distillation.losses import LOSS_TYPES
+from fsku_kedro.models.bundle import ModelBundle
+
+logger = logging.getLogger(__name__)
+
+BASELINES = ("dpo", "orpo")
+METHODS = LOSS_TYPES + BASELINES
+
+
+class StopAfterSteps(TrainerCallback):
+    """Stops training after ``steps`` optimizer steps (after their checkpoint is written)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps:
+            control.should_training_stop = True
+
+
+def lora_config(parameters: dict[str, Any] | None):
+    """A PEFT LoraConfig from the ``lora`` parameters (rank, alpha, dropout, target modules)."""
+    if not parameters:
+        raise ValueError("distillation.lora is required: each round trains, saves and merges a LoRA adapter")
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=parameters.get("r", 16),
+        lora_alpha=parameters.get("alpha", 32),
+        lora_dropout=parameters.get("dropout", 0.0),
+        target_modules=parameters.get("target_modules", "all-linear"),
+        task_type="CAUSAL_LM",
+    )
+
+
+def check_qlora(student: ModelBundle) -> None:
+    """Fail before any work when QLoRA cannot run here."""
+    if not torch.cuda.is_available():
+        raise RuntimeError("distillation.qlora needs a CUDA GPU (bitsandbytes 4-bit training); set qlora: false on CPU")
+    if not student.path:
+        raise ValueError(f"distillation.qlora reloads the student in 4 bits from its directory; {student.name} has none")
+
+
+def quantized_base(student: ModelBundle) -> torch.nn.Module:
+    """The student reloaded with NF4 weights (QLoRA); the adapter is later merged into the full-precision student."""
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(student.path, quantization_config=config, dtype=torch.bfloat16)
+    return prepare_model_for_kbit_training(model)
+
+
+def run_fingerprint(*parts: Any) -> str:
+    """Names the checkpoint folder: a restart with the same inputs resumes, anything else starts fresh."""
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _common_arguments(parameters: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+    training = dict(parameters.get("training", {}))
+    return {
+        "output_dir": str(output_dir),
+        "report_to": "none",  # the node returns the history; the catalog logs it to MLflow
+        "save_strategy": "steps",
+        "save_only_model": False,
+        "disable_tqdm": False,
+        "remove_unused_columns": False,
+        "use_cpu": not torch.cuda.is_available(),
+        # TRL turns bf16 on by default, which on CPU means bf16 autocast: off unless a GPU supports it.
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        **training,
+    }
+
+
+def build_trainer(
+    method: str,
+    student: ModelBundle,
+    teacher: ModelBundle,
+    pairs: Any,
+    parameters: dict[str, Any],
+    output_dir: Path,
+    callbacks: list[TrainerCallback] | None = None,
+):
+    """The trainer for ``method`` over the train (and, if present, validation) pairs."""
+    if method not in METHODS:
+        raise ValueError(f"distillation loss {method!r} is not one of {', '.join(METHODS)}")
+    train, evaluation = pairs["train"], pairs["validation"] if "validation" in pairs else None
+    train = train.remove_columns([c for c in train.column_names if c not in ("prompt", "chosen", "rejected")])
+    if evaluation is not None:
+        evaluation = evaluation.remove_columns(
+            [c for c in evaluation.column_names if c not in ("prompt", "chosen", "rejected")]
+        )
+    common = _common_arguments(parameters, output_dir)
+    if evaluation is None:
+        common["eval_strategy"] = "no"
+    model = student.model
+    if parameters.get("qlora"):
+        check_qlora(student)
+        model = quantized_base(student)
+    peft_config = lora_config(parameters.get("lora"))
+    kwargs = {
+        "train_dataset": train,
+        "eval_dataset": evaluation,
+        "processing_class": student.tokenizer,
+        "peft_config": peft_config,
+        "callbacks": callbacks,
+    }
+    if method in LOSS_TYPES:
+        from fsku_kedro.distillation.config import DistillationConfig
+        from fsku_kedro.distillation.trainer import DistillationTrainer
+
+        args = DistillationConfig(distillation_loss=method, **parameters.get("distillm", {}), **common)
+        return DistillationTrainer(
+            model=model, ref_model=teacher.model, args=args, teacher_tokenizer=teacher.tokenizer, **kwargs
+        )
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        # The reference is the student before training (LoRA disabled), as DPO defines it.
+        args = DPOConfig(**parameters.get("dpo", {}), **common)
+        return DPOTrainer(model=model, ref_model=None, args=args, **kwargs)
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    args = ORPOConfig(**parameters.get("orpo", {}), **common)
+    return ORPOTrainer(model=model, args=args, **kwargs)
+
+
+def train_round(
+    method: str,
+    student: ModelBundle,
+    teacher: ModelBundle,
+    pairs: Any,
+    parameters: dict[str, Any],
+    output_dir: Path,
+    extra_callbacks: list[TrainerCallback] | None = None,
+) -> tuple[Any, list[dict[str, float]]]:
+    """Train, resuming from the newest checkpoint in ``output_dir`` if one exists.
+
+    Returns the trained model (a PEFT model) and the logged records of every step, those
+    before a resume included (they travel in the checkpoint's trainer state).
+    """
+    trainer = build_trainer(method, student, teacher, pairs, parameters, output_dir, extra_callbacks)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last:
+        logger.info("Resuming %s training from %s", method, last)
+    trainer.train(resume_from_checkpoint=last)
+    return trainer.model, list(trainer.state.log_history)

@@ -1,0 +1,1 @@
+"""The FSKU metric, shared by distillation validation and inference."""

@@ -1,0 +1,154 @@
+"""Nodes of the distillation pipeline: train a round, merge it, validate it, keep the best."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from fsku_kedro.contracts import LabelledAnswer, validate_records
+from fsku_kedro.distillation.merging import LoraAdapter, extract_adapter, merge_adapter
+from fsku_kedro.distillation.training import METHODS, run_fingerprint, train_round
+from fsku_kedro.distillation.validation import fsku_validation, teacher_agreement
+from fsku_kedro.knowledge.embedding import Embedder
+from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.questions import parse_question
+from fsku_kedro.splits import in_sample_train
+
+logger = logging.getLogger(__name__)
+
+CURVES = ("loss", "kl/chosen", "kl/rejected", "logps/chosen", "logps/rejected", "alpha/chosen", "beta")
+
+
+def _content_hash(pairs: Any) -> str:
+    blob = json.dumps(pairs["train"].to_list(), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_student(
+    pair_dataset: Any,
+    teacher_model: ModelBundle,
+    student_model: ModelBundle,
+    parameters: dict[str, Any],
+    round_number: int = 1,
+) -> tuple[LoraAdapter, dict[str, list[dict[str, float]]], pd.DataFrame]:
+    """Train a LoRA adapter on the pairs with the method named by ``parameters["loss"]``.
+
+    Checkpoints go to ``checkpoint_dir/round_<n>/<fingerprint>``; a restart with the same
+    pairs, models and settings resumes from the newest one.
+    """
+    method = parameters["loss"]
+    if method not in METHODS:
+        raise ValueError(f"distillation.loss {method!r} is not one of {', '.join(METHODS)}")
+    settings = {k: v for k, v in parameters.items() if k not in ("validation", "rounds", "keep_base_if_better")}
+    run = run_fingerprint(
+        method, settings, student_model.name, student_model.path, teacher_model.name, _content_hash(pair_dataset)
+    )
+    output_dir = Path(parameters["checkpoint_dir"]) / f"round_{round_number}" / run
+    logger.info("Round %d: %s on %d pairs, checkpoints in %s", round_number, method, len(pair_dataset["train"]), output_dir)
+    # The trainer wraps the model with LoRA in place; the input bundle stays untouched.
+    student = ModelBundle(copy.deepcopy(student_model.model), student_model.tokenizer, student_model.name)
+    trained, log_history = train_round(method, student, teacher_model, pair_dataset, parameters, output_dir)
+    history: dict[str, list[dict[str, float]]] = {}
+    for record in log_history:
+        step = int(record.get("step", 0))
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)):
+                history.setdefault(key.replace("/", "."), []).append({"value": float(value), "step": step})
+    return extract_adapter(trained), history, pd.DataFrame(log_history)
+
+
+def merge_student(student_model: ModelBundle, student_adapter: LoraAdapter, round_number: int = 1) -> ModelBundle:
+    """Fold the round's adapter into (a copy of) the student's weights."""
+    base = ModelBundle(copy.deepcopy(student_model.model), student_model.tokenizer, student_model.name)
+    base_name = student_model.name.split("+distilled-r")[0]
+    return merge_adapter(base, student_adapter, name=f"{base_name}+distilled-r{round_number}")
+
+
+def training_curves(training_log: pd.DataFrame) -> plt.Figure:
+    """Loss, KL terms, log-probabilities and schedules over optimizer steps."""
+    present = [c for c in CURVES if c in training_log.columns and training_log[c].notna().any()]
+    fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 2.8), squeeze=False)
+    for ax, column in zip(axes[0], present):
+        rows = training_log[["step", column]].dropna()
+        ax.plot(rows["step"], rows[column], marker="o", markersize=2)
+        ax.set_title(column)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    return fig
+
+
+def held_out_questions(
+    sample_questions: pd.DataFrame, sample_labels: pd.DataFrame, prompt_set_parameters: dict[str, Any]
+) -> tuple[list, dict[str, LabelledAnswer]]:
+    """The labelled sample questions that the prompt set left out (its validation half)."""
+    labels = {
+        label.ID: label
+        for label in validate_records(sample_labels.to_dict("records"), LabelledAnswer, source="sample_labels")
+    }
+    seed, share = prompt_set_parameters["seed"], prompt_set_parameters["sample_train_share"]
+    questions = [
+        parse_question(row.ID, row.Question)
+        for row in sample_questions.itertuples(index=False)
+        if not in_sample_train(row.ID, seed, share) and row.ID in labels
+    ]
+    return questions, labels
+
+
+def validate_student(
+    student: ModelBundle,
+    teacher_model: ModelBundle,
+    pair_dataset: Any,
+    sample_questions: pd.DataFrame,
+    sample_labels: pd.DataFrame,
+    prompt_templates: dict[str, Callable[[], str]],
+    embedder: Embedder,
+    parameters: dict[str, Any],
+    prompt_set_parameters: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], pd.DataFrame]:
+    """FSKU score on the held-out sample questions and token KL / NLL against the teacher on the
+    held-out pairs (the validation split, else the train split)."""
+    questions, labels = held_out_questions(sample_questions, sample_labels, prompt_set_parameters)
+    templates = {name.removesuffix(".txt"): load() for name, load in prompt_templates.items()}
+    scores, answers = fsku_validation(student, questions, labels, templates, embedder, parameters)
+    split = "validation" if "validation" in pair_dataset else "train"
+    pairs = pair_dataset[split].select(range(min(len(pair_dataset[split]), parameters.get("max_pairs", 64))))
+    agreement = teacher_agreement(
+        student,
+        teacher_model,
+        pairs,
+        batch_size=parameters.get("batch_size", 4),
+        max_length=parameters.get("max_length", 1024),
+    )
+    report = {"model": student.name, "pair_split": split, **scores, **agreement}
+    logger.info("Validation of %s: %s", student.name, {k: v for k, v in report.items() if isinstance(v, float)})
+    metrics = {k: {"value": float(v), "step": 0} for k, v in report.items() if isinstance(v, (int, float))}
+    return report, metrics, pd.DataFrame(answers)
+
+
+def select_best_round(parameters: dict[str, Any], *reports_and_students: Any) -> tuple[ModelBundle, pd.DataFrame]:
+    """Keep the student with the best validation FSKU score (ties: the lower token KL).
+
+    Arguments: the reports of rounds 0..R, then the students of rounds 0..R, round 0 being the
+    undistilled student; it is a candidate only when ``keep_base_if_better`` is on.
+    """
+    half = len(reports_and_students) // 2
+    reports, students = reports_and_students[:half], reports_and_students[half:]
+    if parameters.get("rounds", half - 1) != half - 1:
+        raise ValueError(
+            f"distillation.rounds is {parameters['rounds']} in this run's parameters but the pipeline was built with "
+            f"{half - 1} rounds: the graph reads it from conf/base and conf/local (or the KEDRO_ENV environment), "
+            "so set it there or export KEDRO_ENV with --env"
+        )
+    candidates = range(0 if parameters.get("keep_base_if_better", True) else 1, half)
+    best = max(candidates, key=lambda r: (reports[r]["fsku_score"], -reports[r]["token_kl"]))
+    table = pd.DataFrame([{"round": r, **report, "selected": r == best} for r, report in enumerate(reports)])
+    logger.info("Selected round %d (%s): fsku_score %.4f", best, students[best].name, reports[best]["fsku_score"])
+    return students[best], table

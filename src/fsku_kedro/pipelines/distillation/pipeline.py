@@ -1,0 +1,155 @@
+"""distillation: pairs + teacher + student -> per-round adapters, merged students, validation -> the best student.
+
+Round ``n`` is one namespace (``round_1``, ``round_2``, ...) so each round's artefacts are
+versioned apart and kedro-viz shows the rounds as stages. Round 1 trains on the pairs of
+response_generation; each later round first regenerates the student's responses with the
+previous round's merged student (the response_generation template under ``round_<n>.student``)
+and rebuilds the pairs. ``round_0`` validates the undistilled student for the final choice.
+
+The number of rounds shapes the graph, so it is read when the pipeline is built:
+``distillation.rounds`` from the project's parameters (base, then ``KEDRO_ENV`` or local).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from fsku_kedro.pipelines.response_generation.nodes import build_pairs
+from fsku_kedro.pipelines.response_generation.pipeline import generation_template
+
+from .nodes import merge_student, select_best_round, train_student, training_curves, validate_student
+
+DEFAULT_ROUNDS = 1
+
+
+def configured_rounds() -> int:
+    """``distillation.rounds`` from the project's configuration, or 1 when none is found."""
+    from kedro.framework.project import settings
+
+    conf_source = Path.cwd() / settings.CONF_SOURCE
+    if not conf_source.is_dir():
+        return DEFAULT_ROUNDS
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(conf_source), env=os.environ.get("KEDRO_ENV"), **settings.CONFIG_LOADER_ARGS
+    )
+    rounds = loader["parameters"].get("distillation", {}).get("rounds", DEFAULT_ROUNDS)
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"distillation.rounds must be a positive integer, got {rounds!r}")
+    return rounds
+
+
+def _for_round(func, round_number: int):
+    bound = functools.partial(func, round_number=round_number)
+    return functools.update_wrapper(bound, func)
+
+
+def _validation(student: str, output_prefix: str = "") -> Pipeline:
+    return pipeline(
+        [
+            node(
+                validate_student,
+                inputs=[
+                    student,
+                    "teacher_model",
+                    "pair_dataset",
+                    "sample_questions",
+                    "sample_labels",
+                    "prompt_templates",
+                    "embedder",
+                    "params:distillation.validation",
+                    "params:response_generation.prompt_set",
+                ],
+                outputs=[f"{output_prefix}validation_report", f"{output_prefix}validation_metrics",
+                         f"{output_prefix}validation_answers"],
+                name="validate_student",
+            )
+        ]
+    )
+
+
+def round_template(round_number: int) -> Pipeline:
+    """One round: (regenerate and re-pair,) train, merge, validate."""
+    nodes = []
+    if round_number > 1:
+        regenerate = pipeline(
+            generation_template(),
+            namespace="student",
+            inputs={"prompt_set": "prompt_set", "model": "base_student"},
+            parameters={"params:generation": "params:student.generation"},
+        )
+        nodes.append(regenerate)
+        nodes.append(
+            pipeline(
+                [
+                    node(
+                        build_pairs,
+                        inputs=["prompt_set", "teacher.responses", "student.responses",
+                                "params:response_generation.pairs"],
+                        outputs=["pair_dataset", "pair_report", "pair_metrics"],
+                        name="build_pairs",
+                    )
+                ]
+            )
+        )
+    nodes.append(
+        pipeline(
+            [
+                node(
+                    _for_round(train_student, round_number),
+                    inputs=["pair_dataset", "teacher_model", "base_student", "params:distillation"],
+                    outputs=["student_adapter", "training_history", "training_log"],
+                    name="train_student",
+                ),
+                node(training_curves, inputs="training_log", outputs="training_curves", name="plot_training_curves"),
+                node(
+                    _for_round(merge_student, round_number),
+                    inputs=["base_student", "student_adapter"],
+                    outputs="distilled_student",
+                    name="merge_student",
+                ),
+            ]
+        )
+    )
+    nodes.append(_validation("distilled_student"))
+    return sum(nodes[1:], nodes[0])
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    rounds = kwargs.get("rounds") or configured_rounds()
+    evaluation_inputs = ["teacher_model", "sample_questions", "sample_labels", "prompt_templates", "embedder"]
+    evaluation_params = ["params:distillation.validation", "params:response_generation.prompt_set"]
+    stages = [
+        pipeline(
+            _validation("student_model"),
+            namespace="round_0",
+            inputs={name: name for name in ["student_model", "pair_dataset", *evaluation_inputs]},
+            parameters=set(evaluation_params),
+        )
+    ]
+    for number in range(1, rounds + 1):
+        inputs = {name: name for name in evaluation_inputs}
+        inputs["base_student"] = "student_model" if number == 1 else f"round_{number - 1}.distilled_student"
+        parameters = {"params:distillation", *evaluation_params}
+        if number == 1:
+            inputs["pair_dataset"] = "pair_dataset"
+        else:
+            inputs |= {"prompt_set": "prompt_set", "teacher.responses": "teacher.responses"}
+            parameters |= {"params:response_generation.pairs", "params:student.generation"}
+        stages.append(pipeline(round_template(number), namespace=f"round_{number}", inputs=inputs, parameters=parameters))
+    reports = [f"round_{n}.validation_report" for n in range(rounds + 1)]
+    students = ["student_model"] + [f"round_{n}.distilled_student" for n in range(1, rounds + 1)]
+    select = pipeline(
+        [
+            node(
+                select_best_round,
+                inputs=["params:distillation", *reports, *students],
+                outputs=["distilled_student", "distillation_summary"],
+                name="select_best_round",
+            )
+        ]
+    )
+    return pipeline(sum(stages[1:], stages[0]) + select, tags="distillation")
