@@ -29,7 +29,7 @@ def test_every_method_lowers_its_loss_on_a_fixed_batch(method, teacher, student,
 
 
 def test_distillm_v2_logs_the_terms_of_its_loss(teacher, student, fixed_pairs, tmp_path):
-    params = training_parameters()
+    params = training_parameters(gradient_checkpointing=True)
     params["distillm"] |= {"adaptive_alpha": True, "alpha_anchor_steps": 1, "beta_start": 0.0, "beta_warmup_steps": 2}
     _, history = train_round("distillm_v2", student, teacher, fixed_pairs, params, tmp_path)
     steps = [r for r in history if "loss" in r]
@@ -103,3 +103,11 @@ def test_teacher_agreement_is_zero_against_itself_and_matches_a_direct_nll(teach
         nll, tokens = nll - float(picked.sum()), tokens + len(picked)
     assert measured["response_tokens"] == tokens
     assert measured["teacher_response_nll"] == pytest.approx(nll / tokens, rel=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")
+def test_qlora_is_refused_on_cpu_before_any_work(teacher, student, fixed_pairs, tmp_path):
+    parameters = training_parameters() | {"qlora": True}
+    with pytest.raises(RuntimeError, match="qlora needs a CUDA GPU"):
+        build_trainer("distillm_v2", student, teacher, fixed_pairs, parameters, tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -76,6 +76,8 @@ class DistillationTrainer(DPOTrainer):
         if not isinstance(args, DistillationConfig):
             raise TypeError(f"args must be a DistillationConfig, got {type(args).__name__}")
         processing_class = kwargs.get("processing_class")
+        if processing_class is None:
+            raise ValueError("DistillationTrainer needs the student's tokenizer as processing_class")
         teacher_tokenizer = kwargs.pop("teacher_tokenizer", processing_class)
         self.vocab_size = shared_vocabulary(
             teacher_tokenizer,

@@ -109,12 +109,11 @@ def build_trainer(
     """The trainer for ``method`` over the train (and, if present, validation) pairs."""
     if method not in METHODS:
         raise ValueError(f"distillation loss {method!r} is not one of {', '.join(METHODS)}")
-    train, evaluation = pairs["train"], pairs["validation"] if "validation" in pairs else None
-    train = train.remove_columns([c for c in train.column_names if c not in ("prompt", "chosen", "rejected")])
-    if evaluation is not None:
-        evaluation = evaluation.remove_columns(
-            [c for c in evaluation.column_names if c not in ("prompt", "chosen", "rejected")]
-        )
+    def pair_columns(split):
+        return split.remove_columns([c for c in split.column_names if c not in ("prompt", "chosen", "rejected")])
+
+    train = pair_columns(pairs["train"])
+    evaluation = pair_columns(pairs["validation"]) if "validation" in pairs else None
     common = _common_arguments(parameters, output_dir)
     if evaluation is None:
         common["eval_strategy"] = "no"
