@@ -22,11 +22,11 @@ class ModelLocationHook:
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
         if self._catalog is None:
             return
-        from fsku_kedro.datasets import LoraAdapterDataset, ModelDirectoryDataset
+        from fsku_kedro.datasets import LoraAdapterDataset, ModelDirectoryDataset, QuantizedModelDataset
 
         dataset = self._catalog.get(dataset_name)
         path = getattr(dataset, "last_saved_path", None)
-        if not isinstance(dataset, (ModelDirectoryDataset, LoraAdapterDataset)) or path is None:
+        if not isinstance(dataset, (ModelDirectoryDataset, LoraAdapterDataset, QuantizedModelDataset)) or path is None:
             return
         import mlflow
 

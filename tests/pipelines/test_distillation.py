@@ -10,7 +10,8 @@ from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import ModelDirectoryDataset, PretrainedModelDataset, ResponseStoreDataset
 from fsku_kedro.pipelines import distillation, response_generation
-from fsku_kedro.pipelines.distillation.nodes import held_out_questions, select_best_round
+from fsku_kedro.evaluation.held_out import held_out_questions
+from fsku_kedro.pipelines.distillation.nodes import select_best_round
 from tests.conftest import SAMPLE_DIR
 from tests.distillation.conftest import training_parameters
 from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions

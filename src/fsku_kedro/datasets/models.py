@@ -295,3 +295,47 @@ class LoraAdapterDataset(LocalDirectoryDataset):
         from fsku_kedro.distillation.merging import LoraAdapter
 
         return LoraAdapter(config=PeftConfig.from_pretrained(str(directory)), weights=load_file(str(directory / self._WEIGHTS)))
+
+
+def _load_quantized(directory: Path, trust_remote_code: bool) -> ModelBundle:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    info = json.loads((directory / "fsku_model.json").read_text(encoding="utf-8"))
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, device_map="auto" if torch.cuda.is_available() else "cpu", trust_remote_code=trust_remote_code
+    )
+    model.eval()
+    return ModelBundle(model, load_tokenizer(str(directory), trust_remote_code), info["name"], str(directory))
+
+
+class QuantizedModelDataset(LocalDirectoryDataset):
+    """A quantized causal LM (GPTQ, bitsandbytes or torchao) saved by transformers as safetensors;
+    the quantization settings travel in its config.json."""
+
+    def __init__(self, filepath: str, version: Version | None = None, trust_remote_code: bool = False,
+                 metadata: dict | None = None):
+        super().__init__(filepath, version, metadata)
+        self._trust_remote_code = trust_remote_code
+
+    def _write(self, directory: Path, data: ModelBundle) -> None:
+        _save_bundle(directory, data)
+
+    def _read(self, directory: Path) -> ModelBundle:
+        return _load_quantized(directory, self._trust_remote_code)
+
+
+class QuantizedModelsDataset(QuantizedModelDataset):
+    """Several quantized variants of one model, ``{method: ModelBundle}``, one folder each."""
+
+    def _write(self, directory: Path, data: dict[str, ModelBundle]) -> None:
+        for method, bundle in data.items():
+            (directory / method).mkdir()
+            _save_bundle(directory / method, bundle)
+
+    def _read(self, directory: Path) -> dict[str, ModelBundle]:
+        return {
+            child.name: _load_quantized(child, self._trust_remote_code)
+            for child in sorted(directory.iterdir())
+            if (child / "fsku_model.json").is_file()
+        }

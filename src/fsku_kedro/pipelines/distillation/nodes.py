@@ -13,14 +13,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from fsku_kedro.contracts import LabelledAnswer, validate_records
 from fsku_kedro.distillation.merging import LoraAdapter, extract_adapter, merge_adapter
 from fsku_kedro.distillation.training import METHODS, run_fingerprint, train_round
 from fsku_kedro.distillation.validation import fsku_validation, teacher_agreement
+from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.questions import parse_question
-from fsku_kedro.splits import in_sample_train
 
 logger = logging.getLogger(__name__)
 
@@ -83,23 +81,6 @@ def training_curves(training_log: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("step")
     fig.tight_layout()
     return fig
-
-
-def held_out_questions(
-    sample_questions: pd.DataFrame, sample_labels: pd.DataFrame, prompt_set_parameters: dict[str, Any]
-) -> tuple[list, dict[str, LabelledAnswer]]:
-    """The labelled sample questions that the prompt set left out (its validation half)."""
-    labels = {
-        label.ID: label
-        for label in validate_records(sample_labels.to_dict("records"), LabelledAnswer, source="sample_labels")
-    }
-    seed, share = prompt_set_parameters["seed"], prompt_set_parameters["sample_train_share"]
-    questions = [
-        parse_question(row.ID, row.Question)
-        for row in sample_questions.itertuples(index=False)
-        if not in_sample_train(row.ID, seed, share) and row.ID in labels
-    ]
-    return questions, labels
 
 
 def validate_student(

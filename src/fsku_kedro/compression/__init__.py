@@ -1,0 +1,1 @@
+"""Post-training quantization of the student: GPTQ, bitsandbytes NF4 / int8 and torchao int8."""

@@ -1,0 +1,136 @@
+"""Quantization methods and the checks that run before any of them starts.
+
+- ``gptq``: 4-bit GPTQ through GPTQModel (calibrated on knowledge-base chunks and training
+  prompts). It writes the GPTQ checkpoint format that transformers loads (CPU: GPTQModel's torch
+  kernel, via optimum) and that vLLM serves natively on GPU.
+- ``nf4`` / ``int8``: bitsandbytes 4-bit NormalFloat and LLM.int8() weights, applied at load time
+  by transformers and saved with the model (bitsandbytes 0.50 runs both on CPU).
+- ``int8_dynamic``: torchao int8 weights with dynamically quantized int8 activations.
+
+Every method writes safetensors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("gptq", "nf4", "int8", "int8_dynamic")
+GPTQ_CPU_BACKENDS = ("auto", "torch")
+
+
+class CompressionConfigError(ValueError):
+    """A quantization setting that cannot work; the message names the method and the fix."""
+
+
+def _quantized_in_features(config: Any) -> dict[str, int]:
+    sizes = {"hidden size": config.hidden_size}
+    if getattr(config, "intermediate_size", None):
+        sizes["intermediate size"] = config.intermediate_size
+    return sizes
+
+
+def check_configuration(methods: list[str], parameters: dict[str, Any], model_config: Any, cuda: bool) -> None:
+    """Raise ``CompressionConfigError`` for a setting that would fail, before any work starts."""
+    if not methods:
+        raise CompressionConfigError("compression.methods is empty; choose any of " + ", ".join(METHODS))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise CompressionConfigError(f"unknown compression method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if "gptq" in methods:
+        gptq = parameters.get("gptq", {})
+        group = gptq.get("group_size", 128)
+        for name, size in _quantized_in_features(model_config).items():
+            if group != -1 and (group <= 0 or size % group):
+                divisors = [g for g in (32, 64, 128, 256) if size % g == 0]
+                raise CompressionConfigError(
+                    f"gptq: group_size {group} does not divide the model's {name} {size}; "
+                    f"set compression.gptq.group_size to one of {divisors + [-1]}"
+                )
+        from gptqmodel.models.auto import MODEL_MAP
+
+        if model_config.model_type not in MODEL_MAP:
+            raise CompressionConfigError(
+                f"gptq: architecture {model_config.model_type!r} is not supported by GPTQModel; "
+                "use nf4, int8 or int8_dynamic for this model"
+            )
+        backend = str(gptq.get("backend", "auto")).lower()
+        if not cuda and backend not in GPTQ_CPU_BACKENDS:
+            raise CompressionConfigError(
+                f"gptq: kernel backend {backend!r} needs a CUDA GPU; set compression.gptq.backend: torch on CPU"
+            )
+        if not cuda and gptq.get("bits", 4) not in (2, 3, 4, 8):
+            raise CompressionConfigError("gptq: bits must be 2, 3, 4 or 8")
+    if not cuda and parameters.get("nf4", {}).get("compute_dtype") == "float16" and "nf4" in methods:
+        raise CompressionConfigError("nf4: compute_dtype float16 is GPU-only here; use float32 or bfloat16 on CPU")
+
+
+def _bnb_config(method: str, parameters: dict[str, Any]):
+    from transformers import BitsAndBytesConfig
+
+    if method == "nf4":
+        nf4 = parameters.get("nf4", {})
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=nf4.get("double_quant", True),
+            bnb_4bit_compute_dtype=getattr(torch, nf4.get("compute_dtype", "float32")),
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _gptq(source: str, tokenizer: Any, calibration: list[str], parameters: dict[str, Any], work_dir: Path) -> Path:
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    gptq = parameters.get("gptq", {})
+    config = QuantizeConfig(
+        bits=gptq.get("bits", 4),
+        group_size=gptq.get("group_size", 128),
+        desc_act=gptq.get("desc_act", False),
+        sym=gptq.get("sym", True),
+        damp_percent=gptq.get("damp_percent", 0.05),
+    )
+    model = GPTQModel.load(source, config, trust_remote_code=parameters.get("trust_remote_code", False))
+    max_length = gptq.get("max_calibration_tokens", 512)
+    samples = [tokenizer(text, truncation=True, max_length=max_length)["input_ids"] for text in calibration]
+    model.quantize(samples, batch_size=gptq.get("batch_size", 4))
+    out = work_dir / "gptq"
+    model.save(str(out))
+    return out
+
+
+def quantize(
+    method: str,
+    source: str,
+    tokenizer: Any,
+    calibration: list[str],
+    parameters: dict[str, Any],
+    work_dir: Path,
+) -> Any:
+    """The model at ``source`` quantized with ``method``, loaded through transformers."""
+    from transformers import AutoModelForCausalLM
+
+    trust = parameters.get("trust_remote_code", False)
+    device_map = "auto" if torch.cuda.is_available() else "cpu"
+    if method == "gptq":
+        directory = _gptq(source, tokenizer, calibration, parameters, work_dir)
+        return AutoModelForCausalLM.from_pretrained(directory, device_map=device_map, trust_remote_code=trust)
+    if method in ("nf4", "int8"):
+        config = _bnb_config(method, parameters)
+    elif method == "int8_dynamic":
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+        from transformers import TorchAoConfig
+
+        config = TorchAoConfig(Int8DynamicActivationInt8WeightConfig())
+    else:
+        raise CompressionConfigError(f"unknown compression method {method!r}")
+    return AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=config, device_map=device_map, trust_remote_code=trust
+    )
