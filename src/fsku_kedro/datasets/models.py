@@ -29,7 +29,7 @@ def _save_bundle(directory: Path, bundle: ModelBundle) -> None:
     (directory / "fsku_model.json").write_text(json.dumps({"name": bundle.name}), encoding="utf-8")
 
 
-def _load_bundle(directory: Path, dtype: str, trust_remote_code: bool, name: str | None = None) -> ModelBundle:
+def load_bundle(directory: Path, dtype: str, trust_remote_code: bool, name: str | None = None) -> ModelBundle:
     info_file = directory / "fsku_model.json"
     stored = json.loads(info_file.read_text(encoding="utf-8"))["name"] if info_file.exists() else directory.name
     return ModelBundle(
@@ -67,7 +67,7 @@ class ModelDirectoryDataset(LocalDirectoryDataset):
         _save_bundle(directory, data)
 
     def _read(self, directory: Path) -> ModelBundle:
-        return _load_bundle(directory, self._dtype, self._trust_remote_code)
+        return load_bundle(directory, self._dtype, self._trust_remote_code)
 
 
 class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
@@ -125,7 +125,7 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
 
     def load(self) -> ModelBundle:
         if self._cache_dir is not None and self._cache_is_current():
-            return _load_bundle(self._cache_dir, self._dtype, self._trust_remote_code, self._name)
+            return load_bundle(self._cache_dir, self._dtype, self._trust_remote_code, self._name)
         bundle = self._materialise()
         if self._cache_dir is not None:
             staging = self._cache_dir.with_name(self._cache_dir.name + ".partial")
@@ -297,7 +297,7 @@ class LoraAdapterDataset(LocalDirectoryDataset):
         return LoraAdapter(config=PeftConfig.from_pretrained(str(directory)), weights=load_file(str(directory / self._WEIGHTS)))
 
 
-def _load_quantized(directory: Path, trust_remote_code: bool) -> ModelBundle:
+def load_quantized(directory: Path, trust_remote_code: bool) -> ModelBundle:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -322,7 +322,7 @@ class QuantizedModelDataset(LocalDirectoryDataset):
         _save_bundle(directory, data)
 
     def _read(self, directory: Path) -> ModelBundle:
-        return _load_quantized(directory, self._trust_remote_code)
+        return load_quantized(directory, self._trust_remote_code)
 
 
 class QuantizedModelsDataset(QuantizedModelDataset):
@@ -335,7 +335,7 @@ class QuantizedModelsDataset(QuantizedModelDataset):
 
     def _read(self, directory: Path) -> dict[str, ModelBundle]:
         return {
-            child.name: _load_quantized(child, self._trust_remote_code)
+            child.name: load_quantized(child, self._trust_remote_code)
             for child in sorted(directory.iterdir())
             if (child / "fsku_model.json").is_file()
         }

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from fsku_kedro.compression.methods import check_configuration, quantize
+from fsku_kedro.datasets.models import load_bundle
 from fsku_kedro.distillation.validation import fsku_validation
 from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.generation.backends import GenerationParams, make_backend
@@ -139,8 +140,11 @@ def compression_report(
     templates = {name.removesuffix(".txt"): load() for name, load in prompt_templates.items()}
     held_out = calibration_set["held_out"]
     speed_texts = held_out[: report_params["speed_prompts"]] or calibration_set["calibration"][:4]
+    baseline = distilled_student
+    if parameters.get("source_dir"):  # the variants were made from this directory: compare with it
+        baseline = load_bundle(Path(parameters["source_dir"]), "float32", parameters.get("trust_remote_code", False))
     rows = []
-    for method, bundle in [("none", distilled_student), *quantized_students.items()]:
+    for method, bundle in [("none", baseline), *quantized_students.items()]:
         scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, report_params)
         rows.append({
             "method": method,
