@@ -25,6 +25,7 @@ from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.generation.backends import GenerationParams, make_backend
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.prompt_templates import read_templates
 from fsku_kedro.splits import unit_hash
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def compression_report(
     validation score of the unquantized student and of every variant."""
     report_params = parameters["report"]
     questions, labels = held_out_questions(sample_questions, sample_labels, prompt_set_parameters)
-    templates = {name.removesuffix(".txt"): load() for name, load in prompt_templates.items()}
+    templates = read_templates(prompt_templates)
     held_out = calibration_set["held_out"]
     speed_texts = held_out[: report_params["speed_prompts"]] or calibration_set["calibration"][:4]
     baseline = distilled_student

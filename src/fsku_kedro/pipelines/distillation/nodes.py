@@ -19,6 +19,7 @@ from fsku_kedro.distillation.validation import fsku_validation, teacher_agreemen
 from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.prompt_templates import read_templates
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def validate_student(
     """FSKU score on the held-out sample questions and token KL / NLL against the teacher on the
     held-out pairs (the validation split, else the train split)."""
     questions, labels = held_out_questions(sample_questions, sample_labels, prompt_set_parameters)
-    templates = {name.removesuffix(".txt"): load() for name, load in prompt_templates.items()}
+    templates = read_templates(prompt_templates)
     scores, answers = fsku_validation(student, questions, labels, templates, embedder, parameters)
     split = "validation" if "validation" in pair_dataset else "train"
     pairs = pair_dataset[split].select(range(min(len(pair_dataset[split]), parameters.get("max_pairs", 64))))

@@ -27,16 +27,13 @@ from fsku_kedro.generation.synthetic_qa import (
     writer_chat,
 )
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.prompt_templates import read_templates
 from fsku_kedro.questions import parse_question
 from fsku_kedro.splits import in_sample_train, unit_hash
 
 logger = logging.getLogger(__name__)
 
 PROMPT_SET_COLUMNS = ["prompt_id", "prompt", "source", "question_type", "reference", "split"]
-
-
-def _templates(prompt_templates: dict[str, Callable[[], str]]) -> dict[str, str]:
-    return {name.removesuffix(".txt"): load() for name, load in prompt_templates.items()}
 
 
 def prompt_id(prompt: str) -> str:
@@ -63,7 +60,7 @@ def write_synthetic_qa(
         for row in picked.itertuples(index=False)
     ]
     backend = make_backend(teacher_model, parameters["backend"])
-    return quality_gate(plans, backend, _templates(prompt_templates), parameters)
+    return quality_gate(plans, backend, read_templates(prompt_templates), parameters)
 
 
 def quality_gate(
@@ -130,7 +127,7 @@ def build_prompt_set(
 ) -> pd.DataFrame:
     """Synthetic items, the sample questions' train split and any user instructions, de-duplicated
     and split into train / validation by a seeded hash of the prompt (never in both)."""
-    templates = _templates(prompt_templates)
+    templates = read_templates(prompt_templates)
     seed = parameters["seed"]
     rows = []
 
