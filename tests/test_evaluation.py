@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsku_kedro.answering.choice_scoring import option_token_ids, score_choices
+from fsku_kedro.answering.choice_scoring import option_token_sequences, score_choices
 from fsku_kedro.evaluation.fsku_score import DescriptiveItem, descriptive_scores, fsku_score, keyword_recall
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
@@ -49,9 +49,64 @@ def test_choice_scoring_reads_the_option_logits_at_the_answer_position(tiny_llam
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             last = model(ids).logits[0, -1]
-        option_logits = last[option_token_ids(tokenizer, count)]
+        option_logits = last[[s[0] for s in option_token_sequences(tokenizer, count)]]
         assert choice.number == int(option_logits.argmax()) + 1
         assert choice.confidence == pytest.approx(float(torch.softmax(option_logits, -1).max()), abs=1e-4)
         assert set(choice.probabilities) == set(range(1, count + 1))
     with pytest.raises(ValueError, match="one option count per chat"):
         score_choices(bundle, chats, [4])
+
+
+def test_per_domain_report_by_hand(tiny_embedder):
+    import pandas as pd
+
+    from fsku_kedro.evaluation.answer_report import answer_report, report_metrics, score_items
+    from fsku_kedro.questions import parse_question
+
+    options = "\n1 가\n2 나\n3 다\n4 라"
+    questions = [parse_question(f"M{i}", f"문제{i}?{options}") for i in range(4)]
+    questions += [parse_question("D0", "망분리를 설명하세요."), parse_question("D1", "암호화를 설명하세요.")]
+    answers = pd.DataFrame({
+        "ID": ["M0", "M1", "M2", "M3", "D0", "D1"],
+        "answer": ["1", "2", "3", "3", "망분리는 내부망과 외부망을 분리한다", ""],
+        "used_fallback": [False, False, False, True, False, True],
+    })
+    labels = pd.DataFrame({
+        "ID": ["M0", "M1", "M2", "M3", "D0", "D1", "UNANSWERED"],
+        "answer": ["1", "2", "4", "4", "망분리는 내부망과 외부망을 분리한다", "암호화는 기밀성을 지킨다", "1"],
+        "keywords": ["", "", "", "", "망분리;외부망;인터넷", "암호화", ""],
+        "domain": ["법률", "법률", "IT", "IT", "법률", "IT", "IT"],
+    })
+    items = score_items(answers, questions, labels, tiny_embedder)
+    assert len(items) == 6, "labels without a question or answer are not scored"
+    report = answer_report(items).set_index("domain")
+    # all: MC 2/4 = 0.5; descriptive cosine (1 + 0) / 2, keyword recall (2/3 + 0) / 2.
+    descriptive = 0.6 * 0.5 + 0.4 * (1 / 3)
+    assert report.loc["all", "mc_accuracy"] == pytest.approx(0.5)
+    assert report.loc["all", "descriptive_score"] == pytest.approx(descriptive, abs=1e-5)
+    assert report.loc["all", "fsku_score"] == pytest.approx(0.5 * 0.5 + 0.5 * descriptive, abs=1e-5)
+    assert report.loc["법률", "fsku_score"] == pytest.approx(0.5 * 1.0 + 0.5 * (0.6 + 0.4 * 2 / 3), abs=1e-5)
+    assert report.loc["IT", "fsku_score"] == pytest.approx(0.0, abs=1e-6)
+    assert report.loc["all", "fallback_share"] == pytest.approx(2 / 6)
+    assert report_metrics(report.reset_index())["fsku_score"]["value"] == pytest.approx(report.loc["all", "fsku_score"])
+
+
+def test_fsku_benchmark_tables_and_a_fixed_slice():
+    import pandas as pd
+
+    from fsku_kedro.contracts import DataContractError
+    from fsku_kedro.evaluation.fsku_benchmark import benchmark_tables
+
+    mc = pd.DataFrame({"Domain": ["법률", "IT", "IT"], "Sub_domain": ["a", "b", "c"],
+                       "Question": [f"문제{i}?\n1 가\n2 나\n3 다\n4 라" for i in range(3)]})
+    answers = pd.DataFrame({"Answer": ["2", "4", "1"]})
+    descriptive = pd.DataFrame({"Question": ["설명하세요."], "Answer": ["답"], "Keyword": ["BCP, 업무 연속성"]})
+    questions, labels = benchmark_tables(mc, answers, descriptive, {})
+    assert list(questions["ID"]) == ["FSKU_MC_0000", "FSKU_MC_0001", "FSKU_MC_0002", "FSKU_DESC_000"]
+    assert labels.set_index("ID").loc["FSKU_MC_0001", "answer"] == "4"
+    assert labels.set_index("ID").loc["FSKU_DESC_000", "keywords"] == "BCP;업무 연속성"
+    first, _ = benchmark_tables(mc, answers, descriptive, {"mc_limit": 2, "seed": 3})
+    again, _ = benchmark_tables(mc, answers, descriptive, {"mc_limit": 2, "seed": 3})
+    assert len(first) == 3 and list(first["ID"]) == list(again["ID"]), "the slice is fixed by the seed"
+    with pytest.raises(DataContractError, match="3 multiple-choice questions but 2 answers"):
+        benchmark_tables(mc, answers.iloc[:2], descriptive, {})

@@ -57,6 +57,8 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_l
         }
     }
     (test_env / "parameters_distillation.yml").write_text(yaml.safe_dump(distillation), encoding="utf-8")
+    inference = {"inference": {"batch_size": 16, "generation": {"max_new_tokens": 4}}}
+    (test_env / "parameters_inference.yml").write_text(yaml.safe_dump(inference), encoding="utf-8")
     return root
 
 
@@ -166,6 +168,47 @@ def test_distillation_run_trains_validates_and_logs_every_round(project_copy):
         assert 0.0 <= run.data.metrics[f"{round_name}.validation_metrics.fsku_score"] <= 1.0
     location = Path(run.data.tags["model_location.distilled_student"])
     assert (location / "model.safetensors").is_file(), "the run points at the weights it produced"
+
+
+def test_inference_run_writes_the_submission_and_its_evaluation(project_copy, tiny_llama_dir):
+    import pandas as pd
+
+    from fsku_kedro.questions import parse_question
+
+    data = project_copy / "data"
+    if not list(data.glob("05_model_input/faiss_index/*")):
+        assert _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test").returncode == 0
+    command = ("run", "--pipeline", "inference", "--env", "test", "--params", f"inference.model_dir={tiny_llama_dir}")
+    result = _kedro(project_copy, *command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    test = pd.read_csv(project_copy / "data/01_raw/sample/test.csv", dtype=str, encoding="utf-8-sig")
+    submission_file = data / "07_model_output" / "submission.csv"
+    submission = pd.read_csv(submission_file, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    assert list(submission.columns) == ["ID", "Answer"] and list(submission["ID"]) == list(test["ID"])
+    for row, answer in zip(test.itertuples(index=False), submission["Answer"]):
+        question = parse_question(row.ID, row.Question)
+        assert answer in question.choices if question.choices else answer.strip()
+    rows = pd.read_csv(next(data.glob("07_model_output/submission_rows.csv/*/submission_rows.csv")))
+    assert {"confidence", "inference_time", "used_fallback"} <= set(rows.columns)
+    report = pd.read_csv(next(data.glob("08_reporting/evaluation_report.csv/*/evaluation_report.csv")))
+    assert report.loc[0, "domain"] == "all" and report.loc[0, "questions"] == len(test)
+    assert list(data.glob("08_reporting/evaluation_plot.png/*/evaluation_plot.png"))
+    assert list(data.glob("04_feature/retrieval_cache.parquet")), "retrieval results are cached"
+    answered = (data / "07_model_output" / "answers.progress.jsonl").read_text(encoding="utf-8").count("\n")
+    assert answered == len(test)
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fsku_kedro")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert run.data.metrics["evaluation_metrics.fsku_score"] == pytest.approx(report.loc[0, "fsku_score"])
+    benchmark = pd.read_csv(data / "07_model_output" / "fsku_benchmark" / "submission.csv")
+    assert benchmark.empty, "no FSKU benchmark files next to this copy: its stage answers nothing"
+
+    again = _kedro(project_copy, *command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (data / "07_model_output" / "answers.progress.jsonl").read_text(encoding="utf-8").count("\n") == answered
+    rerun = pd.read_csv(submission_file, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    assert rerun.equals(submission), "a re-run from the progress file gives the same submission"
 
 
 def test_viz_build_holds_every_pipeline(project_copy, monkeypatch):

@@ -37,3 +37,37 @@ def test_numbers_that_are_not_a_run_from_one_are_descriptive():
 def test_retrieval_query_joins_stem_and_options():
     q = parse_question("T", "무엇인가?\n1 망분리\n2 암호화")
     assert retrieval_query(q) == "무엇인가?\n망분리\n암호화"
+
+
+def test_two_and_ten_options_and_blank_lines():
+    two = parse_question("T", "옳은가?\n\n1 예\n2 아니오")
+    assert two.choices == {"1": "예", "2": "아니오"} and two.parsed_question == "옳은가?"
+    ten = parse_question("T", "고르시오.\n" + "\n".join(f"{n} 보기{n}" for n in range(1, 11)))
+    assert list(ten.choices) == [str(n) for n in range(1, 11)] and ten.choices["10"] == "보기10"
+    spaced = parse_question("T", "질문 첫 줄\n\n둘째 줄\n- 조건 가\n1 가\n\n2 나\n3 다")
+    assert spaced.parsed_question == "질문 첫 줄\n\n둘째 줄\n- 조건 가" and list(spaced.choices) == ["1", "2", "3"]
+
+
+def test_a_single_numbered_line_or_a_gap_in_the_run_is_not_options():
+    assert split_options("다음을 설명하세요.\n1 개요만 쓰시오")[1] is None, "one option is not a question"
+    stem, options = split_options("질문?\n1 가\n3 다\n4 라")
+    assert options is None, "a run must be consecutive from 1"
+
+
+def test_test_table_problems_are_listed_by_row():
+    import pandas as pd
+
+    from fsku_kedro.contracts import DataContractError
+    from fsku_kedro.questions import check_test_table, parse_test_table
+
+    good = pd.DataFrame({"ID": ["A", "B"], "Question": ["질문?\n1 가\n2 나", "설명하세요."]})
+    assert [q.question_type for q in parse_test_table(good, "test.csv")] == ["multiple_choice", "descriptive"]
+    bad = pd.DataFrame({"ID": ["A", "B", "A", ""], "Question": ["질문?", "  ", "또?", "x"]})
+    with pytest.raises(DataContractError) as error:
+        check_test_table(bad, "test.csv")
+    message = str(error.value)
+    assert "test.csv: row 3 (ID B): empty question" in message
+    assert "test.csv: duplicate ID A in rows 2, 4" in message
+    assert "test.csv: row 5: empty ID" in message
+    with pytest.raises(DataContractError, match=r"missing column\(s\) \['Question'\]"):
+        check_test_table(pd.DataFrame({"ID": ["A"], "Text": ["x"]}), "test.csv")

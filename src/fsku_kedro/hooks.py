@@ -31,4 +31,4 @@ class ModelLocationHook:
         import mlflow
 
         if mlflow.active_run() is not None:
-            mlflow.set_tag(f"model_location.{dataset_name}", str(path))
+            mlflow.set_tag(f"model_location.{dataset_name.split('@')[0]}", str(path))

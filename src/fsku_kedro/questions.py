@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-from fsku_kedro.contracts import CompetitionQuestion
+import pandas as pd
+
+from fsku_kedro.contracts import CompetitionQuestion, DataContractError
 
 CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩"
 OPTION_LINE = re.compile(rf"^\s*(?:(?P<num>\d{{1,2}})(?:[.)]\s*|\s+)|(?P<circled>[{CIRCLED}])\s*)(?P<text>\S.*)$")
@@ -67,3 +69,34 @@ def retrieval_query(question: CompetitionQuestion) -> str:
     if question.choices:
         parts.extend(question.choices.values())
     return "\n".join(parts)
+
+
+def check_test_table(frame: pd.DataFrame, source: str) -> None:
+    """Refuse a test table without ``ID``/``Question`` columns, with duplicate IDs or empty questions;
+    the error lists every offending row (row 1 is the header; a quoted multi-line cell is one row)."""
+    missing = [column for column in ("ID", "Question") if column not in frame.columns]
+    if missing:
+        raise DataContractError(f"{source}: missing column(s) {missing}; found {list(frame.columns)}")
+    problems = []
+    ids = frame["ID"].astype(str).str.strip()
+    questions = frame["Question"].astype(str)
+    for position, (question_id, text) in enumerate(zip(ids, questions)):
+        row = position + 2
+        if not question_id:
+            problems.append(f"{source}: row {row}: empty ID")
+        if not text.strip():
+            problems.append(f"{source}: row {row} (ID {question_id}): empty question")
+    duplicated = ids[ids.duplicated(keep=False) & (ids != "")]
+    for question_id, positions in duplicated.groupby(duplicated).groups.items():
+        rows = ", ".join(str(frame.index.get_loc(p) + 2) for p in positions)
+        problems.append(f"{source}: duplicate ID {question_id} in rows {rows}")
+    if problems:
+        shown = "\n".join(problems[:30])
+        more = f"\n... and {len(problems) - 30} more" if len(problems) > 30 else ""
+        raise DataContractError(f"{len(problems)} problem(s) in the test questions:\n{shown}{more}")
+
+
+def parse_test_table(frame: pd.DataFrame, source: str) -> list[CompetitionQuestion]:
+    """Every row of a checked test table as a ``CompetitionQuestion``, in file order."""
+    check_test_table(frame, source)
+    return [parse_question(str(row.ID).strip(), str(row.Question)) for row in frame.itertuples(index=False)]

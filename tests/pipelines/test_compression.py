@@ -59,7 +59,7 @@ def test_pipeline_quantizes_serves_and_reports(tiny_llama_dir, tiny_embedder, tm
     catalog["quantized_students"] = QuantizedModelsDataset(str(tmp_path / "variants"))
     SequentialRunner().run(create_pipeline(), catalog)
     assert sorted(p.name for p in (tmp_path / "variants").iterdir()) == ["int8", "int8_dynamic"]
-    assert catalog.load("compressed_student").name == "tiny-int8_dynamic"
+    assert catalog.load("compressed_student@model").name == "tiny-int8_dynamic"
     report = catalog.load("compression_report").set_index("method")
     assert list(report.index) == ["none", "int8", "int8_dynamic"]
     assert (report["size_mb"] > 0).all() and (report["peak_load_mib"] > 0).all(), "measured in a fresh process"

@@ -1,11 +1,13 @@
 """Custom Kedro datasets for the project's heavy artefacts."""
 
 from fsku_kedro.datasets.binary_file import BinaryFileDataset
+from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
 from fsku_kedro.datasets.indices import BM25IndexDataset, FaissIndexDataset
 from fsku_kedro.datasets.models import (
     LoraAdapterDataset,
     ModelDirectoryDataset,
+    ModelPathDataset,
     PretrainedModelDataset,
     QuantizedModelDataset,
     QuantizedModelsDataset,
@@ -20,11 +22,13 @@ from fsku_kedro.datasets.user_instructions import UserInstructionsDataset
 __all__ = [
     "BM25IndexDataset",
     "BinaryFileDataset",
+    "CompetitionCSVDataset",
     "ContentCacheDataset",
     "FaissIndexDataset",
     "HFDatasetDictDataset",
     "LoraAdapterDataset",
     "ModelDirectoryDataset",
+    "ModelPathDataset",
     "PretrainedModelDataset",
     "QuantizedModelDataset",
     "QuantizedModelsDataset",

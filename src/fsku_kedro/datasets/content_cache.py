@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,14 @@ logger = logging.getLogger(__name__)
 
 
 class ContentCacheDataset(AbstractDataset[dict, dict]):
-    """A mapping ``key -> value`` where values are float32 ``vectors`` or lists of ``tokens``.
+    """A mapping ``key -> value`` where values are float32 ``vectors``, lists of ``tokens`` or
+    ``json`` values (stored as JSON text).
 
     Loads as empty when nothing was cached yet or the file cannot be read. Point two catalog
     entries at the same file (one read, one written) to update it from a node.
     """
 
-    VALUE_KINDS = ("vectors", "tokens")
+    VALUE_KINDS = ("vectors", "tokens", "json")
 
     def __init__(self, filepath: str, values: str = "vectors", metadata: dict | None = None):
         if values not in self.VALUE_KINDS:
@@ -40,6 +42,8 @@ class ContentCacheDataset(AbstractDataset[dict, dict]):
             return {}
         if self._values == "vectors":
             return {key: np.asarray(value, dtype=np.float32) for key, value in zip(frame["key"], frame["value"])}
+        if self._values == "json":
+            return {key: json.loads(value) for key, value in zip(frame["key"], frame["value"])}
         return {key: [str(token) for token in value] for key, value in zip(frame["key"], frame["value"])}
 
     def save(self, data: dict[str, Any]) -> None:
@@ -47,6 +51,8 @@ class ContentCacheDataset(AbstractDataset[dict, dict]):
         values = list(data.values())
         if self._values == "vectors":
             values = [np.asarray(value, dtype=np.float32) for value in values]
+        elif self._values == "json":
+            values = [json.dumps(value, ensure_ascii=False) for value in values]
         partial = self._filepath.with_name(self._filepath.name + ".partial")
         pd.DataFrame({"key": list(data), "value": values}).to_parquet(partial, index=False)
         partial.replace(self._filepath)

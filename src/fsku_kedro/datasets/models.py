@@ -301,12 +301,44 @@ def load_quantized(directory: Path, trust_remote_code: bool) -> ModelBundle:
     import torch
     from transformers import AutoModelForCausalLM
 
-    info = json.loads((directory / "fsku_model.json").read_text(encoding="utf-8"))
+    info_file = directory / "fsku_model.json"
+    info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.exists() else {"name": directory.name}
     model = AutoModelForCausalLM.from_pretrained(
         directory, device_map="auto" if torch.cuda.is_available() else "cpu", trust_remote_code=trust_remote_code
     )
     model.eval()
     return ModelBundle(model, load_tokenizer(str(directory), trust_remote_code), info["name"], str(directory))
+
+
+def load_any_model(directory: Path, dtype: str = "float32", trust_remote_code: bool = False) -> ModelBundle:
+    """A model directory as saved by transformers: quantized (its config.json carries a
+    ``quantization_config``) or full precision in ``dtype``."""
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise DatasetError(f"{directory} is not a model directory (no config.json)")
+    if "quantization_config" in json.loads(config_file.read_text(encoding="utf-8")):
+        return load_quantized(directory, trust_remote_code)
+    return load_bundle(directory, dtype, trust_remote_code)
+
+
+class ModelPathDataset(LocalDirectoryDataset):
+    """Where the latest version of a model directory lives (``None`` when there is none), read
+    without loading the weights; the consumer decides what to load. Read-only.
+
+    Paired by transcoding with the dataset that writes the model (``name@model`` / ``name@path``)
+    so that Kedro still orders the reader after the writer.
+    """
+
+    def _write(self, directory: Path, data: Any) -> None:
+        raise DatasetError("ModelPathDataset is read-only; save through the model's own dataset")
+
+    def _read(self, directory: Path) -> str:
+        return str(directory.resolve())
+
+    def load(self) -> str | None:
+        if not self._exists():
+            return None
+        return super().load()
 
 
 class QuantizedModelDataset(LocalDirectoryDataset):

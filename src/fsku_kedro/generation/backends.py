@@ -47,7 +47,9 @@ class Completion:
 class GenerationBackend(Protocol):
     model_name: str
 
-    def generate(self, chats: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]: ...
+    def generate(
+        self, chats: list[list[dict[str, str]]], params: GenerationParams, max_time: float | None = None
+    ) -> list[Completion]: ...
 
 
 class TransformersBackend:
@@ -72,7 +74,10 @@ class TransformersBackend:
     def render(self, chat: list[dict[str, str]]) -> str:
         return self.bundle.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, chats: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
+    def generate(
+        self, chats: list[list[dict[str, str]]], params: GenerationParams, max_time: float | None = None
+    ) -> list[Completion]:
+        """Completions in input order; ``max_time`` stops each batch's decoding after that many seconds."""
         import torch
 
         tokenizer, model = self.bundle.tokenizer, self.bundle.model
@@ -99,6 +104,7 @@ class TransformersBackend:
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=sorted(eos_ids),
                     cache_implementation=self.cache_implementation,
+                    max_time=max_time,
                 )
             new_tokens = output[:, inputs["input_ids"].shape[1] :]
             for row, index in enumerate(batch):
@@ -148,7 +154,11 @@ class VLLMBackend:
             dtype=dtype,
         )
 
-    def generate(self, chats: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
+    def generate(
+        self, chats: list[list[dict[str, str]]], params: GenerationParams, max_time: float | None = None
+    ) -> list[Completion]:
+        """Completions in input order; vLLM has no per-call time limit, so ``max_time`` is not applied
+        here (the circuit breaker still judges the batch by its time)."""
         from vllm import SamplingParams
 
         sampling = SamplingParams(

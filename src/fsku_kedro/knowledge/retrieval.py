@@ -177,6 +177,24 @@ class HybridRetriever:
             results.append(hits[:k])
         return results
 
+    @classmethod
+    def from_parameters(
+        cls, chunks: Any, sparse: SparseIndex, dense: DenseIndex, embedder: Embedder, reranker: Reranker | None,
+        parameters: dict[str, Any],
+    ) -> HybridRetriever:
+        """The retriever ``knowledge_base.retrieval`` describes, over the chunks table's texts."""
+        return cls(
+            sparse=sparse,
+            dense=dense,
+            embedder=embedder,
+            weights=parameters["weights"],
+            candidate_k=parameters["candidate_k"],
+            normalisation=parameters["normalisation"],
+            reranker=reranker,
+            rerank_k=parameters["rerank_k"],
+            texts=dict(zip(chunks["chunk_id"], chunks["content"])),
+        )
+
     def _rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
         head, tail = hits[: self.rerank_k], hits[self.rerank_k :]
         scores = self.reranker.score(query, [self.texts[h.chunk_id] for h in head])

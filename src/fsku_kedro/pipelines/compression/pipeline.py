@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(quantize_student, inputs=["distilled_student", "calibration_set", "params:compression"],
                  outputs="quantized_students", name="quantize_student"),
             node(select_served_student, inputs=["quantized_students", "params:compression"],
-                 outputs="compressed_student", name="select_served_student"),
+                 outputs="compressed_student@model", name="select_served_student"),
             node(
                 compression_report,
                 inputs=["distilled_student", "quantized_students", "calibration_set", "sample_questions",

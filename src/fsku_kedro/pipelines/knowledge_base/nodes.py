@@ -198,17 +198,7 @@ def evaluate_retrieval(
     """Recall@k and MRR of BM25, dense and hybrid retrieval on the labelled sample set."""
     items = load_labelled_questions(sample_questions, sample_labels)
     records = chunks.to_dict("records")
-    retriever = HybridRetriever(
-        sparse=sparse_index,
-        dense=dense_index,
-        embedder=embedder,
-        weights=parameters["weights"],
-        candidate_k=parameters["candidate_k"],
-        normalisation=parameters["normalisation"],
-        reranker=reranker,
-        rerank_k=parameters["rerank_k"],
-        texts=dict(zip(chunks["chunk_id"], chunks["content"])),
-    )
+    retriever = HybridRetriever.from_parameters(chunks, sparse_index, dense_index, embedder, reranker, parameters)
     queries = [retrieval_query(item["question"]) for item in items]
     relevant = [relevant_chunks(item["label"].source, item["label"].evidence, records) for item in items]
     unresolved = sum(1 for r in relevant if not r)

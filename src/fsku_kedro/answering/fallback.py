@@ -1,0 +1,42 @@
+"""Answers that need no model: what a question gets when the model is too slow or fails.
+
+Multiple choice: the option sharing the most character bigrams with the retrieved text (ties go
+to the lower number). Descriptive: the sentences of the top retrieved chunk that share the most
+bigrams with the question, in their original order, cut to a few sentences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+SENTENCE_END = re.compile(r"(?<=[.?!다요])\s+|\n+")
+
+
+def bigrams(text: str) -> Counter:
+    squashed = re.sub(r"\s+", "", text)
+    return Counter(squashed[i : i + 2] for i in range(len(squashed) - 1))
+
+
+def overlap(a: Counter, b: Counter) -> int:
+    return sum((a & b).values())
+
+
+def overlap_choice(options: dict[str, str], context: str) -> tuple[int, float]:
+    """(option number, its share of all options' overlap) by bigram overlap with ``context``."""
+    context_grams = bigrams(context)
+    scores = [(overlap(bigrams(text), context_grams) / max(len(text), 1), int(number)) for number, text in options.items()]
+    best_score, best_number = max(scores, key=lambda item: (item[0], -item[1]))
+    total = sum(score for score, _ in scores)
+    return best_number, (best_score / total if total > 0 else 1.0 / len(scores))
+
+
+def extractive_answer(question: str, passage: str, max_sentences: int = 2, max_chars: int = 300) -> str:
+    """The passage sentences closest to the question (bigram overlap), kept in passage order."""
+    sentences = [s.strip() for s in SENTENCE_END.split(passage) if len(s.strip()) > 1]
+    if not sentences:
+        return question.strip()[:max_chars]
+    question_grams = bigrams(question)
+    ranked = sorted(range(len(sentences)), key=lambda i: (-overlap(bigrams(sentences[i]), question_grams), i))
+    chosen = sorted(ranked[:max_sentences])
+    return " ".join(sentences[i] for i in chosen)[:max_chars].strip()

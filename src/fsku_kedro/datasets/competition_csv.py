@@ -1,0 +1,81 @@
+"""Competition CSV files (test.csv, answer keys, the FSKU benchmark) in whatever encoding they come.
+
+UTF-8 with or without a byte-order mark, and cp949 / euc-kr (cp949 is a superset of euc-kr) are
+recognised; line endings inside and between cells become ``\\n``. Every cell is read as text.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.io import AbstractDataset
+from kedro.io.core import DatasetError
+
+logger = logging.getLogger(__name__)
+
+def decode_text(raw: bytes, source: str) -> tuple[str, str]:
+    """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949."""
+    try:
+        return raw.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError as utf8_error:
+        try:
+            return raw.decode("cp949"), "cp949"
+        except UnicodeDecodeError:
+            line = raw[: utf8_error.start].count(b"\n") + 1
+            raise DatasetError(
+                f"{source}: line {line}: bytes that are neither UTF-8 nor cp949/euc-kr; save the file as UTF-8"
+            ) from utf8_error
+
+
+class CompetitionCSVDataset(AbstractDataset[None, pd.DataFrame]):
+    """A read-only CSV in the competition's layout, checked for ``columns`` on load.
+
+    With ``optional: true`` a missing file loads as an empty table with those columns (and
+    ``attrs["missing"] = True``), for inputs a run can do without (labels, the FSKU benchmark).
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        columns: list[str] | None = None,
+        optional: bool = False,
+        metadata: dict | None = None,
+    ):
+        self._filepath = Path(filepath)
+        self._columns = list(columns or [])
+        self._optional = optional
+        self.metadata = metadata
+
+    def load(self) -> pd.DataFrame:
+        if not self._filepath.exists():
+            if not self._optional:
+                raise DatasetError(f"{self._filepath}: no such file")
+            logger.info("%s is absent; continuing without it", self._filepath)
+            frame = pd.DataFrame(columns=self._columns, dtype=str)
+            frame.attrs.update(source=str(self._filepath), missing=True)
+            return frame
+        text, encoding = decode_text(self._filepath.read_bytes(), str(self._filepath))
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+            raise DatasetError(f"{self._filepath}: not a readable CSV ({error})") from error
+        frame.columns = [str(column).strip() for column in frame.columns]
+        absent = [column for column in self._columns if column not in frame.columns]
+        if absent:
+            raise DatasetError(f"{self._filepath}: missing column(s) {absent}; found {list(frame.columns)}")
+        frame.attrs.update(source=str(self._filepath), encoding=encoding, missing=False)
+        return frame
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("CompetitionCSVDataset is read-only")
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "columns": self._columns, "optional": self._optional}

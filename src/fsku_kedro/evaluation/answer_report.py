@@ -1,0 +1,106 @@
+"""The FSKU score of a set of answers against labels, overall and per domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from fsku_kedro.contracts import CompetitionQuestion, DataContractError
+from fsku_kedro.evaluation.fsku_score import DescriptiveItem, descriptive_scores, fsku_score
+from fsku_kedro.knowledge.embedding import Embedder
+
+LABEL_COLUMNS = ("ID", "answer")
+REPORT_COLUMNS = ["domain", "questions", "mc_questions", "mc_accuracy", "descriptive_questions",
+                  "cosine_similarity", "keyword_recall", "descriptive_score", "fsku_score", "fallback_share"]
+
+
+def _keywords(value: Any) -> list[str]:
+    if not isinstance(value, str):
+        return []
+    return [part.strip() for part in value.split(";") if part.strip()]
+
+
+def score_items(answers: pd.DataFrame, questions: list[CompetitionQuestion], labels: pd.DataFrame,
+                embedder: Embedder) -> pd.DataFrame:
+    """One row per labelled answer: domain, kind, correct (MC) or cosine and keyword recall (descriptive)."""
+    absent = [column for column in LABEL_COLUMNS if column not in labels.columns]
+    if absent:
+        raise DataContractError(f"labels: missing column(s) {absent}; found {list(labels.columns)}")
+    by_id = {q.ID: q for q in questions}
+    given = answers.set_index("ID")
+    rows = []
+    for label in labels.to_dict("records"):
+        question_id = str(label["ID"]).strip()
+        if question_id not in by_id or question_id not in given.index:
+            continue
+        question = by_id[question_id]
+        answer = given.loc[question_id]
+        rows.append({
+            "ID": question_id,
+            "domain": str(label.get("domain") or "unknown"),
+            "question_type": question.question_type,
+            "answer": str(answer["answer"]),
+            "expected": str(label["answer"]).strip(),
+            "keywords": _keywords(label.get("keywords")),
+            "used_fallback": bool(answer.get("used_fallback", False)),
+        })
+    items = pd.DataFrame(rows, columns=["ID", "domain", "question_type", "answer", "expected", "keywords",
+                                        "used_fallback"])
+    mc = items["question_type"] == "multiple_choice"
+    items["correct"] = np.where(mc, items["answer"].str.strip() == items["expected"], np.nan)
+    descriptive = items[~mc]
+    cosine, recall = descriptive_scores(embedder, [DescriptiveItem(r.answer, r.expected, r.keywords)
+                                                   for r in descriptive.itertuples(index=False)])
+    items["cosine_similarity"] = np.nan
+    items["keyword_recall"] = np.nan
+    items.loc[~mc, "cosine_similarity"] = cosine
+    items.loc[~mc, "keyword_recall"] = recall
+    return items
+
+
+def _summary(domain: str, items: pd.DataFrame) -> dict[str, Any]:
+    mc = items[items["question_type"] == "multiple_choice"]
+    descriptive = items[items["question_type"] == "descriptive"]
+    parts = fsku_score([bool(x) for x in mc["correct"]], descriptive["cosine_similarity"].to_numpy(float),
+                       descriptive["keyword_recall"].to_numpy(float))
+    return {"domain": domain, "questions": len(items), **parts,
+            "fallback_share": float(items["used_fallback"].mean()) if len(items) else float("nan")}
+
+
+def answer_report(items: pd.DataFrame) -> pd.DataFrame:
+    """Overall ("all") then per-domain score parts of scored items."""
+    rows = [_summary("all", items)] + [_summary(d, g) for d, g in sorted(items.groupby("domain"), key=lambda x: x[0])]
+    return pd.DataFrame(rows).reindex(columns=REPORT_COLUMNS)
+
+
+def report_metrics(report: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The overall row's parts, for MLflow."""
+    if report.empty:
+        return {}
+    overall = report.iloc[0]
+    return {column: {"value": float(overall[column]), "step": 0} for column in REPORT_COLUMNS[1:]
+            if pd.notna(overall[column])}
+
+
+def report_figure(report: pd.DataFrame, title: str) -> plt.Figure:
+    """FSKU score, MC accuracy and descriptive score per domain."""
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    if report.empty or not report["questions"].sum():
+        axis.text(0.5, 0.5, "no labelled answers", ha="center", va="center")
+        axis.set_axis_off()
+    else:
+        shown = report.fillna(0.0)
+        positions = np.arange(len(shown))
+        width = 0.27
+        for offset, column in zip((-width, 0.0, width), ("fsku_score", "mc_accuracy", "descriptive_score")):
+            axis.bar(positions + offset, shown[column], width, label=column)
+        axis.set_xticks(positions, [f"{d}\n(n={int(n)})" for d, n in zip(shown["domain"], shown["questions"])],
+                        fontsize=8)
+        axis.set_ylim(0, 1)
+        axis.legend(fontsize=8)
+    axis.set_title(title)
+    figure.tight_layout()
+    return figure

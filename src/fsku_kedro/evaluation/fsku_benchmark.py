@@ -1,0 +1,52 @@
+"""The released FSKU benchmark as a test table and a label table.
+
+mc_kor.csv (Domain, Sub_domain, Question) with its answers in mc_answer.csv (Answer, same row
+order), and descriptive_kor.csv (Question, Answer, Keyword with comma-separated keywords).
+A seeded hash of each question picks a fixed slice when a limit is set; rows keep file order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from fsku_kedro.contracts import DataContractError
+from fsku_kedro.splits import unit_hash
+
+QUESTION_COLUMNS = ["ID", "Question"]
+LABEL_COLUMNS = ["ID", "question_type", "answer", "keywords", "domain"]
+
+
+def _slice(frame: pd.DataFrame, limit: int | None, seed: int, salt: str) -> pd.DataFrame:
+    if limit is None or limit >= len(frame):
+        return frame
+    order = sorted(frame.index, key=lambda i: unit_hash(seed, salt, frame.at[i, "Question"]))
+    return frame.loc[sorted(order[:limit])]
+
+
+def benchmark_tables(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
+                     parameters: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(questions in test.csv layout, labels); empty tables when the benchmark files are absent."""
+    if len(mc) != len(mc_answers):
+        raise DataContractError(
+            f"FSKU benchmark: {len(mc)} multiple-choice questions but {len(mc_answers)} answers; "
+            "mc_answer.csv must have one row per row of mc_kor.csv"
+        )
+    seed = parameters.get("seed", 0)
+    mc = mc.assign(Answer=mc_answers["Answer"].to_numpy()).reset_index(drop=True)
+    mc = mc.assign(ID=[f"FSKU_MC_{i:04d}" for i in range(len(mc))])
+    descriptive = descriptive.reset_index(drop=True)
+    descriptive = descriptive.assign(ID=[f"FSKU_DESC_{i:03d}" for i in range(len(descriptive))])
+    mc = _slice(mc, parameters.get("mc_limit"), seed, "fsku_mc")
+    descriptive = _slice(descriptive, parameters.get("descriptive_limit"), seed, "fsku_descriptive")
+    questions = pd.concat([mc[QUESTION_COLUMNS], descriptive[QUESTION_COLUMNS]], ignore_index=True)
+    labels = pd.concat([
+        pd.DataFrame({"ID": mc["ID"], "question_type": "multiple_choice", "answer": mc["Answer"].astype(str),
+                      "keywords": "", "domain": mc["Domain"]}),
+        pd.DataFrame({"ID": descriptive["ID"], "question_type": "descriptive", "answer": descriptive["Answer"],
+                      "keywords": [";".join(k.strip() for k in str(v).split(",") if k.strip())
+                                   for v in descriptive["Keyword"]],
+                      "domain": "서술형"}),
+    ], ignore_index=True).reindex(columns=LABEL_COLUMNS)
+    return questions.reindex(columns=QUESTION_COLUMNS), labels

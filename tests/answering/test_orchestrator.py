@@ -1,0 +1,161 @@
+"""Answering a question set: valid answers for every ID, fallbacks on time, errors and budget, and resume."""
+
+import pytest
+import torch
+
+import fsku_kedro.answering.orchestrator as orchestrator
+from fsku_kedro.answering.orchestrator import AnswerSettings, Passage, PreparedQuestion, answer_questions, batches
+from fsku_kedro.generation.store import ResponseStore
+from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.questions import parse_question
+from tests.conftest import PROJECT_ROOT
+
+TEMPLATES = {p.stem: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
+PASSAGE = Passage("c1", 1.0, "전자금융거래법에 따라 금융회사는 2주 이내에 처리 결과를 알려야 한다. 접근매체는 전자식 카드를 포함한다.")
+GENERATION = {"backend": "transformers", "batch_size": 4, "max_new_tokens": 4, "do_sample": False,
+              "cache_implementation": None}
+
+
+def _items(mc=7):
+    options = "\n1 즉시\n2 1주 이내\n3 2주 이내\n4 1개월 이내"
+    items = [PreparedQuestion(parse_question(f"Q{i:02d}", f"오류 정정 결과의 통지 기한은?{' 추가' * i}{options}"),
+                              (PASSAGE,)) for i in range(mc)]
+    ten = "\n".join(f"{n} 보기{n}" for n in range(1, 11))
+    items.append(PreparedQuestion(parse_question("Q_TEN", f"열 개 중 고르시오.\n{ten}"), (PASSAGE,)))
+    items += [PreparedQuestion(parse_question(f"D{i}", f"접근매체의 의미를 설명하세요{'.' * i}"), (PASSAGE,))
+              for i in range(2)]
+    return items
+
+
+def _settings(**changes):
+    return AnswerSettings(**{"batch_size": 2, "generation": GENERATION, **changes})
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_llama_dir):
+    from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+
+    return ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny",
+                       str(tiny_llama_dir))
+
+
+def _valid(items, rows):
+    assert [row["ID"] for row in rows] == [item.question.ID for item in items], "input order"
+    for item, row in zip(items, rows):
+        if item.question.question_type == "multiple_choice":
+            assert row["answer"] in item.question.choices
+        else:
+            assert row["answer"].strip()
+        assert 0.0 <= row["confidence"] <= 1.0 and row["inference_time"] >= 0.0
+
+
+def test_every_question_is_answered_by_the_model(bundle):
+    items = _items()
+    rows = answer_questions(items, bundle, TEMPLATES, _settings(), show_progress=False)
+    _valid(items, rows)
+    mc = [row for row in rows if row["question_type"] == "multiple_choice"]
+    assert {(row["method"], row["used_fallback"]) for row in mc} == {("choice_scoring", False)}
+    for row in rows:
+        if row["question_type"] == "descriptive":  # a random tiny model may write nothing readable
+            assert (row["method"], row["fallback_reason"]) in {("generate", ""), ("fallback_extractive", "empty_answer")}
+
+
+def test_batches_put_descriptive_first_and_longest_prompts_first():
+    items = _items()
+    plan = batches(items, TEMPLATES, _settings())
+    assert [items[i].question.ID for i in plan[0]] == ["D1", "D0"]
+    mc_order = [items[i].question.ID for group in plan[1:] for i in group]
+    assert mc_order[:2] == ["Q_TEN", "Q06"] and sorted(mc_order) == sorted(f"Q{i:02d}" for i in range(7)) + ["Q_TEN"]
+
+
+def test_a_question_over_its_time_limit_gets_the_fallback(bundle):
+    items = _items()
+    rows = answer_questions(items, bundle, TEMPLATES, _settings(per_question_s=1e-9), show_progress=False)
+    _valid(items, rows)
+    assert all(row["used_fallback"] and row["fallback_reason"] == "time_limit" for row in rows)
+    assert {row["method"] for row in rows} == {"fallback_closed_book", "fallback_extractive"}
+    descriptive = [row for row in rows if row["question_type"] == "descriptive"]
+    assert all("2주 이내" in row["answer"] or "접근매체" in row["answer"] for row in descriptive)
+
+
+class BrokenModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    def generate(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_a_model_error_gives_retrieval_overlap_and_extractive_answers(bundle):
+    items = _items()
+    broken = ModelBundle(BrokenModel(), bundle.tokenizer, "broken")
+    broken.model.generation_config = bundle.model.generation_config
+    rows = answer_questions(items, broken, TEMPLATES, _settings(), show_progress=False)
+    _valid(items, rows)
+    assert all(row["used_fallback"] and row["fallback_reason"] == "model_error" for row in rows)
+    mc = [row for row in rows if row["question_type"] == "multiple_choice" and row["ID"] != "Q_TEN"]
+    assert {row["answer"] for row in mc} == {"3"}, "the option that appears in the passage"
+    assert {row["method"] for row in mc} == {"fallback_overlap"}
+
+
+def test_a_spent_budget_answers_the_rest_without_the_model(bundle):
+    calls = []
+    handle = bundle.model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        rows = answer_questions(_items(), bundle, TEMPLATES, _settings(budget_minutes=0.0), show_progress=False)
+    finally:
+        handle.remove()
+    assert not calls
+    assert all(row["used_fallback"] and row["fallback_reason"] == "budget_spent" for row in rows)
+
+
+def test_generate_then_extract_falls_back_when_no_number_is_written(bundle):
+    items = _items()
+    rows = answer_questions(items, bundle, TEMPLATES, _settings(mc_method="generate"), show_progress=False)
+    _valid(items, rows)
+    for row in rows:
+        if row["question_type"] == "multiple_choice":
+            assert (row["method"], row["used_fallback"]) in {("generate_extract", False), ("fallback_closed_book", True)}
+            assert row["used_fallback"] == (row["fallback_reason"] == "no_valid_number")
+
+
+def test_a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_one(bundle, tmp_path, monkeypatch):
+    items = _items()
+    settings = _settings()
+    reference = answer_questions(items, bundle, TEMPLATES, settings, show_progress=False)
+
+    real = orchestrator.score_choices
+    calls = []
+
+    def killed_on_third_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    store = ResponseStore(tmp_path / "answers.progress.jsonl")
+    monkeypatch.setattr(orchestrator, "score_choices", killed_on_third_call)
+    with pytest.raises(KeyboardInterrupt):
+        answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
+    finished = store.path.read_text(encoding="utf-8").count("\n")
+    assert finished == 2 + 2 + 2, "the descriptive batch and two multiple-choice batches were saved"
+
+    calls.clear()
+    monkeypatch.setattr(orchestrator, "score_choices", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed = answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
+    assert len(calls) == 2, "only the two unfinished multiple-choice batches are scored again"
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "inference_time"} for row in rows]  # noqa: E731
+    assert strip(resumed) == strip(reference)
+
+    calls.clear()
+    assert strip(answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)) == strip(reference)
+    assert not calls, "a finished set recomputes nothing"
+
+
+def test_unknown_settings_are_refused():
+    with pytest.raises(ValueError, match="mc_method"):
+        AnswerSettings(mc_method="vote")
