@@ -6,7 +6,7 @@ followed by answer extraction, on the same prompts and batches.
 Questions: a fixed seeded slice of the FSKU benchmark's multiple-choice set (../shared/fsku-benchmark,
 as the catalog's fsku_benchmark_* entries locate it), or the sample set's multiple-choice questions
 when the benchmark is absent. Prompts are the inference pipeline's own (retrieved context included),
-and the model is the one `kedro run --pipeline inference` answers with.
+and the model is the one `kedro run --pipeline inference` answers with; `--closed-book` drops the context.
 Generation uses `inference.mc_generation.max_new_tokens`; an answer with no valid number is wrong.
 
 Target: choice scoring at least 5x the questions/s of generate-then-extract, with equal or better accuracy.
@@ -37,6 +37,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--closed-book", action="store_true", help="prompts without retrieved context")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     bootstrap_project(ROOT)
@@ -62,7 +63,7 @@ def main() -> int:
         )
         bundle = load_inference_model(catalog.load("compressed_student@path"), params)
         templates = read_templates(catalog.load("prompt_templates"))
-    settings = AnswerSettings.from_parameters(params)
+    settings = AnswerSettings.from_parameters({**params, "use_context": not args.closed_book})
     chats = [build_chat(PreparedQuestion(q, tuple(Passage(p["chunk_id"], p["score"], p["text"])
                                                   for p in passages[q.ID])), templates, settings) for q in questions]
     counts = [len(q.choices) for q in questions]
@@ -83,7 +84,8 @@ def main() -> int:
     scoring_acc = sum(str(c.number) == expected[q.ID] for c, q in zip(scored, questions)) / n
     generate_acc = sum(str(e) == expected[q.ID] for e, q in zip(extracted, questions)) / n
     speedup = generate_s / scoring_s
-    print(f"\n{source}; model {bundle.name}; batch {args.batch_size}; "
+    print(f"\n{source}; {'closed book' if args.closed_book else 'with retrieved context'}; "
+          f"model {bundle.name}; batch {args.batch_size}; "
           f"prompt tokens mean {sum(tokens) / n:.0f}; generation max_new_tokens {generation['max_new_tokens']}\n")
     print_table(["method", "seconds", "questions/s", "accuracy", "answers with a valid number"], [
         ("choice scoring", f"{scoring_s:.1f}", f"{n / scoring_s:.2f}", f"{scoring_acc:.3f}", f"{n}/{n}"),
