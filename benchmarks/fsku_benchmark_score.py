@@ -33,8 +33,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     bootstrap_project(ROOT)
     limits = {"mc_limit": args.mc_limit, "descriptive_limit": args.descriptive_limit}
-    extra = {f"inference.fsku_benchmark.{key}": value for key, value in limits.items()}
-    with KedroSession.create(project_path=ROOT, extra_params=extra) as session:
+    with KedroSession.create(project_path=ROOT, runtime_params={"inference": {"fsku_benchmark": limits}}) as session:
         if session.load_context().catalog.load("fsku_benchmark_mc").empty:
             print("FSKU benchmark files not found; nothing to score")
             return 2

@@ -7,7 +7,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -20,11 +19,11 @@ RETRIEVAL_CACHE = ROOT / "data/04_feature/retrieval_cache.parquet"
 SUBMISSION = ROOT / "data/07_model_output/submission.csv"
 
 
-def run_sample_stages(extra_params: dict[str, Any] | None = None) -> float:
+def run_sample_stages() -> float:
     """Seconds for one `kedro run` of the sample-set stages of the inference pipeline."""
     bootstrap_project(ROOT)
     start = time.perf_counter()
-    with KedroSession.create(project_path=ROOT, extra_params=extra_params) as session:
+    with KedroSession.create(project_path=ROOT) as session:
         session.run(pipeline_name="inference", node_names=SAMPLE_NODES)
     return time.perf_counter() - start
 
