@@ -17,10 +17,10 @@ import sys
 import time
 
 import pandas as pd
+from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from fsku_kedro.pipelines.inference import create_pipeline
 from inference_runs import ROOT
 from report import print_table
 
@@ -38,8 +38,8 @@ def main() -> int:
             print("FSKU benchmark files not found; nothing to score")
             return 2
         start = time.perf_counter()
-        nodes = [n.name for n in create_pipeline().nodes if n.name.startswith("fsku_benchmark.")]
-        session.run(pipeline_name="inference", node_names=["load_inference_model", *nodes])
+        nodes = [n.name for n in pipelines["inference"].nodes if n.name.startswith("inference.fsku_benchmark.")]
+        session.run(pipeline_name="inference", node_names=["inference.load_inference_model", *nodes])
         seconds = time.perf_counter() - start
     report_dir = ROOT / "data/08_reporting/fsku_benchmark/evaluation_report.csv"
     report = pd.read_csv(sorted(report_dir.iterdir())[-1] / "evaluation_report.csv")

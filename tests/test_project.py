@@ -7,6 +7,7 @@ project's own.
 
 import importlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -222,5 +223,102 @@ def test_viz_build_holds_every_pipeline(project_copy, monkeypatch):
     assert {p["id"] for p in graph["pipelines"]} == {"__default__", *names}
     for name in names:
         pipeline = importlib.import_module(f"fsku_kedro.pipelines.{name}").create_pipeline()
-        assert {node.name for node in pipeline.nodes} <= built_nodes, name
-    assert {"teacher", "student"} <= set(graph["modular_pipelines"]), "generation shows as two stages"
+        assert {f"{name}.{node.name}" for node in pipeline.nodes} <= built_nodes, name
+    stages = set(graph["modular_pipelines"])
+    assert set(names) <= stages, "every pipeline is one stage"
+    assert {"response_generation.teacher", "response_generation.student", "inference.fsku_benchmark"} <= stages
+
+
+def test_exploration_notebook_runs_on_the_project_artefacts(project_copy, monkeypatch):
+    """notebooks/exploration.ipynb executed top to bottom in a Jupyter kernel, after the pipelines it
+    reads and a second distillation run with another loss type (so MLflow has a comparison)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    data = project_copy / "data"
+    for name in ("knowledge_base", "response_generation", "distillation"):
+        marker = {"knowledge_base": "05_model_input/faiss_index/*", "response_generation": "05_model_input/pair_dataset/*",
+                  "distillation": "06_models/distilled_student/*"}[name]
+        if not list(data.glob(marker)):
+            assert _kedro(project_copy, "run", "--pipeline", name, "--env", "test").returncode == 0, name
+    kd = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "test", "--params", "distillation.loss=kd")
+    assert kd.returncode == 0, kd.stderr[-3000:]
+    shutil.copytree(PROJECT_ROOT / "notebooks", project_copy / "notebooks", dirs_exist_ok=True)
+    path = project_copy / "notebooks" / "exploration.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    monkeypatch.setenv("KEDRO_ENV", "test")
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = {i: cell.get("outputs", []) for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"}
+    assert not [o for cell in outputs.values() for o in cell if o.get("output_type") == "error"]
+    last = notebook.cells[-1]["outputs"]
+    table = next(o["data"]["text/plain"] for o in last if o.get("output_type") == "execute_result")
+    assert "distillm_v2" in table and "kd" in table, "both loss types are compared"
+    assert any("image/png" in o.get("data", {}) for o in last), "the loss curves are drawn"
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_viz_renders_every_pipeline_in_a_headless_browser(project_copy):
+    """The static kedro-viz build served on localhost and opened in headless Chromium: each stage's
+    graph draws its nodes. Screenshots are kept in data/08_reporting/kedro_viz/."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not (project_copy / "build" / "index.html").exists():
+        assert _kedro(project_copy, "viz", "build").returncode == 0
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(project_copy / "build")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    port = int(re.search(r"port (\d+)", server.stdout.readline()).group(1))
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    screenshots = PROJECT_ROOT / "data" / "08_reporting" / "kedro_viz"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    try:
+        for stage in ("knowledge_base", "response_generation", "distillation", "compression", "inference"):
+            driver.get(f"http://127.0.0.1:{port}/?pid={stage}")
+            WebDriverWait(driver, 60).until(
+                lambda d: stage in [n.text for n in d.find_elements(By.CSS_SELECTOR, ".pipeline-node")]
+            )
+            labels = [n.text for n in driver.find_elements(By.CSS_SELECTOR, ".pipeline-node")]
+            assert len(labels) >= 3, f"{stage}: the stage and its datasets are drawn"
+            assert stage in driver.find_element(By.CSS_SELECTOR, ".pipeline-list").text
+            driver.save_screenshot(str(screenshots / f"{stage}.png"))
+            assert (screenshots / f"{stage}.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
+        server.terminate()
+
+
+def test_airflow_dag_has_one_task_per_stage_in_dependency_order(project_copy):
+    result = _kedro(project_copy, "airflow", "create", "--group-by", "namespace", "--target-dir", "dags")
+    assert result.returncode == 0, result.stderr[-2000:]
+    dag = (project_copy / "dags" / "fsku_kedro_dag.py").read_text(encoding="utf-8")
+    tasks = re.findall(r'@task\(task_id="([^"]+)"\)', dag)
+    stages = ["knowledge-base", "response-generation", "distillation", "compression", "inference"]
+    assert sorted(tasks) == sorted(stages), "one Airflow task per pipeline stage"
+    edges = set(re.findall(r'tasks\["([^"]+)"\] >> tasks\["([^"]+)"\]', dag))
+    for upstream, downstream in zip(stages, stages[1:]):
+        assert (upstream, downstream) in edges, f"{upstream} runs before {downstream}"
+    order = {stage: i for i, stage in enumerate(stages)}
+    assert all(order[a] < order[b] for a, b in edges), "no edge runs against the stage order"
+    for stage in ("knowledge_base", "inference"):
+        assert f'namespaces=["{stage}"]' in dag, "each task runs its stage's namespace"
+    gpu_only = _kedro(project_copy, "airflow", "create", "--group-by", "namespace", "--tags", "gpu",
+                      "--target-dir", "dags_gpu")
+    assert gpu_only.returncode == 0, gpu_only.stderr[-2000:]
+    gpu_tasks = re.findall(r'@task\(task_id="([^"]+)"\)', (project_copy / "dags_gpu" / "fsku_kedro_dag.py").read_text())
+    assert sorted(gpu_tasks) == sorted(stages[1:]), "the GPU stages are tagged gpu"

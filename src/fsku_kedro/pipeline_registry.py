@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from kedro.framework.project import find_pipelines
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, pipeline
+
+# Stages that want a GPU in production (generation, training, quantization, answering).
+GPU_STAGES = ("response_generation", "distillation", "compression", "inference")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register every pipeline under ``pipelines/`` and their sum as the default."""
-    pipelines = find_pipelines(raise_errors=True)
+    """Every pipeline under ``pipelines/``, each a namespace of its own name (one stage in kedro-viz and
+    one task in a DAG made with ``kedro airflow create --group-by namespace``; dataset names are kept),
+    and their sum as the default."""
+    found = find_pipelines(raise_errors=True)
+    pipelines = {
+        name: pipeline(stage, namespace=name, prefix_datasets_with_namespace=False,
+                       tags=["gpu"] if name in GPU_STAGES else ["cpu"])
+        for name, stage in found.items()
+    }
     pipelines["__default__"] = sum(pipelines.values())
     return pipelines
