@@ -194,6 +194,7 @@ def test_inference_run_writes_the_submission_and_its_evaluation(project_copy, ti
     report = pd.read_csv(next(data.glob("08_reporting/evaluation_report.csv/*/evaluation_report.csv")))
     assert report.loc[0, "domain"] == "all" and report.loc[0, "questions"] == len(test)
     assert list(data.glob("08_reporting/evaluation_plot.png/*/evaluation_plot.png"))
+    assert list(data.glob("08_reporting/answer_distribution.png/*/answer_distribution.png"))
     assert list(data.glob("04_feature/retrieval_cache.parquet")), "retrieval results are cached"
     answered = (data / "07_model_output" / "answers.progress.jsonl").read_text(encoding="utf-8").count("\n")
     assert answered == len(test)

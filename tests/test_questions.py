@@ -50,7 +50,7 @@ def test_two_and_ten_options_and_blank_lines():
 
 def test_a_single_numbered_line_or_a_gap_in_the_run_is_not_options():
     assert split_options("다음을 설명하세요.\n1 개요만 쓰시오")[1] is None, "one option is not a question"
-    stem, options = split_options("질문?\n1 가\n3 다\n4 라")
+    options = split_options("질문?\n1 가\n3 다\n4 라")[1]
     assert options is None, "a run must be consecutive from 1"
 
 

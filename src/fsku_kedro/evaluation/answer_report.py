@@ -11,6 +11,7 @@ import pandas as pd
 from fsku_kedro.contracts import CompetitionQuestion, DataContractError
 from fsku_kedro.evaluation.fsku_score import DescriptiveItem, descriptive_scores, fsku_score
 from fsku_kedro.knowledge.embedding import Embedder
+from fsku_kedro.plotting import use_korean_font
 
 LABEL_COLUMNS = ("ID", "answer")
 REPORT_COLUMNS = ["domain", "questions", "mc_questions", "mc_accuracy", "descriptive_questions",
@@ -87,6 +88,7 @@ def report_metrics(report: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def report_figure(report: pd.DataFrame, title: str) -> plt.Figure:
     """FSKU score, MC accuracy and descriptive score per domain."""
+    use_korean_font()
     figure, axis = plt.subplots(figsize=(8, 3.8))
     if report.empty or not report["questions"].sum():
         axis.text(0.5, 0.5, "no labelled answers", ha="center", va="center")
@@ -102,5 +104,44 @@ def report_figure(report: pd.DataFrame, title: str) -> plt.Figure:
         axis.set_ylim(0, 1)
         axis.legend(fontsize=8)
     axis.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def answer_distribution_figure(answers: pd.DataFrame, questions: list[CompetitionQuestion],
+                               labels: pd.DataFrame) -> plt.Figure:
+    """Share of each option number among the multiple-choice answers, per domain (from the labels;
+    "all" when there are none), beside the same share among the correct answers where known."""
+    domains = dict(zip(labels["ID"].astype(str), labels["domain"].astype(str))) if "domain" in labels else {}
+    expected = dict(zip(labels["ID"].astype(str), labels["answer"].astype(str))) if "answer" in labels else {}
+    kinds = {q.ID: q.question_type for q in questions}
+    mc = answers[[kinds.get(i) == "multiple_choice" for i in answers["ID"]]]
+    rows = [{"domain": domains.get(i, "all"), "given": str(a), "expected": expected.get(i)}
+            for i, a in zip(mc["ID"], mc["answer"])]
+    table = pd.DataFrame(rows, columns=["domain", "given", "expected"])
+    use_korean_font()
+    figure, axis = plt.subplots(figsize=(8, 3.8))
+    if table.empty:
+        axis.text(0.5, 0.5, "no multiple-choice answers", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    numbers = sorted({*table["given"], *table["expected"].dropna()}, key=lambda n: int(n) if n.isdigit() else 99)
+    domains_sorted = sorted(table["domain"].unique())
+    shares = {side: table.groupby("domain")[side].value_counts(normalize=True).unstack(fill_value=0.0)
+              .reindex(index=domains_sorted, columns=numbers, fill_value=0.0) for side in ("given", "expected")}
+    positions = np.arange(len(domains_sorted))
+    colours = plt.get_cmap("tab10")
+    for offset, side, hatch in ((-0.2, "given", None), (0.2, "expected", "//")):
+        bottom = np.zeros(len(domains_sorted))
+        for k, number in enumerate(numbers):
+            values = shares[side][number].to_numpy()
+            axis.bar(positions + offset, values, 0.38, bottom=bottom, color=colours(k % 10), hatch=hatch,
+                     label=number if side == "given" else None, edgecolor="white")
+            bottom += values
+    axis.set_xticks(positions, [f"{d}\n(answers | key)" for d in domains_sorted], fontsize=8)
+    axis.set_ylabel("share of answers")
+    axis.set_ylim(0, 1)
+    axis.legend(title="option", fontsize=8, ncol=2)
+    axis.set_title("Multiple-choice answers per domain: given (left) and answer key (right, hatched)")
     figure.tight_layout()
     return figure

@@ -25,6 +25,7 @@ from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.generation.backends import GenerationParams, make_backend
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
 from fsku_kedro.splits import unit_hash
 
@@ -172,6 +173,7 @@ def compression_report(
 
 
 def _tradeoff_plot(report: pd.DataFrame) -> plt.Figure:
+    use_korean_font()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, column, label in ((axes[0], "perplexity", "held-out perplexity"), (axes[1], "tokens_per_s", "tokens/s")):
         ax.scatter(report["size_mb"], report[column])

@@ -13,12 +13,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from fsku_kedro.distillation.launch import run_launched
 from fsku_kedro.distillation.merging import LoraAdapter, extract_adapter, merge_adapter
 from fsku_kedro.distillation.training import METHODS, run_fingerprint, train_round
 from fsku_kedro.distillation.validation import fsku_validation, teacher_agreement
 from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
 
 logger = logging.getLogger(__name__)
@@ -46,22 +48,31 @@ def train_student(
     method = parameters["loss"]
     if method not in METHODS:
         raise ValueError(f"distillation.loss {method!r} is not one of {', '.join(METHODS)}")
-    settings = {k: v for k, v in parameters.items() if k not in ("validation", "rounds", "keep_base_if_better")}
+    settings = {k: v for k, v in parameters.items()
+                if k not in ("validation", "rounds", "keep_base_if_better", "launcher")}
     run = run_fingerprint(
         method, settings, student_model.name, student_model.path, teacher_model.name, _content_hash(pair_dataset)
     )
     output_dir = Path(parameters["checkpoint_dir"]) / f"round_{round_number}" / run
     logger.info("Round %d: %s on %d pairs, checkpoints in %s", round_number, method, len(pair_dataset["train"]), output_dir)
-    # The trainer wraps the model with LoRA in place; the input bundle stays untouched.
-    student = ModelBundle(copy.deepcopy(student_model.model), student_model.tokenizer, student_model.name)
-    trained, log_history = train_round(method, student, teacher_model, pair_dataset, parameters, output_dir)
+    launcher = parameters.get("launcher") or {"type": "in_process"}
+    if launcher.get("type") == "accelerate":  # one node run; accelerate starts the ranks
+        adapter, log_history = run_launched(method, student_model, teacher_model, pair_dataset, parameters,
+                                            output_dir, launcher)
+    elif launcher.get("type") == "in_process":
+        # The trainer wraps the model with LoRA in place; the input bundle stays untouched.
+        student = ModelBundle(copy.deepcopy(student_model.model), student_model.tokenizer, student_model.name)
+        trained, log_history = train_round(method, student, teacher_model, pair_dataset, parameters, output_dir)
+        adapter = extract_adapter(trained)
+    else:
+        raise ValueError(f"distillation.launcher.type must be in_process or accelerate, got {launcher.get('type')!r}")
     history: dict[str, list[dict[str, float]]] = {}
     for record in log_history:
         step = int(record.get("step", 0))
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)):
                 history.setdefault(key.replace("/", "."), []).append({"value": float(value), "step": step})
-    return extract_adapter(trained), history, pd.DataFrame(log_history)
+    return adapter, history, pd.DataFrame(log_history)
 
 
 def merge_student(student_model: ModelBundle, student_adapter: LoraAdapter, round_number: int = 1) -> ModelBundle:
@@ -74,6 +85,7 @@ def merge_student(student_model: ModelBundle, student_adapter: LoraAdapter, roun
 def training_curves(training_log: pd.DataFrame) -> plt.Figure:
     """Loss, KL terms, log-probabilities and schedules over optimizer steps."""
     present = [c for c in CURVES if c in training_log.columns and training_log[c].notna().any()]
+    use_korean_font()
     fig, axes = plt.subplots(1, max(len(present), 1), figsize=(3.2 * max(len(present), 1), 2.8), squeeze=False)
     for ax, column in zip(axes[0], present):
         rows = training_log[["step", column]].dropna()

@@ -16,7 +16,14 @@ import pandas as pd
 from fsku_kedro.answering.orchestrator import AnswerSettings, Passage, PreparedQuestion, answer_questions
 from fsku_kedro.contracts import CompetitionQuestion
 from fsku_kedro.datasets.models import load_any_model
-from fsku_kedro.evaluation.answer_report import REPORT_COLUMNS, answer_report, report_figure, report_metrics, score_items
+from fsku_kedro.evaluation.answer_report import (
+    REPORT_COLUMNS,
+    answer_distribution_figure,
+    answer_report,
+    report_figure,
+    report_metrics,
+    score_items,
+)
 from fsku_kedro.evaluation.fsku_benchmark import benchmark_tables
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.knowledge.content_cache import compute_with_cache
@@ -144,6 +151,12 @@ def evaluate_answers(
         logger.info("FSKU score %.4f over %d labelled questions (MC accuracy %s, descriptive score %s)",
                     overall["fsku_score"], len(items), overall["mc_accuracy"], overall["descriptive_score"])
     return report, report_metrics(report), report_figure(report, f"FSKU score by domain ({len(items)} labelled)")
+
+
+def plot_answer_distribution(answers: pd.DataFrame, questions: list[CompetitionQuestion],
+                             labels: pd.DataFrame) -> plt.Figure:
+    """Which option numbers the model chose, per domain, beside the answer key."""
+    return answer_distribution_figure(answers, questions, labels)
 
 
 def prepare_fsku_benchmark(

@@ -9,6 +9,7 @@ from .nodes import (
     evaluate_answers,
     load_inference_model,
     parse_test_questions,
+    plot_answer_distribution,
     prepare_fsku_benchmark,
     retrieve_passages,
     write_submission,
@@ -34,6 +35,8 @@ def answering_stages() -> Pipeline:
         node(write_submission, ["questions", "answers"], ["submission", "submission_rows"], name="write_submission"),
         node(evaluate_answers, ["answers", "questions", "test_labels", "score_embedder"],
              ["evaluation_report", "evaluation_metrics", "evaluation_plot"], name="evaluate_answers"),
+        node(plot_answer_distribution, ["answers", "questions", "test_labels"], "answer_distribution_plot",
+             name="plot_answer_distribution"),
     ])
 
 

@@ -28,6 +28,7 @@ from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 from fsku_kedro.knowledge.parsing import SkippedDocument, parse_document
 from fsku_kedro.knowledge.retrieval import HybridRetriever, Reranker
 from fsku_kedro.knowledge.sparse import SparseIndex
+from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.questions import parse_question, retrieval_query
 
 logger = logging.getLogger(__name__)
@@ -228,6 +229,7 @@ def evaluate_retrieval(
 
 
 def _plot_report(report: pd.DataFrame, ks: list[int]) -> plt.Figure:
+    use_korean_font()
     figure, axis = plt.subplots(figsize=(7, 4))
     for row in report.to_dict("records"):
         recalls = [row[f"recall@{k}"] for k in ks]

@@ -1,0 +1,113 @@
+"""Training under ``accelerate launch`` (several GPUs, DeepSpeed ZeRO-3 or FSDP), driven by the
+distillation node without running the node once per rank.
+
+The node writes a spec (model directories, the pairs saved with ``save_to_disk``, the settings)
+and starts ``accelerate launch --config_file <conf/accelerate/...> -m fsku_kedro.distillation.launch
+--spec <file>``. Every rank trains; rank 0 writes the adapter (safetensors) and the step history,
+which the node reads back and returns like an in-process run. With ``MLFLOW_RUN_ID`` and
+``MLFLOW_TRACKING_URI`` in the environment (the node passes those of the Kedro run), transformers'
+MLflow callback on rank 0 logs the live step metrics into that same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+HISTORY = "log_history.json"
+
+
+def launch_command(launcher: dict[str, Any], spec_file: Path) -> list[str]:
+    """The ``accelerate launch`` command line for ``launcher`` (parameters ``distillation.launcher``)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launcher.get("config_file"):
+        command += ["--config_file", str(launcher["config_file"])]
+    if launcher.get("num_processes"):
+        command += ["--num_processes", str(launcher["num_processes"])]
+    command += [str(arg) for arg in launcher.get("extra_args", [])]
+    return [*command, "-m", "fsku_kedro.distillation.launch", "--spec", str(spec_file)]
+
+
+def run_launched(
+    method: str, student: Any, teacher: Any, pairs: Any, parameters: dict[str, Any], output_dir: Path,
+    launcher: dict[str, Any],
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Train in ``accelerate launch`` processes; returns (LoraAdapter, log history) from rank 0's files."""
+    from fsku_kedro.datasets.models import LoraAdapterDataset
+
+    for role, bundle in (("student", student), ("teacher", teacher)):
+        if not bundle.path or not Path(bundle.path).is_dir():
+            raise ValueError(f"accelerate launch needs the {role} as a model directory; {bundle.name} has none")
+    work = output_dir / "launch"
+    result_dir = work / "result"
+    work.mkdir(parents=True, exist_ok=True)
+    pairs.save_to_disk(str(work / "pairs"))
+    spec = {
+        "method": method, "student_dir": student.path, "student_name": student.name,
+        "teacher_dir": teacher.path, "teacher_name": teacher.name, "pairs_dir": str(work / "pairs"),
+        "parameters": {k: v for k, v in parameters.items() if k != "launcher"},
+        "output_dir": str(output_dir), "result_dir": str(result_dir),
+    }
+    spec_file = work / "spec.json"
+    spec_file.write_text(json.dumps(spec, ensure_ascii=False, default=str), encoding="utf-8")
+    env = dict(os.environ)
+    try:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            env.update(MLFLOW_RUN_ID=mlflow.active_run().info.run_id, MLFLOW_TRACKING_URI=mlflow.get_tracking_uri())
+    except ImportError:  # pragma: no cover - mlflow is a project dependency
+        pass
+    command = launch_command(launcher, spec_file)
+    logger.info("Launching: %s", shlex.join(command))
+    completed = subprocess.run(command, env=env, check=False)
+    if completed.returncode:
+        raise RuntimeError(f"accelerate launch exited with {completed.returncode}; command: {shlex.join(command)}")
+    adapter = LoraAdapterDataset(str(result_dir)).load()
+    history = json.loads((work / HISTORY).read_text(encoding="utf-8"))
+    return adapter, history
+
+
+def main(argv: list[str] | None = None) -> int:
+    from accelerate import PartialState
+    from datasets import load_from_disk
+
+    from fsku_kedro.datasets.models import LoraAdapterDataset, load_bundle
+    from fsku_kedro.distillation.merging import extract_adapter
+    from fsku_kedro.distillation.training import train_round
+
+    parser = argparse.ArgumentParser(description="One distillation round under accelerate launch")
+    parser.add_argument("--spec", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    spec = json.loads(args.spec.read_text(encoding="utf-8"))
+    parameters = dict(spec["parameters"])
+    training = dict(parameters.get("training", {}))
+    if os.environ.get("MLFLOW_RUN_ID"):
+        training.setdefault("report_to", ["mlflow"])
+    parameters["training"] = training
+    dtype = "bfloat16" if training.get("bf16") else "float32"
+    student = load_bundle(Path(spec["student_dir"]), dtype, False, spec["student_name"])
+    teacher = load_bundle(Path(spec["teacher_dir"]), dtype, False, spec["teacher_name"])
+    pairs = load_from_disk(spec["pairs_dir"])
+    trained, log_history = train_round(spec["method"], student, teacher, pairs, parameters, Path(spec["output_dir"]))
+    state = PartialState()
+    if state.is_main_process:
+        result = Path(spec["result_dir"])
+        LoraAdapterDataset(str(result)).save(extract_adapter(trained))
+        (result.parent / HISTORY).write_text(json.dumps(log_history), encoding="utf-8")
+    state.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
