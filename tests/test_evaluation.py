@@ -110,3 +110,21 @@ def test_fsku_benchmark_tables_and_a_fixed_slice():
     assert len(first) == 3 and list(first["ID"]) == list(again["ID"]), "the slice is fixed by the seed"
     with pytest.raises(DataContractError, match="3 multiple-choice questions but 2 answers"):
         benchmark_tables(mc, answers.iloc[:2], descriptive, {})
+
+
+def test_answer_distribution_counts_option_shares_per_domain():
+    import pandas as pd
+
+    from fsku_kedro.evaluation.answer_report import answer_distribution_figure
+    from fsku_kedro.questions import parse_question
+
+    questions = [parse_question(f"M{i}", f"문제{i}?\n1 가\n2 나\n3 다") for i in range(3)]
+    answers = pd.DataFrame({"ID": ["M0", "M1", "M2"], "answer": ["2", "2", "1"]})
+    labels = pd.DataFrame({"ID": ["M0", "M1", "M2"], "answer": ["1", "2", "3"], "domain": ["법률", "법률", "IT"]})
+    figure = answer_distribution_figure(answers, questions, labels)
+    heights = [round(patch.get_height(), 3) for patch in figure.axes[0].patches]
+    # Bars per option 1, 2, 3, each over the domains (IT, 법률); the given answers first, then the key.
+    assert heights == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0,   # given: IT chose 1, 법률 chose 2 twice
+                       0.0, 0.5, 0.0, 0.5, 1.0, 0.0]   # key: 법률 is 1 and 2, IT is 3
+    empty = answer_distribution_figure(answers.iloc[0:0], [], labels.iloc[0:0])
+    assert not empty.axes[0].patches, "no answers: an empty chart, not an error"

@@ -115,7 +115,7 @@ def answer_distribution_figure(answers: pd.DataFrame, questions: list[Competitio
     domains = dict(zip(labels["ID"].astype(str), labels["domain"].astype(str))) if "domain" in labels else {}
     expected = dict(zip(labels["ID"].astype(str), labels["answer"].astype(str))) if "answer" in labels else {}
     kinds = {q.ID: q.question_type for q in questions}
-    mc = answers[[kinds.get(i) == "multiple_choice" for i in answers["ID"]]]
+    mc = answers[answers["ID"].map(lambda i: kinds.get(i) == "multiple_choice").astype(bool)]
     rows = [{"domain": domains.get(i, "all"), "given": str(a), "expected": expected.get(i)}
             for i, a in zip(mc["ID"], mc["answer"])]
     table = pd.DataFrame(rows, columns=["domain", "given", "expected"])
