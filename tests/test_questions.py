@@ -71,3 +71,8 @@ def test_test_table_problems_are_listed_by_row():
     assert "test.csv: row 5: empty ID" in message
     with pytest.raises(DataContractError, match=r"missing column\(s\) \['Question'\]"):
         check_test_table(pd.DataFrame({"ID": ["A"], "Text": ["x"]}), "test.csv")
+
+
+def test_trailing_marks_after_the_options_are_ignored():
+    q = parse_question("T", "적용되는 이유는?\n\n1 가\n2 나\n3 다\n4 라\n\n###")
+    assert q.choices == {"1": "가", "2": "나", "3": "다", "4": "라"} and q.parsed_question == "적용되는 이유는?"

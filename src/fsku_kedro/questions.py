@@ -2,7 +2,7 @@
 
 Options are the trailing run of lines numbered consecutively from 1 ("1 text", "1. text",
 "1) text" or "① text"). Lines that merely begin with a number ("3억 원 이상", "제3조",
-"1단계와 2단계") are part of the stem.
+"1단계와 2단계") are part of the stem; lines of marks only ("###") after the last option are ignored.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ def split_options(text: str) -> tuple[str, dict[str, str] | None]:
     expected = None
     for index in range(len(lines) - 1, -1, -1):
         line = lines[index]
-        if not line.strip():
-            continue
+        if not line.strip() or (not options and not any(ch.isalnum() for ch in line)):
+            continue  # blank lines, and trailing marks such as "###" after the last option
         parsed = _option(line)
         if parsed is None or (expected is not None and parsed[0] != expected):
             break
