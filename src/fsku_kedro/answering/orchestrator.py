@@ -59,8 +59,9 @@ class PreparedQuestion:
 
     @property
     def key(self) -> str:
-        """Identifies the work: the question and the evidence it is answered from."""
-        parts = [self.question.ID, self.question.Question, *(p.chunk_id for p in self.passages)]
+        """Identifies the work: the question as parsed and the evidence it is answered from."""
+        parts = [self.question.ID, self.question.Question, self.question.question_type,
+                 *(p.chunk_id for p in self.passages)]
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:20]
 
 
