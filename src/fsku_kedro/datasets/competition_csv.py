@@ -15,20 +15,20 @@ import pandas as pd
 from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
+from fsku_kedro.text_decoding import decode_korean_text
+
 logger = logging.getLogger(__name__)
 
 def decode_text(raw: bytes, source: str) -> tuple[str, str]:
-    """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949."""
+    """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949 / euc-kr."""
     try:
-        return raw.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError as utf8_error:
-        try:
-            return raw.decode("cp949"), "cp949"
-        except UnicodeDecodeError:
-            line = raw[: utf8_error.start].count(b"\n") + 1
-            raise DatasetError(
-                f"{source}: line {line}: bytes that are neither UTF-8 nor cp949/euc-kr; save the file as UTF-8"
-            ) from utf8_error
+        text, encoding = decode_korean_text(raw)
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{source}: line {line}: bytes that are neither UTF-8 nor cp949/euc-kr; save the file as UTF-8"
+        ) from error
+    return text, "utf-8" if encoding == "utf-8-sig" else encoding
 
 
 class CompetitionCSVDataset(AbstractDataset[None, pd.DataFrame]):

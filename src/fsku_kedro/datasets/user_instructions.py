@@ -18,11 +18,12 @@ import pandas as pd
 from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
+from fsku_kedro.text_decoding import decode_korean_text
+
 logger = logging.getLogger(__name__)
 
 PROMPT_FIELDS = ("prompt", "instruction", "question")
 REFERENCE_FIELDS = ("reference", "output", "answer", "response")
-ENCODINGS = ("utf-8-sig", "cp949", "euc-kr")
 
 
 def _first(record: dict[str, Any], names: tuple[str, ...]) -> str:
@@ -40,11 +41,10 @@ class UserInstructionsDataset(AbstractDataset[None, pd.DataFrame]):
 
     def _lines(self) -> list[tuple[int, str | None]]:
         raw = self._filepath.read_bytes()
-        for encoding in ENCODINGS:
-            try:
-                return list(enumerate(raw.decode(encoding).splitlines(), start=1))
-            except UnicodeDecodeError:
-                continue
+        try:
+            return list(enumerate(decode_korean_text(raw)[0].splitlines(), start=1))
+        except UnicodeDecodeError:
+            pass
         # Mixed encodings: decode line by line, skipping what cannot be decoded.
         decoded = []
         for number, line in enumerate(raw.split(b"\n"), start=1):

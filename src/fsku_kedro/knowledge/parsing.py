@@ -12,9 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from fsku_kedro.text_decoding import KOREAN_TEXT_ENCODINGS, decode_korean_text
+
 logger = logging.getLogger(__name__)
 
-TEXT_ENCODINGS = ("utf-8-sig", "cp949", "euc-kr")
 SUPPORTED_SUFFIXES = {".pdf", ".md", ".markdown", ".txt"}
 
 
@@ -160,12 +161,10 @@ def parse_pdf(data: bytes, source: str, heading_ratio: float = 1.15) -> ParsedDo
 
 def decode_text(data: bytes, source: str) -> str:
     """Decode bytes as UTF-8 (with or without BOM) or a Korean legacy encoding."""
-    for encoding in TEXT_ENCODINGS:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise SkippedDocument(f"cannot decode as any of {', '.join(TEXT_ENCODINGS)}")
+    try:
+        return decode_korean_text(data)[0]
+    except UnicodeDecodeError:
+        raise SkippedDocument(f"cannot decode as any of {', '.join(KOREAN_TEXT_ENCODINGS)}") from None
 
 
 def parse_text(data: bytes, source: str) -> ParsedDocument:
