@@ -28,14 +28,11 @@ def main() -> int:
     import torch  # noqa: F401  (imported before the baseline: its own footprint is not the model's)
     import transformers  # noqa: F401
 
-    from fsku_kedro.datasets.models import load_bundle, load_quantized
+    from fsku_kedro.datasets.models import load_any_model
 
     directory = Path(sys.argv[1])
     before = _peak_rss_kib()
-    if "quantization_config" in json.loads((directory / "config.json").read_text(encoding="utf-8")):
-        load_quantized(directory, trust_remote_code=False)
-    else:
-        load_bundle(directory, "float32", trust_remote_code=False)
+    load_any_model(directory, "float32", trust_remote_code=False)
     peak = (_peak_rss_kib() - before) / 1024
     sys.stdout.write(json.dumps({"peak_load_mib": peak}) + "\n")
     return 0
