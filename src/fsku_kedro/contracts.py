@@ -16,6 +16,15 @@ QuestionType = Literal["multiple_choice", "descriptive"]
 ChunkType = Literal["title", "body", "table", "article"]
 
 
+def split_keywords(value: Any) -> Any:
+    """Keywords written ``a; b; c`` as a list; a missing value (None, NaN) as none; a list as it is."""
+    if value is None or (isinstance(value, float) and value != value):
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(";") if part.strip()]
+    return value
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -106,11 +115,7 @@ class LabelledAnswer(_Record):
     @field_validator("keywords", mode="before")
     @classmethod
     def _split_keywords(cls, value: Any) -> Any:
-        if value is None or (isinstance(value, float) and value != value):
-            return []
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(";") if part.strip()]
-        return value
+        return split_keywords(value)
 
 
 class DataContractError(ValueError):

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fsku_kedro.contracts import CompetitionQuestion, DataContractError
+from fsku_kedro.contracts import CompetitionQuestion, DataContractError, split_keywords
 from fsku_kedro.evaluation.fsku_score import DescriptiveItem, descriptive_scores, fsku_score
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.plotting import use_korean_font
@@ -16,12 +16,6 @@ from fsku_kedro.plotting import use_korean_font
 LABEL_COLUMNS = ("ID", "answer")
 REPORT_COLUMNS = ["domain", "questions", "mc_questions", "mc_accuracy", "descriptive_questions",
                   "cosine_similarity", "keyword_recall", "descriptive_score", "fsku_score", "fallback_share"]
-
-
-def _keywords(value: Any) -> list[str]:
-    if not isinstance(value, str):
-        return []
-    return [part.strip() for part in value.split(";") if part.strip()]
 
 
 def score_items(answers: pd.DataFrame, questions: list[CompetitionQuestion], labels: pd.DataFrame,
@@ -45,7 +39,7 @@ def score_items(answers: pd.DataFrame, questions: list[CompetitionQuestion], lab
             "question_type": question.question_type,
             "answer": str(answer["answer"]),
             "expected": str(label["answer"]).strip(),
-            "keywords": _keywords(label.get("keywords")),
+            "keywords": split_keywords(label.get("keywords")),
             "used_fallback": bool(answer.get("used_fallback", False)),
         })
     items = pd.DataFrame(rows, columns=["ID", "domain", "question_type", "answer", "expected", "keywords",
