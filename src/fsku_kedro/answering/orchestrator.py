@@ -87,21 +87,14 @@ class AnswerSettings:
 
     @classmethod
     def from_parameters(cls, parameters: dict[str, Any]) -> AnswerSettings:
-        limits = parameters.get("time_limit", {})
-        fallback = parameters.get("fallback", {})
-        return cls(
-            mc_method=parameters.get("mc_method", "choice_scoring"),
-            batch_size=parameters.get("batch_size", 8),
-            use_context=parameters.get("use_context", True),
-            max_context_chars=parameters.get("max_context_chars", 1500),
-            per_question_s=limits.get("per_question_s", 60.0),
-            budget_minutes=limits.get("budget_minutes", 270.0),
-            budget_questions=limits.get("budget_questions", 515),
-            generation=dict(parameters.get("generation", {})),
-            mc_generation=dict(parameters.get("mc_generation", {"max_new_tokens": 16})),
-            fallback_sentences=fallback.get("sentences", 2),
-            fallback_chars=fallback.get("max_chars", 300),
-        )
+        """Settings from ``params:inference``; keys it leaves out keep the defaults above."""
+        nested = {("time_limit", "per_question_s"): "per_question_s", ("time_limit", "budget_minutes"): "budget_minutes",
+                  ("time_limit", "budget_questions"): "budget_questions", ("fallback", "sentences"): "fallback_sentences",
+                  ("fallback", "max_chars"): "fallback_chars"}
+        given = {name: parameters[name] for name in cls.__dataclass_fields__ if name in parameters}
+        given.update({field_name: parameters[group][key] for (group, key), field_name in nested.items()
+                      if key in parameters.get(group, {})})
+        return cls(**{name: dict(value) if isinstance(value, dict) else value for name, value in given.items()})
 
     def answer_fingerprint(self) -> dict[str, Any]:
         """What decides an answer (time limits do not: they only decide whether one is kept)."""
