@@ -66,7 +66,10 @@ def tiny_tokenizer(tiny_tokenizer_dir):
 
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
-    """A 4-layer Llama with hidden size 32 over the tiny tokenizer, saved as safetensors."""
+    """A 4-layer Llama with hidden size 64 over the tiny tokenizer, saved as safetensors.
+
+    Its projections (64, 128 and 32 rows; 64 and 128 inputs) fit every quantization path, including
+    bitsandbytes' packed CPU 4-bit format (rows in blocks of 32, inputs in blocks of 64)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -76,8 +79,8 @@ def tiny_llama_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=4,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -28,7 +28,7 @@ def digit_llama_dir(tmp_path_factory) -> Path:
                                       bos_token="<|endoftext|>")
     wrapped.chat_template = CHAT_TEMPLATE
     torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=len(wrapped), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=len(wrapped), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                          pad_token_id=wrapped.pad_token_id, eos_token_id=wrapped.eos_token_id)
     directory = tmp_path_factory.mktemp("digit_llama")

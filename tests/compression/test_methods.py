@@ -1,12 +1,19 @@
 """Each quantization method on a tiny model: quantize, save, reload, logits close; bad settings refused."""
 
-from types import SimpleNamespace
+import copy
 
 import pytest
 import torch
 from kedro.io.core import Version
+from transformers import LlamaConfig
 
-from fsku_kedro.compression.methods import CompressionConfigError, check_configuration, quantize
+from fsku_kedro.compression.methods import (
+    NF4_BLOCKSIZE,
+    CompressionConfigError,
+    check_configuration,
+    nf4_cpu_packing_misfits,
+    quantize,
+)
 from fsku_kedro.datasets import QuantizedModelDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
@@ -22,8 +29,41 @@ CALIBRATION = [
 PARAMS = {"gptq": {"bits": 4, "group_size": 32, "backend": "torch", "batch_size": 4}, "nf4": {"compute_dtype": "float32"}}
 
 
-@pytest.mark.parametrize("method", ["gptq", "nf4", "int8", "int8_dynamic"])
-def test_quantized_model_reloads_with_logits_close_to_the_original(method, tiny_llama_dir, tmp_path):
+def _cpu_has_avx512_bf16() -> bool:
+    from bitsandbytes.functional import has_avx512bf16
+
+    return bool(has_avx512bf16())
+
+
+def _force_nf4_cpu_path(model, packed: bool) -> list:
+    """Every 4-bit layer of ``model``, switched to bitsandbytes' packed (AVX512-BF16) CPU path or off it."""
+    from bitsandbytes.nn import Linear4bit
+
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    for layer in layers:
+        layer.support_avx512bf16_for_cpu = packed
+    return layers
+
+
+# The packed path's matrix kernel is registered by bitsandbytes only on a CPU with AVX512-BF16; its
+# repacking of the weights runs anywhere and is covered on every CPU by the packing test below.
+NEEDS_PACKED_KERNEL = pytest.mark.skipif(
+    not _cpu_has_avx512_bf16(), reason="bitsandbytes has no packed 4-bit kernel on a CPU without AVX512-BF16"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "nf4_packed"),
+    [
+        ("gptq", None),
+        ("nf4", False),
+        pytest.param("nf4", True, marks=NEEDS_PACKED_KERNEL),
+        ("int8", None),
+        ("int8_dynamic", None),
+    ],
+    ids=["gptq", "nf4-unpacked", "nf4-packed", "int8", "int8_dynamic"],
+)
+def test_quantized_model_reloads_with_logits_close_to_the_original(method, nf4_packed, tiny_llama_dir, tmp_path):
     tokenizer = load_tokenizer(str(tiny_llama_dir))
     original = load_causal_lm(str(tiny_llama_dir))
     model = quantize(method, str(tiny_llama_dir), tokenizer, CALIBRATION, PARAMS, tmp_path / "work")
@@ -34,6 +74,7 @@ def test_quantized_model_reloads_with_logits_close_to_the_original(method, tiny_
     reloaded = QuantizedModelDataset(str(tmp_path / "saved"), version=Version(None, None)).load()
     assert reloaded.name == f"tiny-{method}"
     assert "quantization_config" in reloaded.model.config.to_dict()
+    layers = _force_nf4_cpu_path(reloaded.model, nf4_packed) if method == "nf4" else []
     ids = tokenizer(CALIBRATION[0][:60], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         expected = original(ids).logits.flatten()
@@ -41,18 +82,69 @@ def test_quantized_model_reloads_with_logits_close_to_the_original(method, tiny_
     correlation = torch.corrcoef(torch.stack([expected, got]))[0, 1]
     assert correlation > 0.9, f"{method}: logits correlation {correlation:.3f}"
     assert not torch.equal(expected, got), "the weights really are quantized"
+    if method == "nf4":
+        assert len(layers) == 4 * 7
+        packed = [bool(getattr(layer.weight.quant_state, "packing_format_for_cpu", False)) for layer in layers]
+        assert packed == [nf4_packed] * len(layers), "the forced bitsandbytes CPU path is the one that ran"
 
 
-def _config(**overrides):
-    values = {"hidden_size": 576, "intermediate_size": 1536, "model_type": "llama"} | overrides
-    return SimpleNamespace(**values)
+def _tiny_config(hidden: int, intermediate: int, heads: int = 4, kv_heads: int = 2) -> LlamaConfig:
+    return LlamaConfig(vocab_size=128, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=2,
+                       num_attention_heads=heads, num_key_value_heads=kv_heads, tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize(
+    ("rows_out", "rows_in"),
+    [(32, 64), (64, 128), (96, 192), (16, 64), (48, 64), (32, 32), (64, 96)],
+)
+def test_the_nf4_packing_rule_is_bitsandbytes_own(rows_out, rows_in):
+    """The rule the check applies agrees with bitsandbytes' CPU repacking, which runs on any CPU."""
+    from bitsandbytes import functional as F
+
+    torch.manual_seed(0)
+    weight, state = F.quantize_4bit(torch.randn(rows_out, rows_in), blocksize=NF4_BLOCKSIZE, quant_type="nf4",
+                                    compress_statistics=True)
+    config = _tiny_config(hidden=rows_in, intermediate=rows_out, heads=1, kv_heads=1)
+    refused = ("model.layers.0.mlp.up_proj", rows_in, rows_out) in nf4_cpu_packing_misfits(config)
+    try:
+        packed, packed_state = F._convert_weight_packed_for_cpu(weight.clone(), copy.deepcopy(state))
+    except (AssertionError, RuntimeError):
+        assert refused, f"bitsandbytes cannot pack {rows_out}x{rows_in}, so the check must refuse it"
+        return
+    assert not refused, f"bitsandbytes packs {rows_out}x{rows_in}, so the check must accept it"
+    unpacked, _ = F._convert_weight_packed_for_cpu_inverse(packed, packed_state)
+    assert torch.equal(unpacked, weight)
+
+
+def test_nf4_refuses_layers_that_do_not_fit_the_cpu_packing_on_every_cpu():
+    narrow = _tiny_config(hidden=32, intermediate=64)
+    with pytest.raises(CompressionConfigError) as refusal:
+        check_configuration(["nf4"], {}, narrow, cuda=False)
+    message = str(refusal.value)
+    assert "nf4: layer model.layers.0.self_attn.q_proj (32 inputs -> 32 outputs)" in message
+    assert "out_features a multiple of 32" in message and "in_features a multiple of the 64-weight" in message
+    assert "drop nf4 from compression.methods" in message
+    # The LM head stays in full precision and is not checked; other methods and CUDA accept the model.
+    assert all(name != "lm_head" for name, _, _ in nf4_cpu_packing_misfits(narrow))
+    check_configuration(["int8", "int8_dynamic"], {}, narrow, cuda=False)
+    check_configuration(["nf4"], {}, narrow, cuda=True)
+    # The shipped shapes fit: SmolLM2-135M (576 / 1536, 3 KV heads of 64) and the tiny test model.
+    check_configuration(["nf4"], {}, _tiny_config(hidden=576, intermediate=1536, heads=9, kv_heads=3), cuda=False)
+    check_configuration(["nf4"], {}, _tiny_config(hidden=64, intermediate=128), cuda=False)
+
+
+def _config(hidden=576, intermediate=1536, heads=9, model_type=None) -> LlamaConfig:
+    config = _tiny_config(hidden, intermediate, heads=heads, kv_heads=heads)
+    if model_type:
+        config.model_type = model_type
+    return config
 
 
 def test_bad_settings_name_the_method_and_the_fix():
     with pytest.raises(CompressionConfigError, match=r"gptq: group_size 100 does not divide the model's hidden size 576"):
         check_configuration(["gptq"], {"gptq": {"group_size": 100}}, _config(), cuda=False)
     with pytest.raises(CompressionConfigError, match="group_size to one of"):
-        check_configuration(["gptq"], {"gptq": {"group_size": 128}}, _config(hidden_size=896, intermediate_size=4864 + 32),
+        check_configuration(["gptq"], {"gptq": {"group_size": 128}}, _config(hidden=896, intermediate=4864 + 32, heads=14),
                             cuda=False)
     with pytest.raises(CompressionConfigError, match="architecture 'fsku_toy' is not supported by GPTQModel"):
         check_configuration(["gptq"], {"gptq": {"group_size": 64}}, _config(model_type="fsku_toy"), cuda=False)

@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("gptq", "nf4", "int8", "int8_dynamic")
 GPTQ_CPU_BACKENDS = ("auto", "torch")
+# bitsandbytes 0.50: on a CPU with AVX512-BF16, Linear4bit.forward (eval mode, no gradient) repacks its
+# weight with functional._convert_weight_packed_for_cpu, which groups output rows in blocks of 32
+# (block_n) and reshapes the per-block scales to [out_features, in_features // blocksize]; 4-bit weights
+# are quantized in blocks of 64 (Params4bit's default, which transformers keeps).
+NF4_CPU_ROW_BLOCK = 32
+NF4_BLOCKSIZE = 64
 
 
 class CompressionConfigError(ValueError):
@@ -34,6 +40,27 @@ def _quantized_in_features(config: Any) -> dict[str, int]:
     if getattr(config, "intermediate_size", None):
         sizes["intermediate size"] = config.intermediate_size
     return sizes
+
+
+def nf4_cpu_packing_misfits(model_config: Any) -> list[tuple[str, int, int]]:
+    """``(layer, in_features, out_features)`` of every linear layer bitsandbytes would quantize to 4 bits
+    whose shape its packed CPU format cannot hold: out_features not a multiple of ``NF4_CPU_ROW_BLOCK``
+    or in_features not a multiple of ``NF4_BLOCKSIZE``. The layers are read from a weightless (meta)
+    copy of the model, skipping those transformers keeps in full precision (LM head, tied weights)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.quantizers.base import get_keys_to_not_convert
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    kept = get_keys_to_not_convert(model)
+    misfits = []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or not should_convert_module(name, kept):
+            continue
+        if module.out_features % NF4_CPU_ROW_BLOCK or module.in_features % NF4_BLOCKSIZE:
+            misfits.append((name, module.in_features, module.out_features))
+    return misfits
 
 
 def check_configuration(methods: list[str], parameters: dict[str, Any], model_config: Any, cuda: bool) -> None:
@@ -67,8 +94,20 @@ def check_configuration(methods: list[str], parameters: dict[str, Any], model_co
             )
         if not cuda and gptq.get("bits", 4) not in (2, 3, 4, 8):
             raise CompressionConfigError("gptq: bits must be 2, 3, 4 or 8")
-    if not cuda and parameters.get("nf4", {}).get("compute_dtype") == "float16" and "nf4" in methods:
-        raise CompressionConfigError("nf4: compute_dtype float16 is GPU-only here; use float32 or bfloat16 on CPU")
+    if not cuda and "nf4" in methods:
+        if parameters.get("nf4", {}).get("compute_dtype") == "float16":
+            raise CompressionConfigError("nf4: compute_dtype float16 is GPU-only here; use float32 or bfloat16 on CPU")
+        # Refused on every CPU, not only where bitsandbytes takes its packed AVX512-BF16 path, so the
+        # same model is accepted or refused whatever machine runs the pipeline.
+        misfits = nf4_cpu_packing_misfits(model_config)
+        if misfits:
+            name, rows_in, rows_out = misfits[0]
+            raise CompressionConfigError(
+                f"nf4: layer {name} ({rows_in} inputs -> {rows_out} outputs) does not fit bitsandbytes' CPU 4-bit "
+                f"format, which needs out_features a multiple of {NF4_CPU_ROW_BLOCK} and in_features a multiple of "
+                f"the {NF4_BLOCKSIZE}-weight quantization block ({len(misfits)} layer(s) in all); "
+                "drop nf4 from compression.methods for this model on CPU, or quantize it on a CUDA GPU"
+            )
 
 
 def _bnb_config(method: str, parameters: dict[str, Any]):

@@ -23,8 +23,34 @@ logger = logging.getLogger(__name__)
 _SOURCE_MARKER = "fsku_source.json"
 
 
+def _gptq_checkpoint(model: Any) -> Path | None:
+    """The directory a GPTQ-quantized ``model`` was loaded from, or ``None`` for any other model."""
+    quantization = getattr(model.config, "quantization_config", None)
+    if quantization is None:
+        return None
+    method = quantization.get("quant_method") if isinstance(quantization, dict) else quantization.quant_method
+    if getattr(method, "value", method) != "gptq":
+        return None
+    checkpoint = Path(model.name_or_path)
+    if not (checkpoint / "config.json").is_file() or not list(checkpoint.glob("*.safetensors")):
+        raise DatasetError(
+            f"a GPTQ model is saved by copying the checkpoint it was loaded from, and {checkpoint} holds none; "
+            "load it from a GPTQ checkpoint directory (config.json and safetensors)"
+        )
+    return checkpoint
+
+
 def _save_bundle(directory: Path, bundle: ModelBundle) -> None:
-    bundle.model.save_pretrained(directory, safe_serialization=True)
+    checkpoint = _gptq_checkpoint(bundle.model)
+    if checkpoint is None:
+        bundle.model.save_pretrained(directory, safe_serialization=True)
+    else:
+        # transformers re-serialises a loaded GPTQ model with GPTQModel's internal zero points under the
+        # checkpoint's v1 label, and GPTQModel's CPU kernel repacks the weights in place on the first
+        # forward pass: only the checkpoint GPTQModel wrote is a faithful copy.
+        for path in checkpoint.iterdir():
+            if path.is_file():
+                shutil.copy2(path, directory / path.name)
     bundle.tokenizer.save_pretrained(directory)
     (directory / "fsku_model.json").write_text(json.dumps({"name": bundle.name}), encoding="utf-8")
 

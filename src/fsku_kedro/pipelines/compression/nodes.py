@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,13 +67,15 @@ def quantize_student(distilled_student: ModelBundle, calibration_set: dict, para
     methods = list(parameters["methods"])
     check_configuration(methods, parameters, config, torch.cuda.is_available())
     variants = {}
-    with tempfile.TemporaryDirectory() as work:
-        for method in methods:
-            start = time.perf_counter()
-            model = quantize(method, source, distilled_student.tokenizer, calibration_set["calibration"], parameters,
-                             Path(work))
-            logger.info("%s: quantized in %.1f s", method, time.perf_counter() - start)
-            variants[method] = ModelBundle(model, distilled_student.tokenizer, f"{distilled_student.name}-{method}")
+    for method in methods:
+        start = time.perf_counter()
+        work = tempfile.mkdtemp(prefix=f"fsku_{method}_")
+        model = quantize(method, source, distilled_student.tokenizer, calibration_set["calibration"], parameters,
+                         Path(work))
+        # A GPTQ model is saved from the checkpoint in ``work``: keep it as long as the model lives.
+        weakref.finalize(model, shutil.rmtree, work, True)
+        logger.info("%s: quantized in %.1f s", method, time.perf_counter() - start)
+        variants[method] = ModelBundle(model, distilled_student.tokenizer, f"{distilled_student.name}-{method}")
     return variants
 
 
