@@ -22,9 +22,8 @@ from pathlib import Path
 
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-from safetensors import safe_open
-
 from report import print_table, verdict
+from safetensors import safe_open
 
 ROOT = Path(__file__).resolve().parents[1]
 QUANTIZED_PARTS = ("qweight", "qzeros", "scales", "g_idx")
@@ -58,7 +57,7 @@ def main() -> int:
 
     bootstrap_project(ROOT)
     if not args.skip_run:
-        runtime = {"compression": {"source_dir": args.source_dir}} if args.source_dir else None
+        runtime = {"model_dirs": {"compression": args.source_dir}} if args.source_dir else None
         with KedroSession.create(project_path=ROOT, runtime_params=runtime) as session:
             session.run(pipeline_name="compression")
     with KedroSession.create(project_path=ROOT) as session:

@@ -24,13 +24,13 @@ from pathlib import Path
 
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from report import print_table, verdict
 
 from fsku_kedro.distillation.merging import extract_adapter, merge_adapter
 from fsku_kedro.distillation.training import train_round
-from fsku_kedro.distillation.validation import tokenise_response, teacher_agreement
+from fsku_kedro.distillation.validation import teacher_agreement, tokenise_response
 from fsku_kedro.models.bundle import ModelBundle
-
-from report import print_table, verdict
+from fsku_kedro.parameters.distillation import TrainingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,13 +62,14 @@ def main() -> int:
         pairs = catalog.load("pair_dataset")
         teacher = catalog.load("teacher_model")
         student = catalog.load("student_model")
-        parameters = copy.deepcopy(context.params["distillation"])
+        parameters = context.params["distillation"]
     held_out = pairs["validation"] if "validation" in pairs else pairs["train"]
-    training = parameters["training"]
-    training |= {"max_steps": args.steps, "save_steps": 10**6, "eval_strategy": "no", "disable_tqdm": True}
+    overrides = {"max_steps": args.steps, "save_steps": 10**6, "eval_strategy": "no", "disable_tqdm": True}
     if args.learning_rate:
-        training["learning_rate"] = args.learning_rate
-    tokens_per_pair = _tokens_per_pair(student.tokenizer, pairs["train"], training.get("max_length", 1024))
+        overrides["learning_rate"] = args.learning_rate
+    training = TrainingSettings.model_validate({**parameters.training.as_kwargs(), **overrides})
+    parameters = parameters.model_copy(update={"training": training})
+    tokens_per_pair = _tokens_per_pair(student.tokenizer, pairs["train"], training.max_length)
     before = teacher_agreement(student, teacher, held_out)
 
     rows = [["before training", "-", "-", "-", f"{before['token_kl']:.4f}", f"{before['teacher_response_nll']:.4f}"]]
@@ -83,14 +84,14 @@ def main() -> int:
         merged = merge_adapter(base, extract_adapter(trained), name=f"{student.name}+{method}")
         after = teacher_agreement(merged, teacher, held_out)
         results[method] = after
-        pairs_seen = args.steps * training["per_device_train_batch_size"] * training.get("gradient_accumulation_steps", 1)
+        pairs_seen = args.steps * training.per_device_train_batch_size * training.gradient_accumulation_steps
         rows.append([method, args.steps, f"{seconds:.1f}", f"{pairs_seen * tokens_per_pair / seconds:.0f}",
                      f"{after['token_kl']:.4f}", f"{after['teacher_response_nll']:.4f}"])
 
     print(f"teacher {teacher.name}, student {student.name}; {len(pairs['train'])} train pairs, "
           f"{len(held_out)} held-out pairs ({int(before['response_tokens'])} response tokens); "
-          f"batch {training['per_device_train_batch_size']}, lr {training['learning_rate']}, "
-          f"LoRA r={parameters['lora']['r']}; CPU\n")
+          f"batch {training.per_device_train_batch_size}, lr {training.learning_rate}, "
+          f"LoRA r={parameters.lora.r}; CPU\n")
     print_table(["method", "steps", "train s", "train tokens/s", "held-out token KL", "teacher-response NLL"], rows)
     if "distillm_v2" not in results:
         return verdict(True, "no target checked (distillm_v2 not run)")

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from report import print_table, verdict
 
 

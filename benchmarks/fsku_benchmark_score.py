@@ -17,11 +17,10 @@ import sys
 import time
 
 import pandas as pd
+from inference_runs import ROOT
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-
-from inference_runs import ROOT
 from report import print_table
 
 

@@ -21,12 +21,12 @@ from string import Template
 import pandas as pd
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-
-from fsku_kedro.generation.backends import GenerationParams, TransformersBackend
-from fsku_kedro.generation.store import ResponseStore
-from fsku_kedro.pipelines.response_generation.nodes import generate_responses, prompt_id
-
 from report import print_table, verdict
+
+from fsku_kedro.generation.backends import TransformersBackend
+from fsku_kedro.generation.store import ResponseStore
+from fsku_kedro.parameters.generation import SamplingSettings
+from fsku_kedro.pipelines.response_generation.nodes import generate_responses, prompt_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,9 +46,9 @@ def main() -> int:
         questions = catalog.load("sample_questions")
         templates = {name: load() for name, load in catalog.load("prompt_templates").items()}
     template = Template(templates["answer_multiple_choice"])
-    prompts = [template.substitute(question=q) for q in questions["Question"].head(args.prompts)]
+    prompts = [template.substitute(question=q.Question) for q in questions[: args.prompts]]
     chats = [[{"role": "user", "content": p}] for p in prompts]
-    params = GenerationParams(max_new_tokens=args.max_new_tokens)  # tokens/s counts tokens actually produced
+    params = SamplingSettings(max_new_tokens=args.max_new_tokens)  # tokens/s counts tokens actually produced
 
     rows = []
     for batch_size in [1, *args.batch_sizes]:

@@ -16,7 +16,6 @@ import logging
 import sys
 
 import pandas as pd
-
 from inference_runs import PROGRESS, RETRIEVAL_CACHE, ROOT, SUBMISSION, remove, run_sample_stages, set_aside
 from report import print_table, verdict
 

@@ -12,8 +12,8 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_NODES = [f"inference.{name}" for name in ("load_inference_model", "parse_test_questions", "retrieve_passages",
-                                                  "answer_test_questions", "write_submission", "evaluate_answers")]
+SAMPLE_NODES = [f"inference.{name}" for name in ("load_inference_model", "retrieve_passages", "answer_test_questions",
+                                                  "write_submission", "evaluate_answers")]
 PROGRESS = ROOT / "data/07_model_output/answers.progress.jsonl"
 RETRIEVAL_CACHE = ROOT / "data/04_feature/retrieval_cache.parquet"
 SUBMISSION = ROOT / "data/07_model_output/submission.csv"

@@ -22,7 +22,6 @@ import sys
 import time
 
 import pandas as pd
-
 from inference_runs import PROGRESS, ROOT, SAMPLE_NODES, SUBMISSION, remove, set_aside
 from report import print_table, verdict
 

@@ -17,6 +17,8 @@ import time
 
 import faiss
 import numpy as np
+from corpus_sentences import corpus_sentences
+from report import print_table, verdict
 
 from fsku_kedro.datasets import SentenceEmbedderDataset
 from fsku_kedro.knowledge.cleaning import normalize_for_search
@@ -25,9 +27,6 @@ from fsku_kedro.knowledge.embedding import embed_with_cache
 from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 from fsku_kedro.knowledge.retrieval import HybridRetriever
 from fsku_kedro.knowledge.sparse import SparseIndex
-
-from corpus_sentences import corpus_sentences
-from report import print_table, verdict
 
 logger = logging.getLogger("benchmark.scale")
 

@@ -14,11 +14,11 @@ import statistics
 import sys
 import time
 
-from fsku_kedro.knowledge.cleaning import normalize_for_search
-from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
-
 from corpus_sentences import corpus_sentences
 from report import print_table, verdict
+
+from fsku_kedro.knowledge.cleaning import normalize_for_search
+from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 
 
 def main() -> int:

@@ -19,18 +19,19 @@ import logging
 import sys
 import time
 
+from inference_runs import ROOT
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from report import print_table, verdict
 
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.extraction import extract_choice
-from fsku_kedro.answering.orchestrator import AnswerSettings, Passage, PreparedQuestion, build_chat
-from fsku_kedro.evaluation.fsku_benchmark import benchmark_tables
-from fsku_kedro.generation.backends import GenerationParams, make_backend
-from fsku_kedro.pipelines.inference.nodes import load_inference_model, parse_test_questions, retrieve_passages
+from fsku_kedro.answering.orchestrator import Passage, PreparedQuestion, build_chat
+from fsku_kedro.evaluation.fsku_benchmark import benchmark_set
+from fsku_kedro.generation.backends import make_backend
+from fsku_kedro.parameters.inference import BenchmarkSliceSettings
+from fsku_kedro.pipelines.inference.nodes import load_inference_model, retrieve_passages
 from fsku_kedro.prompt_templates import read_templates
-from inference_runs import ROOT
-from report import print_table, verdict
 
 
 def main() -> int:
@@ -46,24 +47,22 @@ def main() -> int:
         params = catalog.load("params:inference")
         mc = catalog.load("fsku_benchmark_mc")
         if len(mc):
-            table, labels = benchmark_tables(mc, catalog.load("fsku_benchmark_mc_answers"),
-                                             catalog.load("fsku_benchmark_descriptive").iloc[0:0],
-                                             {"mc_limit": args.questions, "seed": 0})
+            table, labels = benchmark_set(mc, catalog.load("fsku_benchmark_mc_answers"),
+                                          catalog.load("fsku_benchmark_descriptive").iloc[0:0],
+                                          BenchmarkSliceSettings(mc_limit=args.questions))
             source = f"FSKU benchmark MC, fixed slice of {len(table)}"
         else:
             table, labels = catalog.load("test_questions"), catalog.load("test_labels")
             source = "sample set (FSKU benchmark absent)"
-        questions = [q for q in parse_test_questions(table) if q.question_type == "multiple_choice"]
-        expected = dict(zip(labels["ID"], labels["answer"].astype(str).str.strip()))
-        questions = [q for q in questions if q.ID in expected]
+        expected = {label.ID: label.answer.strip() for label in labels}
+        questions = [q for q in table if q.question_type == "multiple_choice" and q.ID in expected]
         passages, _ = retrieve_passages(
             questions, catalog.load("chunks"), catalog.load("bm25_index"), catalog.load("faiss_index"),
-            catalog.load("embedder"), catalog.load("reranker"), {}, catalog.load("params:knowledge_base.retrieval"),
-            params,
+            catalog.load("embedder"), catalog.load("reranker"), {}, catalog.load("params:retrieval"),
         )
         bundle = load_inference_model(catalog.load("compressed_student@path"), params)
         templates = read_templates(catalog.load("prompt_templates"))
-    settings = AnswerSettings.from_parameters({**params, "use_context": not args.closed_book})
+    settings = params.model_copy(update={"use_context": not args.closed_book})
     chats = [build_chat(PreparedQuestion(q, tuple(Passage(p["chunk_id"], p["score"], p["text"])
                                                   for p in passages[q.ID])), templates, settings) for q in questions]
     counts = [len(q.choices) for q in questions]
@@ -73,10 +72,10 @@ def main() -> int:
     start = time.perf_counter()
     scored = score_choices(bundle, chats, counts, batch_size=args.batch_size, show_progress=True)
     scoring_s = time.perf_counter() - start
-    generation = {**params["generation"], **params["mc_generation"], "batch_size": args.batch_size}
-    backend = make_backend(bundle, generation, show_progress=True)
+    backend = make_backend(bundle, params.generation.model_copy(update={"batch_size": args.batch_size}),
+                           show_progress=True)
     start = time.perf_counter()
-    completions = backend.generate(chats, GenerationParams.from_parameters(generation))
+    completions = backend.generate(chats, params.mc_generation)
     generate_s = time.perf_counter() - start
     extracted = [extract_choice(c.text, n) for c, n in zip(completions, counts)]
 
@@ -86,7 +85,7 @@ def main() -> int:
     speedup = generate_s / scoring_s
     print(f"\n{source}; {'closed book' if args.closed_book else 'with retrieved context'}; "
           f"model {bundle.name}; batch {args.batch_size}; "
-          f"prompt tokens mean {sum(tokens) / n:.0f}; generation max_new_tokens {generation['max_new_tokens']}\n")
+          f"prompt tokens mean {sum(tokens) / n:.0f}; generation max_new_tokens {params.mc_generation.max_new_tokens}\n")
     print_table(["method", "seconds", "questions/s", "accuracy", "answers with a valid number"], [
         ("choice scoring", f"{scoring_s:.1f}", f"{n / scoring_s:.2f}", f"{scoring_acc:.3f}", f"{n}/{n}"),
         ("generate + extract", f"{generate_s:.1f}", f"{n / generate_s:.2f}", f"{generate_acc:.3f}",

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
-
 from report import print_table, verdict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,6 +27,26 @@ CHAT_TEMPLATE = (
 )
 
 
+def settings_params(name: str, settings) -> dict:
+    """``params:`` catalog entries for a settings object, nested blocks included, as Kedro makes them
+    from validated parameters (``params:retrieval``, ``params:retrieval.weights``, ...)."""
+    from pydantic import BaseModel
+
+    entries = {f"params:{name}": settings}
+    if isinstance(settings, BaseModel):
+        for field in type(settings).model_fields:
+            entries |= settings_params(f"{name}.{field}", getattr(settings, field))
+    return entries
+
+
+def sample_set():
+    """The embedded sample questions and labels, loaded through their catalog datasets."""
+    from fsku_kedro.datasets import LabelsDataset, QuestionsDataset
+
+    return (QuestionsDataset(str(SAMPLE_DIR / "test.csv")).load(),
+            LabelsDataset(str(SAMPLE_DIR / "labels.csv")).load())
+
+
 def corpus_texts() -> list[str]:
     texts = [p.read_text(encoding="utf-8") for p in sorted(CORPUS_DIR.glob("*")) if p.suffix in {".md", ".txt"}]
     texts += [p.read_text(encoding="utf-8") for p in sorted((PROJECT_ROOT / "data/01_raw/pdf_sources").glob("*.md"))]

@@ -12,8 +12,10 @@ from fsku_kedro.contracts import (
 
 def test_validate_records_names_file_row_and_field():
     rows = [
-        {"ID": "A", "answer": "1", "confidence": 0.5, "inference_time": 0.1, "used_fallback": False},
-        {"ID": "B", "answer": "", "confidence": 1.5, "inference_time": 0.1, "used_fallback": False},
+        {"ID": "A", "answer": "1", "confidence": 0.5, "inference_time": 0.1, "used_fallback": False,
+         "question_type": "multiple_choice", "method": "choice_scoring"},
+        {"ID": "B", "answer": "", "confidence": 1.5, "inference_time": 0.1, "used_fallback": False,
+         "question_type": "multiple_choice", "method": "choice_scoring"},
     ]
     with pytest.raises(DataContractError) as error:
         validate_records(rows, SubmissionRow, source="answers.csv", first_row_number=2)
@@ -25,11 +27,13 @@ def test_validate_records_names_file_row_and_field():
 
 def test_valid_rows_become_records():
     records = validate_records(
-        [{"ID": "A", "answer": "3", "confidence": 0.9, "inference_time": 0.2, "used_fallback": True}],
+        [{"ID": "A", "answer": "3", "confidence": 0.9, "inference_time": 0.2, "used_fallback": True,
+          "question_type": "multiple_choice", "method": "fallback_overlap", "fallback_reason": "time_limit"}],
         SubmissionRow,
         source="x",
     )
     assert records[0].used_fallback is True and records[0].answer == "3"
+    assert records[0].fallback_reason == "time_limit"
 
 
 def test_multiple_choice_answer_must_be_an_option():

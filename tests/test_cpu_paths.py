@@ -112,7 +112,7 @@ def test_kiwi_morphemes_are_the_same_at_every_simd_level(tmp_path):
 
 QUANTIZED_CODE = """
 import json, sys, pathlib, torch
-from fsku_kedro.datasets.models import load_quantized
+from fsku_kedro.models.loading import load_quantized
 from fsku_kedro.models.sources import load_tokenizer
 root = pathlib.Path(sys.argv[1])
 tokenizer = load_tokenizer(str(root / "int8"))

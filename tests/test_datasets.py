@@ -159,18 +159,21 @@ def test_reranker_dataset_validates_configuration():
 
 def test_model_path_follows_the_latest_version_without_loading_it(tmp_path, tiny_llama_dir):
     from fsku_kedro.datasets import ModelPathDataset
-    from fsku_kedro.datasets.models import load_any_model
+    from fsku_kedro.models.loading import ModelDirectoryError, load_any_model
+    from fsku_kedro.parameters.inference import InferenceSettings
     from fsku_kedro.pipelines.inference.nodes import load_inference_model
 
     root = str(tmp_path / "compressed_student")
     assert ModelPathDataset(root, version=Version(None, None)).load() is None, "nothing saved yet"
     with pytest.raises(FileNotFoundError, match="run `kedro run --pipeline compression` first"):
-        load_inference_model(None, {"model_dir": None})
+        load_inference_model(None, InferenceSettings())
     bundle = ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny")
     ModelDirectoryDataset(root, version=Version(None, None)).save(bundle)
     path = ModelPathDataset(root, version=Version(None, None)).load()
     assert path.endswith("compressed_student") and (tmp_path / "compressed_student").resolve() in Path(path).parents
     assert load_any_model(Path(path)).name == "tiny"
-    assert load_inference_model(None, {"model_dir": path}).name == "tiny"
-    with pytest.raises(DatasetError, match="not a model directory"):
+    assert load_inference_model(path, InferenceSettings()).name == "tiny"
+    # A plain model directory (not a versioned folder) is read as it is.
+    assert ModelPathDataset(path, version=Version(None, None)).load() == path
+    with pytest.raises(ModelDirectoryError, match="not a model directory"):
         load_any_model(tmp_path)

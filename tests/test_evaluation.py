@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fsku_kedro.answering.choice_scoring import option_token_sequences, score_choices
+from fsku_kedro.contracts import LabelledAnswer, SubmissionRow
 from fsku_kedro.evaluation.fsku_score import DescriptiveItem, descriptive_scores, fsku_score, keyword_recall
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
@@ -57,26 +58,33 @@ def test_choice_scoring_reads_the_option_logits_at_the_answer_position(tiny_llam
         score_choices(bundle, chats, [4])
 
 
-def test_per_domain_report_by_hand(tiny_embedder):
-    import pandas as pd
+def _answers(ids, texts, fallbacks=None) -> list[SubmissionRow]:
+    fallbacks = fallbacks or [False] * len(ids)
+    # model_construct: an empty answer (which the answering loop never returns) still scores 0 here.
+    return [SubmissionRow.model_construct(ID=i, answer=a, confidence=0.5, inference_time=0.0, used_fallback=f,
+                                          question_type="descriptive" if i.startswith("D") else "multiple_choice",
+                                          method="test", fallback_reason="")
+            for i, a, f in zip(ids, texts, fallbacks)]
 
+
+def _labels(ids, answers, domains, keywords=None) -> list[LabelledAnswer]:
+    keywords = keywords or [""] * len(ids)
+    return [LabelledAnswer(ID=i, question_type="descriptive" if i.startswith("D") else "multiple_choice", answer=a,
+                           domain=d, keywords=k) for i, a, d, k in zip(ids, answers, domains, keywords)]
+
+
+def test_per_domain_report_by_hand(tiny_embedder):
     from fsku_kedro.evaluation.answer_report import answer_report, report_metrics, score_items
     from fsku_kedro.questions import parse_question
 
     options = "\n1 가\n2 나\n3 다\n4 라"
     questions = [parse_question(f"M{i}", f"문제{i}?{options}") for i in range(4)]
     questions += [parse_question("D0", "망분리를 설명하세요."), parse_question("D1", "암호화를 설명하세요.")]
-    answers = pd.DataFrame({
-        "ID": ["M0", "M1", "M2", "M3", "D0", "D1"],
-        "answer": ["1", "2", "3", "3", "망분리는 내부망과 외부망을 분리한다", ""],
-        "used_fallback": [False, False, False, True, False, True],
-    })
-    labels = pd.DataFrame({
-        "ID": ["M0", "M1", "M2", "M3", "D0", "D1", "UNANSWERED"],
-        "answer": ["1", "2", "4", "4", "망분리는 내부망과 외부망을 분리한다", "암호화는 기밀성을 지킨다", "1"],
-        "keywords": ["", "", "", "", "망분리;외부망;인터넷", "암호화", ""],
-        "domain": ["법률", "법률", "IT", "IT", "법률", "IT", "IT"],
-    })
+    answers = _answers(["M0", "M1", "M2", "M3", "D0", "D1"], ["1", "2", "3", "3", "망분리는 내부망과 외부망을 분리한다", ""],
+                       [False, False, False, True, False, True])
+    labels = _labels(["M0", "M1", "M2", "M3", "D0", "D1", "UNANSWERED"],
+                     ["1", "2", "4", "4", "망분리는 내부망과 외부망을 분리한다", "암호화는 기밀성을 지킨다", "1"],
+                     ["법률", "법률", "IT", "IT", "법률", "IT", "IT"], ["", "", "", "", "망분리;외부망;인터넷", "암호화", ""])
     items = score_items(answers, questions, labels, tiny_embedder)
     assert len(items) == 6, "labels without a question or answer are not scored"
     report = answer_report(items).set_index("domain")
@@ -95,36 +103,41 @@ def test_fsku_benchmark_tables_and_a_fixed_slice():
     import pandas as pd
 
     from fsku_kedro.contracts import DataContractError
-    from fsku_kedro.evaluation.fsku_benchmark import benchmark_tables
+    from fsku_kedro.evaluation.fsku_benchmark import benchmark_set, benchmark_tables
+    from fsku_kedro.parameters.inference import BenchmarkSliceSettings
+
+    every = BenchmarkSliceSettings(mc_limit=None, descriptive_limit=None)
 
     mc = pd.DataFrame({"Domain": ["법률", "IT", "IT"], "Sub_domain": ["a", "b", "c"],
                        "Question": [f"문제{i}?\n1 가\n2 나\n3 다\n4 라" for i in range(3)]})
     answers = pd.DataFrame({"Answer": ["2", "4", "1"]})
     descriptive = pd.DataFrame({"Question": ["설명하세요."], "Answer": ["답"], "Keyword": ["BCP, 업무 연속성"]})
-    questions, labels = benchmark_tables(mc, answers, descriptive, {})
+    questions, labels = benchmark_tables(mc, answers, descriptive, every)
     assert list(questions["ID"]) == ["FSKU_MC_0000", "FSKU_MC_0001", "FSKU_MC_0002", "FSKU_DESC_000"]
     assert labels.set_index("ID").loc["FSKU_MC_0001", "answer"] == "4"
     assert labels.set_index("ID").loc["FSKU_DESC_000", "keywords"] == "BCP;업무 연속성"
-    first, _ = benchmark_tables(mc, answers, descriptive, {"mc_limit": 2, "seed": 3})
-    again, _ = benchmark_tables(mc, answers, descriptive, {"mc_limit": 2, "seed": 3})
+    sliced = BenchmarkSliceSettings(mc_limit=2, seed=3)
+    first, _ = benchmark_tables(mc, answers, descriptive, sliced)
+    again, _ = benchmark_tables(mc, answers, descriptive, sliced)
     assert len(first) == 3 and list(first["ID"]) == list(again["ID"]), "the slice is fixed by the seed"
     with pytest.raises(DataContractError, match="3 multiple-choice questions but 2 answers"):
-        benchmark_tables(mc, answers.iloc[:2], descriptive, {})
+        benchmark_tables(mc, answers.iloc[:2], descriptive, every)
+    parsed, label_records = benchmark_set(mc, answers, descriptive, every)
+    assert [q.question_type for q in parsed] == ["multiple_choice"] * 3 + ["descriptive"]
+    assert label_records[-1].keywords == ["BCP", "업무 연속성"] and label_records[0].domain == "법률"
 
 
 def test_answer_distribution_counts_option_shares_per_domain():
-    import pandas as pd
-
     from fsku_kedro.evaluation.answer_report import answer_distribution_figure
     from fsku_kedro.questions import parse_question
 
     questions = [parse_question(f"M{i}", f"문제{i}?\n1 가\n2 나\n3 다") for i in range(3)]
-    answers = pd.DataFrame({"ID": ["M0", "M1", "M2"], "answer": ["2", "2", "1"]})
-    labels = pd.DataFrame({"ID": ["M0", "M1", "M2"], "answer": ["1", "2", "3"], "domain": ["법률", "법률", "IT"]})
+    answers = _answers(["M0", "M1", "M2"], ["2", "2", "1"])
+    labels = _labels(["M0", "M1", "M2"], ["1", "2", "3"], ["법률", "법률", "IT"])
     figure = answer_distribution_figure(answers, questions, labels)
     heights = [round(patch.get_height(), 3) for patch in figure.axes[0].patches]
     # Bars per option 1, 2, 3, each over the domains (IT, 법률); the given answers first, then the key.
     assert heights == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0,   # given: IT chose 1, 법률 chose 2 twice
                        0.0, 0.5, 0.0, 0.5, 1.0, 0.0]   # key: 법률 is 1 and 2, IT is 3
-    empty = answer_distribution_figure(answers.iloc[0:0], [], labels.iloc[0:0])
+    empty = answer_distribution_figure([], [], [])
     assert not empty.axes[0].patches, "no answers: an empty chart, not an error"

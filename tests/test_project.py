@@ -31,6 +31,7 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_l
     shutil.copytree(PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
+    (root / "logs").mkdir()
     shutil.copytree(PROJECT_ROOT / "data" / "01_raw", root / "data" / "01_raw")
     test_env = root / "conf" / "test"
     test_env.mkdir()
@@ -179,7 +180,7 @@ def test_inference_run_writes_the_submission_and_its_evaluation(project_copy, ti
     data = project_copy / "data"
     if not list(data.glob("05_model_input/faiss_index/*")):
         assert _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test").returncode == 0
-    command = ("run", "--pipeline", "inference", "--env", "test", "--params", f"inference.model_dir={tiny_llama_dir}")
+    command = ("run", "--pipeline", "inference", "--env", "test", "--params", f"model_dirs.inference={tiny_llama_dir}")
     result = _kedro(project_copy, *command)
     assert result.returncode == 0, result.stderr[-3000:]
     test = pd.read_csv(project_copy / "data/01_raw/sample/test.csv", dtype=str, encoding="utf-8-sig")
@@ -190,7 +191,7 @@ def test_inference_run_writes_the_submission_and_its_evaluation(project_copy, ti
         question = parse_question(row.ID, row.Question)
         assert answer in question.choices if question.choices else answer.strip()
     rows = pd.read_csv(next(data.glob("07_model_output/submission_rows.csv/*/submission_rows.csv")))
-    assert {"confidence", "inference_time", "used_fallback"} <= set(rows.columns)
+    assert {"confidence", "inference_time", "used_fallback", "method", "fallback_reason"} <= set(rows.columns)
     report = pd.read_csv(next(data.glob("08_reporting/evaluation_report.csv/*/evaluation_report.csv")))
     assert report.loc[0, "domain"] == "all" and report.loc[0, "questions"] == len(test)
     assert list(data.glob("08_reporting/evaluation_plot.png/*/evaluation_plot.png"))
@@ -323,3 +324,104 @@ def test_airflow_dag_has_one_task_per_stage_in_dependency_order(project_copy):
     assert gpu_only.returncode == 0, gpu_only.stderr[-2000:]
     gpu_tasks = re.findall(r'@task\(task_id="([^"]+)"\)', (project_copy / "dags_gpu" / "fsku_kedro_dag.py").read_text())
     assert sorted(gpu_tasks) == sorted(stages[1:]), "the GPU stages are tagged gpu"
+
+
+def _mlflow_runs(project: Path) -> int:
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fsku_kedro")
+    return len(client.search_runs([experiment.experiment_id])) if experiment else 0
+
+
+@pytest.mark.parametrize(("pipeline_name", "typo", "hint"), [
+    ("knowledge_base", {"knowledge_base": {"chunking": {"max_token": 100}}}, "max_tokens"),
+    ("response_generation", {"teacher": {"generation": {"max_new_token": 8}}}, "max_new_tokens"),
+    ("distillation", {"distillation": {"keep_base_if_beter": False}}, "keep_base_if_better"),
+    ("compression", {"compression": {"gptq": {"group_sise": 32}}}, "group_size"),
+    ("inference", {"inference": {"max_context_char": 100}}, "max_context_chars"),
+])
+def test_a_misspelt_setting_stops_each_pipeline_before_its_first_node(project_copy, monkeypatch, pipeline_name, typo,
+                                                                      hint):
+    from fsku_kedro.parameters import SettingsError
+
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    before = _mlflow_runs(project_copy)
+    with KedroSession.create(project_path=project_copy, env="test", runtime_params=typo) as session:
+        with pytest.raises(SettingsError, match=f"unknown key \\(set in --params\\). Did you mean '{hint}'"):
+            session.run(pipeline_names=[pipeline_name])
+    assert _mlflow_runs(project_copy) == before, "nothing ran: not even the MLflow run started"
+
+
+def test_errors_about_user_input_are_the_last_thing_on_screen(project_copy, tiny_llama_dir):
+    """The command line prints a settings or data error alone, without a traceback; the log file keeps it."""
+    typo = _kedro(project_copy, "run", "--pipeline", "inference", "--env", "test",
+                  "--params", "inference.generation.max_new_token=8")
+    assert typo.returncode == 1
+    tail = typo.stderr.strip().splitlines()
+    assert tail[-1] == "(the traceback is in logs/fsku_kedro.log)"
+    assert any("inference.generation.max_new_token: unknown key (set in --params)" in line for line in tail[-4:])
+    assert "Traceback" not in typo.stderr and "Traceback" not in typo.stdout
+    assert "Traceback" in (project_copy / "logs" / "fsku_kedro.log").read_text(encoding="utf-8")
+
+    # A test.csv with a duplicate ID and an empty question: the rows are listed, nothing else.
+    broken = project_copy / "conf" / "broken_csv"
+    shutil.copytree(project_copy / "conf" / "test", broken, dirs_exist_ok=True)
+    bad_csv = project_copy / "data" / "01_raw" / "bad_test.csv"
+    bad_csv.write_text("ID,Question\nA1,첫 문제\nA1,둘째 문제\nA3,\n", encoding="utf-8")
+    catalog = yaml.safe_load((broken / "catalog.yml").read_text())
+    catalog["test_questions"] = {"type": "fsku_kedro.datasets.QuestionsDataset", "filepath": str(bad_csv)}
+    (broken / "catalog.yml").write_text(yaml.safe_dump(catalog), encoding="utf-8")
+    data_error = _kedro(project_copy, "run", "--pipeline", "inference", "--env", "broken_csv",
+                        "--params", f"model_dirs.inference={tiny_llama_dir}")
+    assert data_error.returncode == 1
+    tail = data_error.stderr.strip().splitlines()[-6:]
+    assert tail[-1] == "(the traceback is in logs/fsku_kedro.log)"
+    shown = "\n".join(tail)
+    assert "row 4 (ID A3): empty question" in shown and "duplicate ID A1 in rows 2, 3" in shown
+    assert "Traceback" not in data_error.stderr
+
+
+def test_model_dirs_only_work_from_the_command_line(project_copy, monkeypatch, tiny_llama_dir):
+    from fsku_kedro.parameters import SettingsError
+
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    env = project_copy / "conf" / "model_dir_in_file"
+    env.mkdir(exist_ok=True)
+    (env / "parameters.yml").write_text(yaml.safe_dump({"model_dirs": {"inference": str(tiny_llama_dir)}}))
+    with KedroSession.create(project_path=project_copy, env="model_dir_in_file") as session:
+        with pytest.raises(SettingsError, match="model_dirs only works with --params"):
+            session.run(pipeline_names=["inference"])
+
+
+def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):
+    """`--params distillation.rounds=3` trains three rounds and an environment with rounds: 1 trains one,
+    each round its own stage with its own artefacts and MLflow keys."""
+    data = project_copy / "data"
+    if not list(data.glob("05_model_input/pair_dataset/*")):
+        for name in ("knowledge_base", "response_generation"):
+            assert _kedro(project_copy, "run", "--pipeline", name, "--env", "test").returncode == 0
+    three = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "test",
+                   "--params", "distillation.rounds=3")
+    assert three.returncode == 0, three.stderr[-3000:]
+    assert list(data.glob("06_models/distillation/round_3/distilled_student/*/distilled_student/model.safetensors"))
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("fsku_kedro")
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert {f"round_{n}.validation_metrics.fsku_score" for n in range(4)} <= set(run.data.metrics)
+    assert run.data.params["distillation.rounds"] == "3"
+
+    one_round = project_copy / "conf" / "one_round"
+    shutil.copytree(project_copy / "conf" / "test", one_round, dirs_exist_ok=True)
+    settings = yaml.safe_load((one_round / "parameters_distillation.yml").read_text())
+    settings["distillation"]["rounds"] = 1
+    (one_round / "parameters_distillation.yml").write_text(yaml.safe_dump(settings))
+    one = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "one_round")
+    assert one.returncode == 0, one.stderr[-3000:]
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+    assert "round_1.validation_metrics.fsku_score" in run.data.metrics
+    assert not any(key.startswith("round_2.") for key in run.data.metrics), "one round, from the environment"
+    summaries = sorted(data.glob("08_reporting/distillation_summary.csv/*/distillation_summary.csv"))
+    import pandas as pd
+
+    assert pd.read_csv(summaries[-1])["round"].tolist() == [0, 1]

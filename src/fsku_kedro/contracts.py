@@ -12,6 +12,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fsku_kedro.errors import UserInputError
+
 QuestionType = Literal["multiple_choice", "descriptive"]
 ChunkType = Literal["title", "body", "table", "article"]
 
@@ -92,25 +94,30 @@ class CompetitionQuestion(_Record):
 
 
 class SubmissionRow(_Record):
-    """One answered question, with how it was answered."""
+    """One answered question, with how it was answered: the record from the answering loop to
+    ``submission_rows``."""
 
     ID: str = Field(min_length=1)
     answer: str = Field(min_length=1)
     confidence: float = Field(ge=0.0, le=1.0)
     inference_time: float = Field(ge=0.0)
     used_fallback: bool
+    question_type: QuestionType
+    method: str = Field(min_length=1)  # choice_scoring, generate, generate_extract, fallback_*
+    fallback_reason: str = ""  # why a fallback answered (time_limit, model_error, ...), else empty
 
 
 class LabelledAnswer(_Record):
-    """The reference for one sample question: answer, keywords and supporting evidence."""
+    """The reference for one question: answer and keywords; for the sample set also the supporting
+    document and evidence span (used to find the supporting chunk)."""
 
     ID: str = Field(min_length=1)
     question_type: QuestionType
     answer: str = Field(min_length=1)
     keywords: list[str] = Field(default_factory=list)
-    source: str = Field(min_length=1)
-    evidence: str = Field(min_length=1)
-    domain: str = Field(min_length=1)
+    source: str = ""
+    evidence: str = ""
+    domain: str = "unknown"
 
     @field_validator("keywords", mode="before")
     @classmethod
@@ -118,7 +125,7 @@ class LabelledAnswer(_Record):
         return split_keywords(value)
 
 
-class DataContractError(ValueError):
+class DataContractError(UserInputError):
     """Input that breaks a data contract; the message names file, row and problem."""
 
 

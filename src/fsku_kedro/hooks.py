@@ -1,10 +1,63 @@
-"""Project hooks."""
+"""Project hooks: settings checked before the run, model locations and parameters in MLflow."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
+from pydantic import BaseModel
+
+from fsku_kedro.log_setup import install_error_display, install_repeat_filter
+from fsku_kedro.parameters import SettingsError, resolve_parameters
+from fsku_kedro.parameters.sources import ParameterSources
+
+logger = logging.getLogger(__name__)
+
+
+class SettingsHook:
+    """Checks the run's parameters against the settings models before any node runs, fills in every
+    default, and builds the distillation graph for the run's number of rounds."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        install_error_display()
+        install_repeat_filter()
+        loader = context.config_loader
+        runtime = dict(getattr(loader, "runtime_params", None) or {})
+        sources = ParameterSources(
+            loader.conf_source, loader.base_env, context.env or loader.default_run_env, runtime
+        )
+        raw = loader["parameters"]
+        resolved = resolve_parameters(raw, sources)
+        _check_command_line_only(raw, runtime, sources)
+        _check_model_dirs(resolved["model_dirs"])
+        loader["parameters"] = resolved
+        from fsku_kedro.pipelines.distillation.pipeline import build_for_rounds
+
+        build_for_rounds(resolved["distillation"]["rounds"])
+
+
+def _check_command_line_only(raw: dict[str, Any], runtime: dict[str, Any], sources: ParameterSources) -> None:
+    in_files = {key for key, value in (raw.get("model_dirs") or {}).items()
+                if value is not None and key not in (runtime.get("model_dirs") or {})}
+    if in_files:
+        where = sources.where(("model_dirs",))
+        raise SettingsError(
+            f"model_dirs.{sorted(in_files)[0]} is set in {where}, but model_dirs only works with --params "
+            "(the catalog reads it as a runtime parameter); in a file, point the catalog entry "
+            "compressed_student@path or distilled_student@path at the directory instead"
+        )
+
+
+def _check_model_dirs(model_dirs: dict[str, Any]) -> None:
+    for stage, directory in model_dirs.items():
+        if directory is not None and not (Path(directory) / "config.json").is_file():
+            raise SettingsError(
+                f"model_dirs.{stage}: {directory} is not a model directory (no config.json there)"
+            )
 
 
 class ModelLocationHook:
@@ -32,3 +85,14 @@ class ModelLocationHook:
 
         if mlflow.active_run() is not None:
             mlflow.set_tag(f"model_location.{dataset_name.split('@')[0]}", str(path))
+
+
+class ProjectMlflowHook(MlflowHook):
+    """kedro-mlflow's hook, given each typed settings input as the nested dict it flattens into
+    MLflow parameters (``knowledge_base.chunking.max_tokens`` ...)."""
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:
+        plain = {name: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+                 for name, value in inputs.items()}
+        super().before_node_run(node=node, catalog=catalog, inputs=plain, is_async=is_async)

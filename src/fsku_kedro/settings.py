@@ -4,7 +4,8 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from fsku_kedro.hooks import ModelLocationHook
+from fsku_kedro.hooks import ModelLocationHook, ProjectMlflowHook, SettingsHook
+from fsku_kedro.log_setup import install_log_filters
 
 # Offline by default: nothing is fetched from a model hub and no telemetry is sent.
 # A user who wants the hub exports HF_HUB_OFFLINE=0 before `kedro run`.
@@ -18,6 +19,8 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
+install_log_filters()
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -27,4 +30,6 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-HOOKS = (ModelLocationHook(),)
+HOOKS = (SettingsHook(), ModelLocationHook(), ProjectMlflowHook())
+# kedro-mlflow's own hook is replaced by ProjectMlflowHook, which extends it.
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)

@@ -4,16 +4,17 @@ import pytest
 import torch
 
 import fsku_kedro.answering.orchestrator as orchestrator
-from fsku_kedro.answering.orchestrator import AnswerSettings, Passage, PreparedQuestion, answer_questions, batches
+from fsku_kedro.answering.orchestrator import Passage, PreparedQuestion, answer_questions, batches
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.parameters.generation import GenerationSettings
+from fsku_kedro.parameters.inference import InferenceSettings, TimeLimitSettings
 from fsku_kedro.questions import parse_question
 from tests.conftest import PROJECT_ROOT
 
 TEMPLATES = {p.stem: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
 PASSAGE = Passage("c1", 1.0, "전자금융거래법에 따라 금융회사는 2주 이내에 처리 결과를 알려야 한다. 접근매체는 전자식 카드를 포함한다.")
-GENERATION = {"backend": "transformers", "batch_size": 4, "max_new_tokens": 4, "do_sample": False,
-              "cache_implementation": None}
+GENERATION = GenerationSettings(batch_size=4, max_new_tokens=4)
 
 
 def _items(mc=7):
@@ -27,8 +28,9 @@ def _items(mc=7):
     return items
 
 
-def _settings(**changes):
-    return AnswerSettings(**{"batch_size": 2, "generation": GENERATION, **changes})
+def _settings(per_question_s=60.0, budget_minutes=270.0, **changes):
+    return InferenceSettings(batch_size=2, max_context_chars=1500, generation=GENERATION, **changes,
+                             time_limit=TimeLimitSettings(per_question_s=per_question_s, budget_minutes=budget_minutes))
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +42,24 @@ def bundle(tiny_llama_dir):
 
 
 def _valid(items, rows):
-    assert [row["ID"] for row in rows] == [item.question.ID for item in items], "input order"
+    assert [row.ID for row in rows] == [item.question.ID for item in items], "input order"
     for item, row in zip(items, rows):
         if item.question.question_type == "multiple_choice":
-            assert row["answer"] in item.question.choices
+            assert row.answer in item.question.choices
         else:
-            assert row["answer"].strip()
-        assert 0.0 <= row["confidence"] <= 1.0 and row["inference_time"] >= 0.0
+            assert row.answer.strip()
+        assert 0.0 <= row.confidence <= 1.0 and row.inference_time >= 0.0
 
 
 def test_every_question_is_answered_by_the_model(bundle):
     items = _items()
     rows = answer_questions(items, bundle, TEMPLATES, _settings(), show_progress=False)
     _valid(items, rows)
-    mc = [row for row in rows if row["question_type"] == "multiple_choice"]
-    assert {(row["method"], row["used_fallback"]) for row in mc} == {("choice_scoring", False)}
+    mc = [row for row in rows if row.question_type == "multiple_choice"]
+    assert {(row.method, row.used_fallback) for row in mc} == {("choice_scoring", False)}
     for row in rows:
-        if row["question_type"] == "descriptive":  # a random tiny model may write nothing readable
-            assert (row["method"], row["fallback_reason"]) in {("generate", ""), ("fallback_extractive", "empty_answer")}
+        if row.question_type == "descriptive":  # a random tiny model may write nothing readable
+            assert (row.method, row.fallback_reason) in {("generate", ""), ("fallback_extractive", "empty_answer")}
 
 
 def test_batches_put_descriptive_first_and_longest_prompts_first():
@@ -72,10 +74,10 @@ def test_a_question_over_its_time_limit_gets_the_fallback(bundle):
     items = _items()
     rows = answer_questions(items, bundle, TEMPLATES, _settings(per_question_s=1e-9), show_progress=False)
     _valid(items, rows)
-    assert all(row["used_fallback"] and row["fallback_reason"] == "time_limit" for row in rows)
-    assert {row["method"] for row in rows} == {"fallback_closed_book", "fallback_extractive"}
-    descriptive = [row for row in rows if row["question_type"] == "descriptive"]
-    assert all("2주 이내" in row["answer"] or "접근매체" in row["answer"] for row in descriptive)
+    assert all(row.used_fallback and row.fallback_reason == "time_limit" for row in rows)
+    assert {row.method for row in rows} == {"fallback_closed_book", "fallback_extractive"}
+    descriptive = [row for row in rows if row.question_type == "descriptive"]
+    assert all("2주 이내" in row.answer or "접근매체" in row.answer for row in descriptive)
 
 
 class BrokenModel(torch.nn.Module):
@@ -96,10 +98,10 @@ def test_a_model_error_gives_retrieval_overlap_and_extractive_answers(bundle):
     broken.model.generation_config = bundle.model.generation_config
     rows = answer_questions(items, broken, TEMPLATES, _settings(), show_progress=False)
     _valid(items, rows)
-    assert all(row["used_fallback"] and row["fallback_reason"] == "model_error" for row in rows)
-    mc = [row for row in rows if row["question_type"] == "multiple_choice" and row["ID"] != "Q_TEN"]
-    assert {row["answer"] for row in mc} == {"3"}, "the option that appears in the passage"
-    assert {row["method"] for row in mc} == {"fallback_overlap"}
+    assert all(row.used_fallback and row.fallback_reason == "model_error" for row in rows)
+    mc = [row for row in rows if row.question_type == "multiple_choice" and row.ID != "Q_TEN"]
+    assert {row.answer for row in mc} == {"3"}, "the option that appears in the passage"
+    assert {row.method for row in mc} == {"fallback_overlap"}
 
 
 def test_a_spent_budget_answers_the_rest_without_the_model(bundle):
@@ -110,7 +112,7 @@ def test_a_spent_budget_answers_the_rest_without_the_model(bundle):
     finally:
         handle.remove()
     assert not calls
-    assert all(row["used_fallback"] and row["fallback_reason"] == "budget_spent" for row in rows)
+    assert all(row.used_fallback and row.fallback_reason == "budget_spent" for row in rows)
 
 
 def test_generate_then_extract_falls_back_when_no_number_is_written(bundle):
@@ -118,9 +120,9 @@ def test_generate_then_extract_falls_back_when_no_number_is_written(bundle):
     rows = answer_questions(items, bundle, TEMPLATES, _settings(mc_method="generate"), show_progress=False)
     _valid(items, rows)
     for row in rows:
-        if row["question_type"] == "multiple_choice":
-            assert (row["method"], row["used_fallback"]) in {("generate_extract", False), ("fallback_closed_book", True)}
-            assert row["used_fallback"] == (row["fallback_reason"] == "no_valid_number")
+        if row.question_type == "multiple_choice":
+            assert (row.method, row.used_fallback) in {("generate_extract", False), ("fallback_closed_book", True)}
+            assert row.used_fallback == (row.fallback_reason == "no_valid_number")
 
 
 def test_a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_one(bundle, tmp_path, monkeypatch):
@@ -148,7 +150,7 @@ def test_a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_o
     monkeypatch.setattr(orchestrator, "score_choices", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed = answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
     assert len(calls) == 2, "only the two unfinished multiple-choice batches are scored again"
-    strip = lambda rows: [{k: v for k, v in row.items() if k != "inference_time"} for row in rows]  # noqa: E731
+    strip = lambda rows: [row.model_dump(exclude={"inference_time"}) for row in rows]  # noqa: E731
     assert strip(resumed) == strip(reference)
 
     calls.clear()
@@ -158,4 +160,6 @@ def test_a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_o
 
 def test_unknown_settings_are_refused():
     with pytest.raises(ValueError, match="mc_method"):
-        AnswerSettings(mc_method="vote")
+        InferenceSettings(mc_method="vote")
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        InferenceSettings(generation={"max_new_token": 8})

@@ -17,6 +17,7 @@ from fsku_kedro.compression.methods import (
 from fsku_kedro.datasets import QuantizedModelDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+from fsku_kedro.parameters.compression import CompressionSettings, GPTQSettings
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ CALIBRATION = [
     "망분리는 업무용 내부망과 인터넷망을 물리적 또는 논리적으로 나누는 통제이다. " * 4,
     "개인신용정보의 전송요구권은 마이데이터 서비스의 법적 근거가 된다. " * 4,
 ] * 2
-PARAMS = {"gptq": {"bits": 4, "group_size": 32, "backend": "torch", "batch_size": 4}, "nf4": {"compute_dtype": "float32"}}
+PARAMS = CompressionSettings(gptq=GPTQSettings(group_size=32, backend="torch"))
 
 
 def _cpu_has_avx512_bf16() -> bool:
@@ -116,21 +117,24 @@ def test_the_nf4_packing_rule_is_bitsandbytes_own(rows_out, rows_in):
     assert torch.equal(unpacked, weight)
 
 
+NF4_ONLY = CompressionSettings(methods=["nf4"], serve_method="nf4")
+
+
 def test_nf4_refuses_layers_that_do_not_fit_the_cpu_packing_on_every_cpu():
     narrow = _tiny_config(hidden=32, intermediate=64)
     with pytest.raises(CompressionConfigError) as refusal:
-        check_configuration(["nf4"], {}, narrow, cuda=False)
+        check_configuration(CompressionSettings(methods=["nf4"], serve_method="nf4"), narrow, cuda=False)
     message = str(refusal.value)
     assert "nf4: layer model.layers.0.self_attn.q_proj (32 inputs -> 32 outputs)" in message
     assert "out_features a multiple of 32" in message and "in_features a multiple of the 64-weight" in message
     assert "drop nf4 from compression.methods" in message
     # The LM head stays in full precision and is not checked; other methods and CUDA accept the model.
     assert all(name != "lm_head" for name, _, _ in nf4_cpu_packing_misfits(narrow))
-    check_configuration(["int8", "int8_dynamic"], {}, narrow, cuda=False)
-    check_configuration(["nf4"], {}, narrow, cuda=True)
+    check_configuration(CompressionSettings(methods=["int8", "int8_dynamic"], serve_method="int8"), narrow, cuda=False)
+    check_configuration(NF4_ONLY, narrow, cuda=True)
     # The shipped shapes fit: SmolLM2-135M (576 / 1536, 3 KV heads of 64) and the tiny test model.
-    check_configuration(["nf4"], {}, _tiny_config(hidden=576, intermediate=1536, heads=9, kv_heads=3), cuda=False)
-    check_configuration(["nf4"], {}, _tiny_config(hidden=64, intermediate=128), cuda=False)
+    check_configuration(NF4_ONLY, _tiny_config(hidden=576, intermediate=1536, heads=9, kv_heads=3), cuda=False)
+    check_configuration(NF4_ONLY, _tiny_config(hidden=64, intermediate=128), cuda=False)
 
 
 def _config(hidden=576, intermediate=1536, heads=9, model_type=None) -> LlamaConfig:
@@ -140,16 +144,21 @@ def _config(hidden=576, intermediate=1536, heads=9, model_type=None) -> LlamaCon
     return config
 
 
+def _gptq(**gptq) -> CompressionSettings:
+    return CompressionSettings(methods=["gptq"], serve_method="gptq", gptq=GPTQSettings(**gptq))
+
+
 def test_bad_settings_name_the_method_and_the_fix():
     with pytest.raises(CompressionConfigError, match=r"gptq: group_size 100 does not divide the model's hidden size 576"):
-        check_configuration(["gptq"], {"gptq": {"group_size": 100}}, _config(), cuda=False)
+        check_configuration(_gptq(group_size=100), _config(), cuda=False)
     with pytest.raises(CompressionConfigError, match="group_size to one of"):
-        check_configuration(["gptq"], {"gptq": {"group_size": 128}}, _config(hidden=896, intermediate=4864 + 32, heads=14),
-                            cuda=False)
+        check_configuration(_gptq(group_size=128), _config(hidden=896, intermediate=4864 + 32, heads=14), cuda=False)
     with pytest.raises(CompressionConfigError, match="architecture 'fsku_toy' is not supported by GPTQModel"):
-        check_configuration(["gptq"], {"gptq": {"group_size": 64}}, _config(model_type="fsku_toy"), cuda=False)
+        check_configuration(_gptq(group_size=64), _config(model_type="fsku_toy"), cuda=False)
     with pytest.raises(CompressionConfigError, match="backend 'marlin' needs a CUDA GPU; set compression.gptq.backend: torch"):
-        check_configuration(["gptq"], {"gptq": {"group_size": 64, "backend": "marlin"}}, _config(), cuda=False)
-    with pytest.raises(CompressionConfigError, match="unknown compression method"):
-        check_configuration(["awq"], {}, _config(), cuda=False)
-    check_configuration(["gptq", "nf4", "int8", "int8_dynamic"], {"gptq": {"group_size": 64}}, _config(), cuda=False)
+        check_configuration(_gptq(group_size=64, backend="marlin"), _config(), cuda=False)
+    with pytest.raises(ValueError, match="methods"):
+        CompressionSettings(methods=["awq"])
+    with pytest.raises(ValueError, match="serve_method 'gptq' is not among methods"):
+        CompressionSettings(methods=["nf4"])
+    check_configuration(CompressionSettings(), _config(), cuda=False)

@@ -6,6 +6,12 @@ from datasets import Dataset, DatasetDict
 
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+from fsku_kedro.parameters.distillation import (
+    DistillationSettings,
+    DistillMSettings,
+    LoraSettings,
+    TrainingSettings,
+)
 
 
 def tiny_bundle(directory, name, noise=0.0, seed=0):
@@ -45,22 +51,18 @@ def fixed_pairs():
     return DatasetDict({"train": Dataset.from_list(pair_rows(2))})
 
 
-def training_parameters(**training):
-    return {
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"},
-        "distillm": {"loss_chunk_size": 16},
-        "dpo": {"beta": 0.1},
-        "orpo": {"beta": 0.1},
-        "training": {
+def training_parameters(distillm: dict | None = None, **training) -> DistillationSettings:
+    """Distillation settings for a few quick steps on the tiny models; ``training`` overrides trainer fields."""
+    return DistillationSettings(
+        lora=LoraSettings(r=4, alpha=8, target_modules="all-linear"),
+        distillm=DistillMSettings(loss_chunk_size=16, **(distillm or {})),
+        training=TrainingSettings(**{
             "max_steps": 3,
             "per_device_train_batch_size": 2,
             "learning_rate": 1e-2,
-            "lr_scheduler_type": "constant",
             "logging_steps": 1,
             "save_steps": 100,
-            "seed": 0,
             "disable_tqdm": True,
-            "gradient_checkpointing": False,
             **training,
-        },
-    }
+        }),
+    )

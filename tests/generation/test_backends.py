@@ -1,8 +1,9 @@
 import pytest
 
-from fsku_kedro.generation.backends import GenerationParams, TransformersBackend, make_backend
+from fsku_kedro.generation.backends import TransformersBackend, make_backend
 from fsku_kedro.models import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+from fsku_kedro.parameters.generation import BackendSettings, SamplingSettings
 
 QUESTIONS = [
     "전자금융거래법의 목적은?",
@@ -28,7 +29,7 @@ def chats(texts):
 
 
 def test_batched_greedy_equals_one_at_a_time(bundle):
-    params = GenerationParams(max_new_tokens=12)
+    params = SamplingSettings(max_new_tokens=12)
     batched = TransformersBackend(bundle, batch_size=8, show_progress=False).generate(chats(QUESTIONS), params)
     single = TransformersBackend(bundle, batch_size=1, show_progress=False).generate(chats(QUESTIONS), params)
     assert [c.text for c in batched] == [c.text for c in single]
@@ -38,7 +39,7 @@ def test_batched_greedy_equals_one_at_a_time(bundle):
 
 def test_results_keep_input_order_and_report_finish(bundle):
     backend = TransformersBackend(bundle, batch_size=4, show_progress=False)
-    completions = backend.generate(chats(QUESTIONS), GenerationParams(max_new_tokens=5))
+    completions = backend.generate(chats(QUESTIONS), SamplingSettings(max_new_tokens=5))
     assert len(completions) == len(QUESTIONS)
     for question, completion in zip(QUESTIONS, completions):
         assert completion.prompt_tokens == len(bundle.tokenizer(backend.render(chats([question])[0]),
@@ -51,17 +52,17 @@ def test_results_keep_input_order_and_report_finish(bundle):
 
 def test_seeded_sampling_is_reproducible(bundle):
     backend = TransformersBackend(bundle, batch_size=4, show_progress=False)
-    params = GenerationParams(max_new_tokens=10, do_sample=True, temperature=1.0, seed=3)
+    params = SamplingSettings(max_new_tokens=10, do_sample=True, temperature=1.0, seed=3)
     first = [c.text for c in backend.generate(chats(QUESTIONS[:4]), params)]
     assert first == [c.text for c in backend.generate(chats(QUESTIONS[:4]), params)]
 
 
 def test_backend_selection(bundle):
-    assert isinstance(make_backend(bundle, {"backend": "transformers", "batch_size": 2}), TransformersBackend)
-    with pytest.raises(ValueError, match="unknown generation backend"):
-        make_backend(bundle, {"backend": "tgi"})
+    assert isinstance(make_backend(bundle, BackendSettings(batch_size=2)), TransformersBackend)
+    with pytest.raises(ValueError, match="backend"):
+        BackendSettings(backend="tgi")
     try:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"pip install -e '\.\[gpu\]'"):
-            make_backend(bundle, {"backend": "vllm"})
+            make_backend(bundle, BackendSettings(backend="vllm"))

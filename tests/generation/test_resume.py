@@ -10,12 +10,14 @@ import time
 
 import pandas as pd
 
+from fsku_kedro.generation.responses import generate_responses
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.models import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
-from fsku_kedro.pipelines.response_generation.nodes import generate_responses, prompt_id
+from fsku_kedro.parameters.generation import RoleGenerationSettings
+from fsku_kedro.pipelines.response_generation.nodes import prompt_id
 
-PARAMETERS = {"backend": "transformers", "batch_size": 2, "max_new_tokens": 48, "do_sample": False, "seed": 0}
+PARAMETERS = RoleGenerationSettings(batch_size=2, max_new_tokens=48)
 PROMPTS = [f"질문 {i}: 전자금융거래에서 {'접근매체 ' * (i % 5)}관리 의무를 설명하세요." for i in range(30)]
 
 CHILD = textwrap.dedent(
@@ -26,10 +28,12 @@ CHILD = textwrap.dedent(
     from fsku_kedro.generation.store import ResponseStore
     from fsku_kedro.models import ModelBundle
     from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
-    from fsku_kedro.pipelines.response_generation.nodes import generate_responses
-    model_dir, prompts_file, store_file, parameters = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+    from fsku_kedro.generation.responses import generate_responses
+    from fsku_kedro.parameters.generation import RoleGenerationSettings
+    model_dir, prompts_file, store_file, parameters = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     bundle = ModelBundle(load_causal_lm(model_dir), load_tokenizer(model_dir), "tiny")
-    generate_responses(pd.read_parquet(prompts_file), bundle, ResponseStore(store_file), parameters)
+    settings = RoleGenerationSettings.model_validate_json(parameters)
+    generate_responses(pd.read_parquet(prompts_file), bundle, ResponseStore(store_file), settings)
     """
 )
 
@@ -47,7 +51,7 @@ def test_killed_run_resumes_without_loss_or_rework(tmp_path, tiny_llama_dir):
     _prompt_set().to_parquet(prompts_file)
     store_file = tmp_path / "progress.jsonl"
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tiny_llama_dir), str(prompts_file), str(store_file), json.dumps(PARAMETERS)],
+        [sys.executable, "-c", CHILD, str(tiny_llama_dir), str(prompts_file), str(store_file), PARAMETERS.model_dump_json()],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 120
@@ -87,9 +91,10 @@ def test_torn_lines_and_other_settings_are_not_reused(tmp_path):
 
 def test_shards_split_the_prompt_set(tmp_path, tiny_llama_dir):
     bundle = ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny")
-    small = dict(PARAMETERS, max_new_tokens=2, num_shards=3)
+    small = PARAMETERS.model_copy(update={"max_new_tokens": 2, "num_shards": 3})
     parts = [
-        generate_responses(_prompt_set(), bundle, ResponseStore(tmp_path / f"s{i}.jsonl"), dict(small, shard_index=i))
+        generate_responses(_prompt_set(), bundle, ResponseStore(tmp_path / f"s{i}.jsonl"),
+                           small.model_copy(update={"shard_index": i}))
         for i in range(3)
     ]
     ids = [pid for part in parts for pid in part["prompt_id"]]

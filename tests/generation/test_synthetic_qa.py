@@ -6,18 +6,20 @@ import pandas as pd
 import pytest
 
 from fsku_kedro.generation.backends import Completion
-from fsku_kedro.generation.synthetic_qa import ItemRejected, build_item, near_duplicates, parse_item, parse_score
+from fsku_kedro.generation.synthetic_qa import (
+    ItemRejected,
+    build_item,
+    near_duplicates,
+    parse_item,
+    parse_score,
+)
+from fsku_kedro.parameters.generation import SamplingSettings
+from fsku_kedro.parameters.response_generation import SyntheticQASettings
 from fsku_kedro.pipelines.response_generation.nodes import quality_gate
 from tests.conftest import PROJECT_ROOT
 
 TEMPLATES = {p.stem: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
-GATE = {
-    "min_judge_score": 7.0,
-    "max_regenerations": 1,
-    "near_duplicate_threshold": 0.8,
-    "writer": {"max_new_tokens": 64},
-    "judge": {"max_new_tokens": 4},
-}
+GATE = SyntheticQASettings(writer=SamplingSettings(max_new_tokens=64), judge=SamplingSettings(max_new_tokens=4))
 
 
 def mc(question, options, answer):

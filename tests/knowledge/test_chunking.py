@@ -3,12 +3,13 @@ import re
 import pandas as pd
 import pytest
 
-from fsku_kedro.knowledge.chunking import ARTICLE_LINE, ChunkingConfig, chunk_document, merge_units, split_units
+from fsku_kedro.knowledge.chunking import ARTICLE_LINE, chunk_document, merge_units, split_units
+from fsku_kedro.parameters.knowledge_base import ChunkingSettings, ParsingSettings
 from fsku_kedro.pipelines.knowledge_base.nodes import chunk_documents, parse_documents
 from tests.conftest import CORPUS_DIR
 
-PARSING = {"heading_ratio": 1.15, "default_domain": "정보보안", "domain_keywords": {"전자금융": ["전자금융"]}}
-CHUNKING = {"max_tokens": 120, "overlap_ratio": 0.15, "min_articles_for_law": 3, "min_quality_score": 0.0}
+PARSING = ParsingSettings(domain_keywords={"전자금융": ["전자금융"]})
+CHUNKING = ChunkingSettings(max_tokens=120, min_quality_score=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def count_with(tokenizer):
 def test_no_chunk_exceeds_the_token_limit(chunks, tiny_tokenizer):
     count = count_with(tiny_tokenizer)
     assert len(chunks) > 100
-    assert max(count(text) for text in chunks["content"]) <= CHUNKING["max_tokens"]
+    assert max(count(text) for text in chunks["content"]) <= CHUNKING.max_tokens
     assert (chunks["token_count"] == chunks["content"].map(count)).all()
 
 
@@ -55,7 +56,7 @@ def test_law_articles_are_never_mixed(documents, chunks):
 def test_neighbouring_chunks_overlap():
     sentences = [f"문장 번호 {i}에서 전자금융거래의 안전성을 설명한다." for i in range(40)]
     count = len  # characters as tokens keep the arithmetic visible
-    config = ChunkingConfig(max_tokens=150, overlap_ratio=0.2)
+    config = ChunkingSettings(max_tokens=150, overlap_ratio=0.2)
     pieces = chunk_document("문서", "## 절\n" + " ".join(sentences), count, config)
     bodies = [c.content.partition("\n")[2] for c in pieces if c.chunk_type == "body"]
     assert len(bodies) > 3
@@ -108,4 +109,4 @@ def test_long_sentences_are_cut_to_fit():
 
 def test_invalid_config_is_refused():
     with pytest.raises(ValueError, match="overlap_ratio"):
-        ChunkingConfig(max_tokens=100, overlap_ratio=0.6)
+        ChunkingSettings(max_tokens=100, overlap_ratio=0.6)

@@ -4,14 +4,11 @@ import pymupdf
 import pytest
 
 from fsku_kedro.knowledge.parsing import SkippedDocument, parse_document
+from fsku_kedro.parameters.knowledge_base import ParsingSettings
 from fsku_kedro.pipelines.knowledge_base.nodes import parse_documents
 from tests.conftest import CORPUS_DIR
 
-PARAMETERS = {
-    "heading_ratio": 1.15,
-    "default_domain": "정보보안",
-    "domain_keywords": {"전자금융": ["전자금융"], "정보보안": ["암호", "접근통제"]},
-}
+PARAMETERS = ParsingSettings(domain_keywords={"전자금융": ["전자금융"], "정보보안": ["암호", "접근통제"]})
 
 
 def _pdf_bytes(build, **save_args) -> bytes:

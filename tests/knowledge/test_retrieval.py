@@ -1,11 +1,11 @@
 import pytest
 
+from fsku_kedro.knowledge.cleaning import normalize_for_search
 from fsku_kedro.knowledge.dense import DenseIndex
 from fsku_kedro.knowledge.evaluation import hit_at_k, reciprocal_rank, relevant_chunks
 from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 from fsku_kedro.knowledge.retrieval import CrossEncoderReranker, HybridRetriever, LLMReranker, fuse, normalise
 from fsku_kedro.knowledge.sparse import SparseIndex
-from fsku_kedro.knowledge.cleaning import normalize_for_search
 
 CHUNKS = {
     "efta-9": "전자금융거래법 제9조 접근매체의 위조나 변조로 발생한 사고는 금융회사가 이용자에게 손해를 배상한다.",

@@ -8,12 +8,17 @@ from kedro.runner import SequentialRunner
 from fsku_kedro.datasets import ModelDirectoryDataset, QuantizedModelsDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+from fsku_kedro.parameters.compression import CalibrationSettings, CompressionReportSettings, CompressionSettings
+from fsku_kedro.parameters.generation import GenerationSettings
 from fsku_kedro.pipelines.compression import create_pipeline
 from fsku_kedro.pipelines.compression.nodes import build_calibration_set
+from fsku_kedro.pipelines.response_generation.nodes import build_prompt_set
+from tests.conftest import settings_params
 from tests.pipelines.test_distillation import sample_labels
-from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, sample_questions
+from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions
 
-CALIBRATION = {"calibration_samples": 6, "prompt_share": 0.5, "held_out_share": 0.3, "held_out_chunks": 4, "seed": 0}
+CALIBRATION = CompressionSettings(calibration=CalibrationSettings(calibration_samples=6, prompt_share=0.5,
+                                                                  held_out_share=0.3, held_out_chunks=4))
 
 
 def _chunks(count=20):
@@ -37,23 +42,23 @@ def test_calibration_and_held_out_text_never_overlap():
 def test_pipeline_quantizes_serves_and_reports(tiny_llama_dir, tiny_embedder, tmp_path):
     student_store = ModelDirectoryDataset(str(tmp_path / "student"))
     student_store.save(ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny"))
-    generation = {"backend": "transformers", "batch_size": 4, "max_new_tokens": 4, "do_sample": False,
-                  "cache_implementation": None}
-    parameters = {
-        "methods": ["int8", "int8_dynamic"], "serve_method": "int8_dynamic", "source_dir": None,
-        "report": {"max_tokens": 64, "speed_prompts": 2, "batch_size": 8, "generation": generation},
-    }
+    settings = CALIBRATION.model_copy(update={
+        "methods": ["int8", "int8_dynamic"], "serve_method": "int8_dynamic",
+        "report": CompressionReportSettings(max_tokens=64, speed_prompts=2,
+                                            generation=GenerationSettings(batch_size=4, max_new_tokens=4)),
+    })
+    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), sample_questions(), no_user_data(), TEMPLATES,
+                                PROMPT_SET)
     data = {
-        "distilled_student": student_store.load(),
+        "distilled_student@path": str(student_store.last_saved_path),
         "chunks": _chunks(),
         "prompt_set": _prompts(),
         "sample_questions": sample_questions(),
         "sample_labels": sample_labels(),
+        "sample_split": split,
         "prompt_templates": TEMPLATES,
         "embedder": tiny_embedder,
-        "params:compression": parameters,
-        "params:compression.calibration": CALIBRATION,
-        "params:response_generation.prompt_set": PROMPT_SET,
+        **settings_params("compression", settings),
     }
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     catalog["quantized_students"] = QuantizedModelsDataset(str(tmp_path / "variants"))

@@ -9,16 +9,19 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import ModelDirectoryDataset, PretrainedModelDataset, ResponseStoreDataset
-from fsku_kedro.pipelines import distillation, response_generation
 from fsku_kedro.evaluation.held_out import held_out_questions
+from fsku_kedro.parameters.distillation import DistillationSettings, ValidationSettings
+from fsku_kedro.parameters.generation import GenerationSettings, RoleGenerationSettings
+from fsku_kedro.parameters.response_generation import ResponseGenerationSettings
+from fsku_kedro.pipelines import distillation, response_generation
 from fsku_kedro.pipelines.distillation.nodes import select_best_round
-from tests.conftest import SAMPLE_DIR
+from tests.conftest import sample_set, settings_params
 from tests.distillation.conftest import training_parameters
 from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions
 
 
 def sample_labels():
-    return pd.read_csv(SAMPLE_DIR / "labels.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    return sample_set()[1]
 
 
 def test_rounds_shape_the_graph():
@@ -34,13 +37,13 @@ def test_rounds_shape_the_graph():
     assert three["round_3.train_student"].inputs == [
         "round_3.pair_dataset", "teacher_model", "round_2.distilled_student", "params:distillation"]
     assert three["round_1.train_student"].inputs[0] == "pair_dataset"
-    assert three["select_best_round"].outputs == ["distilled_student", "distillation_summary"]
+    assert three["select_best_round"].outputs == ["distilled_student@model", "distillation_summary"]
 
 
 def test_held_out_questions_are_the_ones_the_prompt_set_left_out():
-    questions, labels = held_out_questions(sample_questions(), sample_labels(), PROMPT_SET)
-    prompts = response_generation.nodes.build_prompt_set(
+    prompts, split = response_generation.nodes.build_prompt_set(
         pd.DataFrame(columns=["qa_id"]), sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
+    questions, labels = held_out_questions(sample_questions(), sample_labels(), split)
     assert questions and len(questions) + (prompts.source == "sample").sum() == len(sample_questions())
     assert all(q.ID in labels for q in questions)
     assert not {q.Question for q in questions} & {p for p in prompts.prompt}
@@ -50,24 +53,25 @@ def test_selection_keeps_the_best_round_and_checks_the_round_count():
     base, r1, r2 = (SimpleNamespace(name=name) for name in ("base", "r1", "r2"))
     reports = [{"fsku_score": 0.3, "token_kl": 2.0}, {"fsku_score": 0.5, "token_kl": 1.5},
                {"fsku_score": 0.5, "token_kl": 1.0}]
-    best, table = select_best_round({"rounds": 2}, *reports, base, r1, r2)
+    two = DistillationSettings(rounds=2)
+    best, table = select_best_round(two, *reports, base, r1, r2)
     assert best is r2 and table["selected"].tolist() == [False, False, True]
-    best, _ = select_best_round({"rounds": 2}, {"fsku_score": 0.9, "token_kl": 3.0}, *reports[1:], base, r1, r2)
+    best, _ = select_best_round(two, {"fsku_score": 0.9, "token_kl": 3.0}, *reports[1:], base, r1, r2)
     assert best is base, "the score check may keep the undistilled student"
-    best, _ = select_best_round({"rounds": 2, "keep_base_if_better": False},
+    best, _ = select_best_round(DistillationSettings(rounds=2, keep_base_if_better=False),
                                 {"fsku_score": 0.9, "token_kl": 3.0}, *reports[1:], base, r1, r2)
     assert best is r2
-    with pytest.raises(ValueError, match="pipeline was built with 2 rounds"):
-        select_best_round({"rounds": 3}, *reports, base, r1, r2)
+    with pytest.raises(ValueError, match="the graph holds 2 rounds"):
+        select_best_round(DistillationSettings(rounds=3), *reports, base, r1, r2)
 
 
 @pytest.mark.slow
 def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_embedder, tmp_path):
-    generation = {"backend": "transformers", "batch_size": 8, "max_new_tokens": 6, "do_sample": True, "seed": 0}
-    parameters = training_parameters(max_steps=2, learning_rate=5e-3)
-    parameters |= {"rounds": 2, "loss": "distillm_v2", "keep_base_if_better": True,
-                   "checkpoint_dir": str(tmp_path / "checkpoints"),
-                   "validation": {"batch_size": 8, "max_pairs": 4, "generation": generation | {"do_sample": False}}}
+    generation = RoleGenerationSettings(batch_size=8, max_new_tokens=6, do_sample=True)
+    parameters = training_parameters(max_steps=2, learning_rate=5e-3).model_copy(update={
+        "rounds": 2, "checkpoint_dir": str(tmp_path / "checkpoints"),
+        "validation": ValidationSettings(max_pairs=4, generation=GenerationSettings(batch_size=8, max_new_tokens=6)),
+    })
     data = {
         "teacher_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-teacher").load(),
         "student_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-student", keep_layers=2).load(),
@@ -77,12 +81,10 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         "user_instructions": no_user_data(),
         "synthetic_qa": pd.DataFrame(columns=["qa_id"]),
         "embedder": tiny_embedder,
-        "params:response_generation.prompt_set": PROMPT_SET,
-        "params:response_generation.pairs": {"max_total_tokens": 1024},
+        **settings_params("response_generation", ResponseGenerationSettings(prompt_set=PROMPT_SET)),
         "params:teacher.generation": generation,
         "params:student.generation": generation,
-        "params:distillation": parameters,
-        "params:distillation.validation": parameters["validation"],
+        **settings_params("distillation", parameters),
     }
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     for side in ("teacher", "student", "round_2.student"):
@@ -100,7 +102,7 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     assert summary["round"].tolist() == [0, 1, 2] and summary["selected"].sum() == 1
     for column in ("fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"):
         assert summary[column].notna().all(), column
-    assert catalog.load("distilled_student").name == summary.loc[summary.selected, "model"].item()
+    assert catalog.load("distilled_student@model").name == summary.loc[summary.selected, "model"].item()
     history = catalog.load("round_1.training_history")
     assert [p["step"] for p in history["loss"]] == [1, 2] and "kl.chosen" in history
     metrics = catalog.load("round_2.validation_metrics")

@@ -7,21 +7,16 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import BinaryFileDataset
+from fsku_kedro.parameters.knowledge_base import ChunkingSettings, KnowledgeBaseSettings, ParsingSettings
+from fsku_kedro.parameters.retrieval import RetrievalSettings
 from fsku_kedro.pipelines.knowledge_base import create_pipeline
-from tests.conftest import CORPUS_DIR, PROJECT_ROOT, SAMPLE_DIR
+from tests.conftest import CORPUS_DIR, PROJECT_ROOT, SAMPLE_DIR, sample_set, settings_params
 
-PARAMETERS = {
-    "parsing": {
-        "heading_ratio": 1.15,
-        "default_domain": "정보보안",
-        "domain_keywords": {"전자금융": ["전자금융"], "개인정보": ["개인정보"], "정보보안": ["암호"]},
-    },
-    "chunking": {"max_tokens": 200, "overlap_ratio": 0.15, "min_articles_for_law": 3, "min_quality_score": 0.3},
-    "bm25": {"tokenizer": "kiwi", "k1": 1.5, "b": 0.75, "method": "lucene"},
-    "dense": {"flat_threshold": 20000, "nlist_factor": 4.0, "target_recall": 0.95, "seed": 0},
-    "retrieval": {"weights": {"bm25": 0.85, "dense": 0.15}, "normalisation": "minmax", "candidate_k": 50,
-                  "rerank_k": 20, "ks": [1, 3, 5, 10]},
-}
+SETTINGS = KnowledgeBaseSettings(
+    parsing=ParsingSettings(domain_keywords={"전자금융": ["전자금융"], "개인정보": ["개인정보"], "정보보안": ["암호"]}),
+    chunking=ChunkingSettings(max_tokens=200),
+)
+RETRIEVAL = RetrievalSettings()
 
 
 class KeptDataset(MemoryDataset):
@@ -33,7 +28,7 @@ class KeptDataset(MemoryDataset):
 
 def _catalog(tokenizer, embedder, embedding_cache, morpheme_cache) -> DataCatalog:
     raw = {p.name: BinaryFileDataset(str(p)).load for p in sorted(CORPUS_DIR.iterdir())}
-    read = dict(encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    questions, labels = sample_set()
     data = {
         "raw_documents": raw,
         "chunk_tokenizer": tokenizer,
@@ -41,9 +36,10 @@ def _catalog(tokenizer, embedder, embedding_cache, morpheme_cache) -> DataCatalo
         "reranker": None,
         "embedding_cache": embedding_cache,
         "morpheme_cache": morpheme_cache,
-        "sample_questions": pd.read_csv(SAMPLE_DIR / "test.csv", **read),
-        "sample_labels": pd.read_csv(SAMPLE_DIR / "labels.csv", **read),
-        **{f"params:knowledge_base.{key}": value for key, value in PARAMETERS.items()},
+        "sample_questions": questions,
+        "sample_labels": labels,
+        **settings_params("knowledge_base", SETTINGS),
+        **settings_params("retrieval", RETRIEVAL),
     }
     catalog = DataCatalog({name: MemoryDataset(value) for name, value in data.items()})
     for name in ["chunks", "bm25_index", "faiss_index", "documents"]:
@@ -123,11 +119,10 @@ def test_report_adds_a_reranked_row_when_a_reranker_is_configured(first_run, tin
     prompt = tmp_path / "rerank.txt"
     prompt.write_text("질문: {query}\n문서: {passage}\n관련이 있습니까? 예 또는 아니오.", encoding="utf-8")
     reranker = RerankerDataset(kind="llm", source=str(tiny_llama_dir), prompt_file=str(prompt)).load()
-    questions = pd.read_csv(SAMPLE_DIR / "test.csv", encoding="utf-8-sig", dtype=str).head(6)
-    labels = pd.read_csv(SAMPLE_DIR / "labels.csv", dtype=str, keep_default_na=False)
+    questions, labels = sample_set()
     report, metrics, _ = evaluate_retrieval(
         first_run.load("chunks"), first_run.load("bm25_index"), first_run.load("faiss_index"), tiny_embedder,
-        reranker, questions, labels, dict(PARAMETERS["retrieval"], rerank_k=5),
+        reranker, questions[:6], labels, RETRIEVAL.model_copy(update={"rerank_k": 5}), SETTINGS.report,
     )
     assert list(report["retriever"]) == ["bm25", "dense", "hybrid", "hybrid_rerank"]
     rows = report.set_index("retriever")
@@ -135,17 +130,21 @@ def test_report_adds_a_reranked_row_when_a_reranker_is_configured(first_run, tin
     assert "hybrid_rerank.mrr" in metrics
 
 
-def test_missing_labels_are_reported_by_id(first_run, tiny_embedder):
+def test_missing_labels_are_reported_by_id(first_run, tiny_embedder, tmp_path):
+    from kedro.io.core import DatasetError
+
     from fsku_kedro.contracts import DataContractError
+    from fsku_kedro.datasets import LabelsDataset
     from fsku_kedro.pipelines.knowledge_base.nodes import evaluate_retrieval
 
-    questions = pd.read_csv(SAMPLE_DIR / "test.csv", encoding="utf-8-sig", dtype=str)
-    labels = pd.read_csv(SAMPLE_DIR / "labels.csv", dtype=str, keep_default_na=False)
+    questions, labels = sample_set()
     with pytest.raises(DataContractError, match="TEST_001"):
         evaluate_retrieval(first_run.load("chunks"), first_run.load("bm25_index"), first_run.load("faiss_index"),
-                           tiny_embedder, None, questions, labels[labels.ID != "TEST_001"], PARAMETERS["retrieval"])
-    broken = labels.copy()
+                           tiny_embedder, None, questions, [label for label in labels if label.ID != "TEST_001"],
+                           RETRIEVAL, SETTINGS.report)
+    broken = pd.read_csv(SAMPLE_DIR / "labels.csv", dtype=str, keep_default_na=False)
     broken.loc[3, "question_type"] = "essay"
-    with pytest.raises(DataContractError, match="sample labels: row 5: question_type"):
-        evaluate_retrieval(first_run.load("chunks"), first_run.load("bm25_index"), first_run.load("faiss_index"),
-                           tiny_embedder, None, questions, broken, PARAMETERS["retrieval"])
+    broken.to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(DatasetError, match=r"labels.csv: row 5: question_type") as error:
+        LabelsDataset(str(tmp_path / "labels.csv")).load()
+    assert isinstance(error.value.__cause__, DataContractError)

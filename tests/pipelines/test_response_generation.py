@@ -9,16 +9,24 @@ from kedro.io.core import DatasetError, Version
 from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import HFDatasetDictDataset, UserInstructionsDataset
+from fsku_kedro.generation.pairs import build_pairs
+from fsku_kedro.parameters.generation import BackendSettings, RoleGenerationSettings, SamplingSettings
+from fsku_kedro.parameters.response_generation import (
+    PairSettings,
+    PromptSetSettings,
+    ResponseGenerationSettings,
+    SyntheticQASettings,
+)
 from fsku_kedro.pipelines.response_generation import create_pipeline
-from fsku_kedro.pipelines.response_generation.nodes import build_pairs, build_prompt_set, prompt_id
-from tests.conftest import PROJECT_ROOT, SAMPLE_DIR
+from fsku_kedro.pipelines.response_generation.nodes import build_prompt_set, prompt_id
+from tests.conftest import PROJECT_ROOT, sample_set, settings_params
 
 TEMPLATES = {p.stem: p.read_text for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
-PROMPT_SET = {"sample_train_share": 0.5, "validation_share": 0.25, "seed": 0}
+PROMPT_SET = PromptSetSettings(validation_share=0.25)
 
 
 def sample_questions():
-    return pd.read_csv(SAMPLE_DIR / "test.csv", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    return sample_set()[0]
 
 
 def no_user_data():
@@ -36,17 +44,20 @@ def test_prompt_set_is_never_empty_and_splits_cleanly():
     )
     users = pd.DataFrame({"prompt": ["망분리를 설명하세요.", "망분리를 설명하세요.  "], "reference": ["", ""],
                           "line": [1, 2]})
-    prompts = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
+    prompts, split = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
     assert prompts["prompt_id"].is_unique, "duplicates (up to spacing) are removed"
     assert set(prompts["source"]) == {"synthetic", "sample", "user"}
     n_sample = (prompts["source"] == "sample").sum()
     assert 0 < n_sample < len(sample_questions()), "only the sample questions' train split joins"
+    assert list(split.columns) == ["ID", "split"] and set(split["split"]) == {"train", "held_out"}
+    assert (split["split"] == "train").sum() == n_sample and len(split) == len(sample_questions())
     assert set(prompts["split"]) == {"train", "validation"}
     synthetic_prompt = prompts[prompts.source == "synthetic"]["prompt"].item()
     assert "등록 자본금은?\n1 1억 원\n2 3억 원" in synthetic_prompt, "items are written in the competition format"
-    again = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
+    again, split_again = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
     pd.testing.assert_frame_equal(prompts, again)
-    only_samples = build_prompt_set(synthetic.iloc[0:0], sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
+    pd.testing.assert_frame_equal(split, split_again)
+    only_samples, _ = build_prompt_set(synthetic.iloc[0:0], sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
     assert len(only_samples) == n_sample
     by_prompt = only_samples.groupby("prompt")["split"].nunique()
     assert (by_prompt == 1).all()
@@ -70,7 +81,7 @@ def test_pairs_edge_cases():
     student.loc[3, "prompt"] = "다른 질문"                     # same id, different prompt text
     teacher = teacher.drop(index=4)                             # student only
     student = student.drop(index=6)                             # teacher only
-    dataset, report, metrics = build_pairs(prompts, teacher, student, {"max_total_tokens": 1024})
+    dataset, report, metrics = build_pairs(prompts, teacher, student, PairSettings())
     counts = dict(zip(report["outcome"], report["pairs"]))
     assert counts == {"empty generation": 1, "over length": 1, "prompt text mismatch": 1, "student only": 1,
                       "teacher only": 1, "pairs train": 1, "pairs validation": 1}
@@ -85,14 +96,14 @@ def test_pairs_edge_cases():
 def test_pairs_fail_clearly_when_nothing_is_left():
     prompts = pd.DataFrame({"prompt_id": ["a"], "prompt": ["질문"], "split": ["train"]})
     with pytest.raises(ValueError, match="no usable training pair"):
-        build_pairs(prompts, _responses(prompts, [""]), _responses(prompts, ["x"]), {"max_total_tokens": 100})
+        build_pairs(prompts, _responses(prompts, [""]), _responses(prompts, ["x"]), PairSettings(max_total_tokens=100))
 
 
 def test_pair_dataset_round_trip(tmp_path):
     texts = ["가", "나"]
     prompts = pd.DataFrame({"prompt_id": [prompt_id(t) for t in texts], "prompt": texts, "split": ["train"] * 2})
     dataset, _, _ = build_pairs(prompts, _responses(prompts, ["a", "b"]), _responses(prompts, ["c", "d"]),
-                                {"max_total_tokens": 100})
+                                PairSettings(max_total_tokens=100))
     store = HFDatasetDictDataset(filepath=str(tmp_path / "pairs"), version=Version(None, None))
     store.save(dataset)
     loaded = HFDatasetDictDataset(filepath=str(tmp_path / "pairs"), version=Version(None, None)).load()
@@ -133,7 +144,7 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
     chunks = pd.DataFrame({"chunk_id": ["c1", "c2"], "chunk_type": ["body", "article"],
                            "content": ["망분리는 업무망과 인터넷망을 나누는 통제이다.", "접근매체 분실 시 즉시 신고한다."]})
     # Sampling: a random tiny model's greedy choice is often a lone newline, an empty answer.
-    generation = {"backend": "transformers", "batch_size": 4, "max_new_tokens": 6, "do_sample": True, "seed": 0}
+    generation = RoleGenerationSettings(batch_size=4, max_new_tokens=6, do_sample=True)
     data = {
         "chunks": chunks,
         "teacher_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-teacher").load(),
@@ -141,12 +152,12 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
         "prompt_templates": TEMPLATES,
         "sample_questions": sample_questions(),
         "user_instructions": no_user_data(),
-        "params:response_generation.synthetic_qa": {
-            "max_chunks": 2, "multiple_choice_share": 0.5, "min_judge_score": 7.0, "max_regenerations": 1,
-            "near_duplicate_threshold": 0.8, "seed": 0, "backend": {"backend": "transformers", "batch_size": 4},
-            "writer": {"max_new_tokens": 8, "do_sample": True, "seed": 0}, "judge": {"max_new_tokens": 2}},
-        "params:response_generation.prompt_set": PROMPT_SET,
-        "params:response_generation.pairs": {"max_total_tokens": 1024},
+        **settings_params("response_generation", ResponseGenerationSettings(
+            synthetic_qa=SyntheticQASettings(
+                max_chunks=2, multiple_choice_share=0.5, backend=BackendSettings(batch_size=4),
+                writer=SamplingSettings(max_new_tokens=8, do_sample=True), judge=SamplingSettings(max_new_tokens=2)),
+            prompt_set=PROMPT_SET,
+        )),
         "params:teacher.generation": generation,
         "params:student.generation": generation,
     }
@@ -160,3 +171,4 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
     assert report["pairs train"] + report.get("pairs validation", 0) + report.get("empty generation", 0) == len(answered)
     assert catalog.load("pair_dataset")["train"].column_names == ["prompt_id", "prompt", "chosen", "rejected"]
     assert catalog.load("synthetic_qa_report")["items"].sum() == 2, "both planned items are accounted for"
+    assert set(catalog.load("sample_split")["split"]) == {"train", "held_out"}

@@ -13,11 +13,10 @@ limit, a model error, an unreadable or empty answer, or a spent budget gives the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from string import Template
 from typing import Any
 
@@ -28,13 +27,14 @@ from fsku_kedro.answering.circuit_breaker import CircuitBreaker, scaled_budget
 from fsku_kedro.answering.extraction import extract_choice
 from fsku_kedro.answering.fallback import extractive_answer, overlap_choice
 from fsku_kedro.contracts import CompetitionQuestion, SubmissionRow
-from fsku_kedro.generation.backends import GenerationParams, make_backend
+from fsku_kedro.generation.backends import make_backend
 from fsku_kedro.generation.store import ResponseStore, fingerprint
+from fsku_kedro.hashing import stable_hash
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.parameters.inference import InferenceSettings
 
 logger = logging.getLogger(__name__)
 
-MC_METHODS = ("choice_scoring", "generate")
 TEMPLATES = {
     ("multiple_choice", True): "inference_multiple_choice",
     ("descriptive", True): "inference_descriptive",
@@ -62,46 +62,13 @@ class PreparedQuestion:
         """Identifies the work: the question as parsed and the evidence it is answered from."""
         parts = [self.question.ID, self.question.Question, self.question.question_type,
                  *(p.chunk_id for p in self.passages)]
-        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:20]
+        return stable_hash(*parts, length=20)
 
 
-@dataclass(frozen=True)
-class AnswerSettings:
-    mc_method: str = "choice_scoring"
-    batch_size: int = 8
-    use_context: bool = True
-    max_context_chars: int = 1500
-    per_question_s: float = 60.0
-    budget_minutes: float = 270.0
-    budget_questions: int = 515
-    generation: dict[str, Any] = field(default_factory=dict)
-    mc_generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 16})
-    fallback_sentences: int = 2
-    fallback_chars: int = 300
-
-    def __post_init__(self) -> None:
-        if self.mc_method not in MC_METHODS:
-            raise ValueError(f"inference.mc_method must be one of {MC_METHODS}, got {self.mc_method!r}")
-        if self.batch_size < 1:
-            raise ValueError("inference.batch_size must be at least 1")
-
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, Any]) -> AnswerSettings:
-        """Settings from ``params:inference``; keys it leaves out keep the defaults above."""
-        nested = {("time_limit", "per_question_s"): "per_question_s", ("time_limit", "budget_minutes"): "budget_minutes",
-                  ("time_limit", "budget_questions"): "budget_questions", ("fallback", "sentences"): "fallback_sentences",
-                  ("fallback", "max_chars"): "fallback_chars"}
-        given = {name: parameters[name] for name in cls.__dataclass_fields__ if name in parameters}
-        given.update({field_name: parameters[group][key] for (group, key), field_name in nested.items()
-                      if key in parameters.get(group, {})})
-        return cls(**{name: dict(value) if isinstance(value, dict) else value for name, value in given.items()})
-
-    def answer_fingerprint(self) -> dict[str, Any]:
-        """What decides an answer (time limits do not: they only decide whether one is kept)."""
-        settings = asdict(self)
-        for name in ("per_question_s", "budget_minutes", "budget_questions"):
-            settings.pop(name)
-        return settings
+def answer_fingerprint(settings: InferenceSettings) -> dict[str, Any]:
+    """What decides an answer (time limits do not: they only decide whether one is kept)."""
+    return settings.model_dump(include={"mc_method", "batch_size", "use_context", "max_context_chars", "generation",
+                                        "mc_generation", "fallback"})
 
 
 def render_context(passages: tuple[Passage, ...], max_chars: int) -> str:
@@ -117,7 +84,7 @@ def render_context(passages: tuple[Passage, ...], max_chars: int) -> str:
     return "\n".join(parts)
 
 
-def build_chat(item: PreparedQuestion, templates: dict[str, str], settings: AnswerSettings,
+def build_chat(item: PreparedQuestion, templates: dict[str, str], settings: InferenceSettings,
                with_context: bool | None = None) -> list[dict[str, str]]:
     use_context = settings.use_context if with_context is None else with_context
     name = TEMPLATES[(item.question.question_type, use_context and bool(item.passages))]
@@ -128,7 +95,7 @@ def build_chat(item: PreparedQuestion, templates: dict[str, str], settings: Answ
     return [{"role": "user", "content": content}]
 
 
-def batches(items: list[PreparedQuestion], templates: dict[str, str], settings: AnswerSettings) -> list[list[int]]:
+def batches(items: list[PreparedQuestion], templates: dict[str, str], settings: InferenceSettings) -> list[list[int]]:
     """Indices of ``items`` in batches: descriptive first, then multiple choice; longest prompts first."""
     groups = []
     for kind in ("descriptive", "multiple_choice"):
@@ -143,7 +110,7 @@ def _clean(text: str) -> str:
 
 
 class _Answerer:
-    def __init__(self, bundle: ModelBundle | None, templates: dict[str, str], settings: AnswerSettings,
+    def __init__(self, bundle: ModelBundle | None, templates: dict[str, str], settings: InferenceSettings,
                  breaker: CircuitBreaker):
         self.bundle, self.templates, self.settings, self.breaker = bundle, templates, settings, breaker
         self._backend = None
@@ -153,26 +120,31 @@ class _Answerer:
             self._backend = make_backend(self.bundle, self.settings.generation, show_progress=False)
         return self._backend
 
-    def model_answers(self, group: list[PreparedQuestion], deadline: float) -> list[tuple[str | None, float, str]]:
-        """(answer or None when unusable, confidence, method) per question."""
+    @staticmethod
+    def _row(item: PreparedQuestion, answer: str, confidence: float, method: str, fallback_reason: str = "") -> SubmissionRow:
+        return SubmissionRow(ID=item.question.ID, answer=answer, confidence=min(max(confidence, 0.0), 1.0),
+                             inference_time=0.0, used_fallback=bool(fallback_reason), method=method,
+                             question_type=item.question.question_type, fallback_reason=fallback_reason)
+
+    def model_answers(self, group: list[PreparedQuestion], deadline: float) -> list[SubmissionRow | None]:
+        """The model's answer per question, or None where it gave nothing usable."""
         chats = [build_chat(item, self.templates, self.settings) for item in group]
         if group[0].question.question_type == "descriptive":
-            params = GenerationParams.from_parameters(self.settings.generation)
-            completions = self.backend().generate(chats, params, max_time=deadline)
-            return [(_clean(c.text) or None, 1.0 if c.finish_reason == "stop" else 0.5, "generate") for c in completions]
+            completions = self.backend().generate(chats, self.settings.generation.sampling(), max_time=deadline)
+            return [self._row(item, _clean(c.text), 1.0 if c.finish_reason == "stop" else 0.5, "generate")
+                    if _clean(c.text) else None for item, c in zip(group, completions)]
         counts = [len(item.question.choices or {}) for item in group]
         if self.settings.mc_method == "choice_scoring":
             choices = score_choices(self.bundle, chats, counts, batch_size=len(group))
-            return [(str(c.number), c.confidence, "choice_scoring") for c in choices]
-        params = GenerationParams.from_parameters({**self.settings.generation, **self.settings.mc_generation})
-        completions = self.backend().generate(chats, params, max_time=deadline)
+            return [self._row(item, str(c.number), c.confidence, "choice_scoring") for item, c in zip(group, choices)]
+        completions = self.backend().generate(chats, self.settings.mc_generation, max_time=deadline)
         found = [extract_choice(c.text, n) for c, n in zip(completions, counts)]
-        return [(str(n) if n else None, 1.0, "generate_extract") for n in found]
+        return [self._row(item, str(n), 1.0, "generate_extract") if n else None for item, n in zip(group, found)]
 
-    def fallback(self, group: list[PreparedQuestion], use_model: bool) -> list[tuple[str, float, str]]:
+    def fallback(self, group: list[PreparedQuestion], reasons: list[str], use_model: bool) -> list[SubmissionRow]:
         """MC: choice scoring without context (when the model may still be used), else retrieval
         overlap; descriptive: sentences of the top passage."""
-        results: list[tuple[str, float, str] | None] = [None] * len(group)
+        results: list[SubmissionRow | None] = [None] * len(group)
         mc = [i for i, item in enumerate(group) if item.question.question_type == "multiple_choice"]
         if mc and use_model and self.bundle is not None and not self.breaker.is_open():
             start = self.breaker.clock()
@@ -181,7 +153,8 @@ class _Answerer:
                 choices = score_choices(self.bundle, chats, [len(group[i].question.choices) for i in mc],
                                         batch_size=len(mc))
                 for i, choice in zip(mc, choices):
-                    results[i] = (str(choice.number), choice.confidence, "fallback_closed_book")
+                    results[i] = self._row(group[i], str(choice.number), choice.confidence, "fallback_closed_book",
+                                           reasons[i])
             except Exception as error:  # noqa: BLE001 - any model failure falls through to overlap
                 logger.warning("closed-book fallback failed (%s: %s); using retrieval overlap", type(error).__name__, error)
             finally:
@@ -192,18 +165,19 @@ class _Answerer:
             context = " ".join(p.text for p in item.passages)
             if item.question.question_type == "multiple_choice":
                 number, confidence = overlap_choice(item.question.choices, context)
-                results[i] = (str(number), confidence, "fallback_overlap")
+                results[i] = self._row(item, str(number), confidence, "fallback_overlap", reasons[i])
             else:
                 top = item.passages[0].text if item.passages else ""
-                text = extractive_answer(item.question.parsed_question, top, self.settings.fallback_sentences,
-                                         self.settings.fallback_chars)
-                results[i] = (_clean(text) or item.question.parsed_question, 0.0, "fallback_extractive")
+                text = extractive_answer(item.question.parsed_question, top, self.settings.fallback.sentences,
+                                         self.settings.fallback.max_chars)
+                results[i] = self._row(item, _clean(text) or item.question.parsed_question, 0.0, "fallback_extractive",
+                                       reasons[i])
         return results  # type: ignore[return-value]
 
-    def answer(self, group: list[PreparedQuestion]) -> list[dict[str, Any]]:
+    def answer(self, group: list[PreparedQuestion]) -> list[SubmissionRow]:
         start = self.breaker.clock()
         reason = ""
-        answers: list[tuple[str | None, float, str]] = []
+        answers: list[SubmissionRow | None] = [None] * len(group)
         if self.bundle is None:
             reason = "no_model"
         elif self.breaker.is_open():
@@ -220,22 +194,19 @@ class _Answerer:
         if not reason and self.breaker.over_limit(elapsed, len(group)):
             reason = "time_limit"
         if reason:
-            answers = [(None, 0.0, "")] * len(group)
-        missing = [i for i, (text, _, _) in enumerate(answers) if text is None]
-        reasons = {i: reason or ("no_valid_number" if group[i].question.question_type == "multiple_choice"
-                                 else "empty_answer") for i in missing}
+            answers = [None] * len(group)
+        missing = [i for i, row in enumerate(answers) if row is None]
+        reasons = [reason or ("no_valid_number" if group[i].question.question_type == "multiple_choice"
+                              else "empty_answer") for i in missing]
         fallback_start = self.breaker.clock()
-        replacements = dict(zip(missing, self.fallback([group[i] for i in missing],
+        replacements = dict(zip(missing, self.fallback([group[i] for i in missing], reasons,
                                                         use_model=reason not in ("model_error", "no_model", "budget_spent"))))
         fallback_time = self.breaker.clock() - fallback_start
         rows = []
-        for i, item in enumerate(group):
-            text, confidence, method = replacements.get(i, answers[i])
+        for i in range(len(group)):
+            row = replacements.get(i) or answers[i]
             share = elapsed / len(group) + (fallback_time / len(missing) if i in replacements else 0.0)
-            row = SubmissionRow(ID=item.question.ID, answer=text, confidence=min(max(confidence, 0.0), 1.0),
-                                inference_time=share, used_fallback=i in replacements)
-            rows.append({**row.model_dump(), "question_type": item.question.question_type, "method": method,
-                         "fallback_reason": reasons.get(i, "")})
+            rows.append(row.model_copy(update={"inference_time": share}))
         return rows
 
 
@@ -243,22 +214,23 @@ def answer_questions(
     items: list[PreparedQuestion],
     bundle: ModelBundle | None,
     templates: dict[str, str],
-    settings: AnswerSettings,
+    settings: InferenceSettings,
     store: ResponseStore | None = None,
     clock: Callable[[], float] | None = None,
     show_progress: bool = True,
-) -> list[dict[str, Any]]:
-    """One answer row per item, in input order (fields of ``SubmissionRow`` plus question_type,
-    method and fallback_reason). Finished rows found in ``store`` under the same model and settings
-    are reused; new batches are appended to it as they finish."""
+) -> list[SubmissionRow]:
+    """One answer per item, in input order. Finished answers found in ``store`` under the same
+    model and settings are reused; new batches are appended to it as they finish."""
     run = fingerprint(bundle.name if bundle else "none",
-                      {**settings.answer_fingerprint(), "model_path": bundle.path if bundle else None,
+                      {**answer_fingerprint(settings), "model_path": bundle.path if bundle else None,
                        "templates": {k: v for k, v in sorted(templates.items()) if k in TEMPLATES.values()}})
-    done = store.finished(run) if store is not None else {}
+    done = {key: SubmissionRow.model_validate(record["row"])
+            for key, record in (store.finished(run) if store is not None else {}).items()}
     keys = [item.key for item in items]
-    spent = sum(float(done[k]["row"]["inference_time"]) for k in set(keys) if k in done)
-    breaker = CircuitBreaker(settings.per_question_s,
-                             scaled_budget(len(items), settings.budget_minutes, settings.budget_questions), spent)
+    spent = sum(done[k].inference_time for k in set(keys) if k in done)
+    limits = settings.time_limit
+    breaker = CircuitBreaker(limits.per_question_s,
+                             scaled_budget(len(items), limits.budget_minutes, limits.budget_questions), spent)
     if clock is not None:
         breaker.clock = clock
     answerer = _Answerer(bundle, templates, settings, breaker)
@@ -268,11 +240,11 @@ def answer_questions(
         logger.info("Resuming: %d of %d batches already answered (%.1f s spent)", len(plan) - len(todo), len(plan), spent)
     for group in tqdm(todo, desc=f"answering ({bundle.name if bundle else 'fallback only'})", disable=not show_progress):
         rows = answerer.answer([items[i] for i in group])
-        records = [{"prompt_id": keys[i], "fingerprint": run, "row": row} for i, row in zip(group, rows)]
         if store is not None:
-            store.append(records)
-        done.update({record["prompt_id"]: record for record in records})
-    fallbacks = sum(bool(done[k]["row"]["used_fallback"]) for k in keys)
+            store.append([{"prompt_id": keys[i], "fingerprint": run, "row": row.model_dump()}
+                          for i, row in zip(group, rows)])
+        done.update({keys[i]: row for i, row in zip(group, rows)})
+    fallbacks = sum(done[k].used_fallback for k in keys)
     if fallbacks:
         logger.warning("%d of %d questions were answered by a fallback", fallbacks, len(items))
-    return [dict(done[k]["row"]) for k in keys]
+    return [done[k] for k in keys]

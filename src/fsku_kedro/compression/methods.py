@@ -19,9 +19,11 @@ from typing import Any
 
 import torch
 
+from fsku_kedro.errors import UserInputError
+from fsku_kedro.parameters.compression import CompressionSettings, NF4Settings
+
 logger = logging.getLogger(__name__)
 
-METHODS = ("gptq", "nf4", "int8", "int8_dynamic")
 GPTQ_CPU_BACKENDS = ("auto", "torch")
 # bitsandbytes 0.50: on a CPU with AVX512-BF16, Linear4bit.forward (eval mode, no gradient) repacks its
 # weight with functional._convert_weight_packed_for_cpu, which groups output rows in blocks of 32
@@ -31,7 +33,7 @@ NF4_CPU_ROW_BLOCK = 32
 NF4_BLOCKSIZE = 64
 
 
-class CompressionConfigError(ValueError):
+class CompressionConfigError(UserInputError):
     """A quantization setting that cannot work; the message names the method and the fix."""
 
 
@@ -63,21 +65,16 @@ def nf4_cpu_packing_misfits(model_config: Any) -> list[tuple[str, int, int]]:
     return misfits
 
 
-def check_configuration(methods: list[str], parameters: dict[str, Any], model_config: Any, cuda: bool) -> None:
-    """Raise ``CompressionConfigError`` for a setting that would fail, before any work starts."""
-    if not methods:
-        raise CompressionConfigError("compression.methods is empty; choose any of " + ", ".join(METHODS))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise CompressionConfigError(f"unknown compression method(s) {unknown}; choose from {', '.join(METHODS)}")
+def check_configuration(settings: CompressionSettings, model_config: Any, cuda: bool) -> None:
+    """Raise ``CompressionConfigError`` for a setting that would fail on this model, before any work starts."""
+    methods = settings.methods
     if "gptq" in methods:
-        gptq = parameters.get("gptq", {})
-        group = gptq.get("group_size", 128)
+        gptq = settings.gptq
         for name, size in _quantized_in_features(model_config).items():
-            if group != -1 and (group <= 0 or size % group):
+            if gptq.group_size != -1 and size % gptq.group_size:
                 divisors = [g for g in (32, 64, 128, 256) if size % g == 0]
                 raise CompressionConfigError(
-                    f"gptq: group_size {group} does not divide the model's {name} {size}; "
+                    f"gptq: group_size {gptq.group_size} does not divide the model's {name} {size}; "
                     f"set compression.gptq.group_size to one of {divisors + [-1]}"
                 )
         from gptqmodel.models.auto import MODEL_MAP
@@ -87,15 +84,12 @@ def check_configuration(methods: list[str], parameters: dict[str, Any], model_co
                 f"gptq: architecture {model_config.model_type!r} is not supported by GPTQModel; "
                 "use nf4, int8 or int8_dynamic for this model"
             )
-        backend = str(gptq.get("backend", "auto")).lower()
-        if not cuda and backend not in GPTQ_CPU_BACKENDS:
+        if not cuda and gptq.backend.lower() not in GPTQ_CPU_BACKENDS:
             raise CompressionConfigError(
-                f"gptq: kernel backend {backend!r} needs a CUDA GPU; set compression.gptq.backend: torch on CPU"
+                f"gptq: kernel backend {gptq.backend!r} needs a CUDA GPU; set compression.gptq.backend: torch on CPU"
             )
-        if not cuda and gptq.get("bits", 4) not in (2, 3, 4, 8):
-            raise CompressionConfigError("gptq: bits must be 2, 3, 4 or 8")
     if not cuda and "nf4" in methods:
-        if parameters.get("nf4", {}).get("compute_dtype") == "float16":
+        if settings.nf4.compute_dtype == "float16":
             raise CompressionConfigError("nf4: compute_dtype float16 is GPU-only here; use float32 or bfloat16 on CPU")
         # Refused on every CPU, not only where bitsandbytes takes its packed AVX512-BF16 path, so the
         # same model is accepted or refused whatever machine runs the pipeline.
@@ -110,39 +104,38 @@ def check_configuration(methods: list[str], parameters: dict[str, Any], model_co
             )
 
 
-def _bnb_config(method: str, parameters: dict[str, Any]):
+def _bnb_config(method: str, nf4: NF4Settings):
     from transformers import BitsAndBytesConfig
 
     if method == "nf4":
-        nf4 = parameters.get("nf4", {})
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=nf4.get("double_quant", True),
-            bnb_4bit_compute_dtype=getattr(torch, nf4.get("compute_dtype", "float32")),
+            bnb_4bit_use_double_quant=nf4.double_quant,
+            bnb_4bit_compute_dtype=getattr(torch, nf4.compute_dtype),
         )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def _gptq(source: str, tokenizer: Any, calibration: list[str], parameters: dict[str, Any], work_dir: Path) -> Path:
+def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: CompressionSettings, work_dir: Path) -> Path:
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
     from gptqmodel import GPTQModel, QuantizeConfig
 
-    gptq = parameters.get("gptq", {})
+    gptq = settings.gptq
     config = QuantizeConfig(
-        bits=gptq.get("bits", 4),
-        group_size=gptq.get("group_size", 128),
-        desc_act=gptq.get("desc_act", False),
-        sym=gptq.get("sym", True),
-        damp_percent=gptq.get("damp_percent", 0.05),
+        bits=gptq.bits,
+        group_size=gptq.group_size,
+        desc_act=gptq.desc_act,
+        sym=gptq.sym,
+        damp_percent=gptq.damp_percent,
         # GPTQModel 7.6's act-group-aware ordering (its default) gave layer outputs 0.54 off the
         # original on SmolLM2 instead of 0.17 without it; off unless asked for.
-        act_group_aware=gptq.get("act_group_aware", False),
+        act_group_aware=gptq.act_group_aware,
     )
-    model = GPTQModel.load(source, config, trust_remote_code=parameters.get("trust_remote_code", False))
-    max_length = gptq.get("max_calibration_tokens", 512)
-    samples = [tokenizer(text, truncation=True, max_length=max_length)["input_ids"] for text in calibration]
-    model.quantize(samples, batch_size=gptq.get("batch_size", 4))
+    model = GPTQModel.load(source, config, trust_remote_code=settings.trust_remote_code)
+    samples = [tokenizer(text, truncation=True, max_length=gptq.max_calibration_tokens)["input_ids"]
+               for text in calibration]
+    model.quantize(samples, batch_size=gptq.batch_size)
     out = work_dir / "gptq"
     model.save(str(out))
     return out
@@ -153,19 +146,19 @@ def quantize(
     source: str,
     tokenizer: Any,
     calibration: list[str],
-    parameters: dict[str, Any],
+    settings: CompressionSettings,
     work_dir: Path,
 ) -> Any:
     """The model at ``source`` quantized with ``method``, loaded through transformers."""
     from transformers import AutoModelForCausalLM
 
-    trust = parameters.get("trust_remote_code", False)
+    trust = settings.trust_remote_code
     device_map = "auto" if torch.cuda.is_available() else "cpu"
     if method == "gptq":
-        directory = _gptq(source, tokenizer, calibration, parameters, work_dir)
+        directory = _gptq(source, tokenizer, calibration, settings, work_dir)
         return AutoModelForCausalLM.from_pretrained(directory, device_map=device_map, trust_remote_code=trust)
     if method in ("nf4", "int8"):
-        config = _bnb_config(method, parameters)
+        config = _bnb_config(method, settings.nf4)
     elif method == "int8_dynamic":
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig
         from transformers import TorchAoConfig

@@ -28,7 +28,7 @@ def main() -> int:
     import torch  # noqa: F401  (imported before the baseline: its own footprint is not the model's)
     import transformers  # noqa: F401
 
-    from fsku_kedro.datasets.models import load_any_model
+    from fsku_kedro.models.loading import load_any_model
 
     directory = Path(sys.argv[1])
     before = _peak_rss_kib()

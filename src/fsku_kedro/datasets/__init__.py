@@ -1,7 +1,7 @@
 """Custom Kedro datasets for the project's heavy artefacts."""
 
 from fsku_kedro.datasets.binary_file import BinaryFileDataset
-from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset
+from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset, LabelsDataset, QuestionsDataset
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
 from fsku_kedro.datasets.indices import BM25IndexDataset, FaissIndexDataset
 from fsku_kedro.datasets.models import (
@@ -26,12 +26,14 @@ __all__ = [
     "ContentCacheDataset",
     "FaissIndexDataset",
     "HFDatasetDictDataset",
+    "LabelsDataset",
     "LoraAdapterDataset",
     "ModelDirectoryDataset",
     "ModelPathDataset",
     "PretrainedModelDataset",
     "QuantizedModelDataset",
     "QuantizedModelsDataset",
+    "QuestionsDataset",
     "RerankerDataset",
     "ResponseStoreDataset",
     "SentenceEmbedderDataset",

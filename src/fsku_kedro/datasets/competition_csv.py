@@ -15,9 +15,12 @@ import pandas as pd
 from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
+from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer, validate_records
+from fsku_kedro.questions import parse_test_table
 from fsku_kedro.text_decoding import decode_korean_text
 
 logger = logging.getLogger(__name__)
+
 
 def decode_text(raw: bytes, source: str) -> tuple[str, str]:
     """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949 / euc-kr."""
@@ -79,3 +82,50 @@ class CompetitionCSVDataset(AbstractDataset[None, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "columns": self._columns, "optional": self._optional}
+
+
+class QuestionsDataset(AbstractDataset[None, list]):
+    """A competition ``test.csv`` (``ID``, ``Question``), checked and parsed into
+    ``CompetitionQuestion`` records on load; the error lists every bad row."""
+
+    def __init__(self, filepath: str, metadata: dict | None = None):
+        self._table = CompetitionCSVDataset(filepath, columns=["ID", "Question"])
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> list[CompetitionQuestion]:
+        return parse_test_table(self._table.load(), str(self._filepath))
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("QuestionsDataset is read-only")
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class LabelsDataset(AbstractDataset[None, list]):
+    """Answers for a question set (``ID``, ``question_type``, ``answer`` and optionally ``keywords``
+    written ``a; b``, ``domain``, ``source``, ``evidence``), checked into ``LabelledAnswer`` records
+    on load. With ``optional: true`` a missing file means no labels (an empty list)."""
+
+    def __init__(self, filepath: str, optional: bool = False, metadata: dict | None = None):
+        self._table = CompetitionCSVDataset(filepath, columns=["ID", "question_type", "answer"], optional=optional)
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> list[LabelledAnswer]:
+        frame = self._table.load()
+        rows = [{key: value for key, value in row.items() if value != ""} for row in frame.to_dict("records")]
+        return validate_records(rows, LabelledAnswer, source=str(self._filepath), first_row_number=2)
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("LabelsDataset is read-only")
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -21,28 +21,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fsku_kedro.parameters.distillation import DistillationSettings, LauncherSettings, TrainingSettings
+
 logger = logging.getLogger(__name__)
 
 HISTORY = "log_history.json"
 
 
-def launch_command(launcher: dict[str, Any], spec_file: Path) -> list[str]:
+def launch_command(launcher: LauncherSettings, spec_file: Path) -> list[str]:
     """The ``accelerate launch`` command line for ``launcher`` (parameters ``distillation.launcher``)."""
     command = [sys.executable, "-m", "accelerate.commands.launch"]
-    if launcher.get("config_file"):
-        command += ["--config_file", str(launcher["config_file"])]
-    if launcher.get("num_processes"):
-        command += ["--num_processes", str(launcher["num_processes"])]
-    command += [str(arg) for arg in launcher.get("extra_args", [])]
+    if launcher.config_file:
+        command += ["--config_file", str(launcher.config_file)]
+    if launcher.num_processes:
+        command += ["--num_processes", str(launcher.num_processes)]
+    command += [str(arg) for arg in launcher.extra_args]
     return [*command, "-m", "fsku_kedro.distillation.launch", "--spec", str(spec_file)]
 
 
 def run_launched(
-    method: str, student: Any, teacher: Any, pairs: Any, parameters: dict[str, Any], output_dir: Path,
-    launcher: dict[str, Any],
+    method: str, student: Any, teacher: Any, pairs: Any, settings: DistillationSettings, output_dir: Path,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Train in ``accelerate launch`` processes; returns (LoraAdapter, log history) from rank 0's files."""
-    from fsku_kedro.datasets.models import LoraAdapterDataset
+    from fsku_kedro.distillation.merging import load_adapter
 
     for role, bundle in (("student", student), ("teacher", teacher)):
         if not bundle.path or not Path(bundle.path).is_dir():
@@ -54,7 +55,7 @@ def run_launched(
     spec = {
         "method": method, "student_dir": student.path, "student_name": student.name,
         "teacher_dir": teacher.path, "teacher_name": teacher.name, "pairs_dir": str(work / "pairs"),
-        "parameters": {k: v for k, v in parameters.items() if k != "launcher"},
+        "settings": settings.model_dump(mode="json", exclude={"launcher"}),
         "output_dir": str(output_dir), "result_dir": str(result_dir),
     }
     spec_file = work / "spec.json"
@@ -67,12 +68,12 @@ def run_launched(
             env.update(MLFLOW_RUN_ID=mlflow.active_run().info.run_id, MLFLOW_TRACKING_URI=mlflow.get_tracking_uri())
     except ImportError:  # pragma: no cover - mlflow is a project dependency
         pass
-    command = launch_command(launcher, spec_file)
+    command = launch_command(settings.launcher, spec_file)
     logger.info("Launching: %s", shlex.join(command))
     completed = subprocess.run(command, env=env, check=False)
     if completed.returncode:
         raise RuntimeError(f"accelerate launch exited with {completed.returncode}; command: {shlex.join(command)}")
-    adapter = LoraAdapterDataset(str(result_dir)).load()
+    adapter = load_adapter(result_dir)
     history = json.loads((work / HISTORY).read_text(encoding="utf-8"))
     return adapter, history
 
@@ -81,29 +82,29 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
     from datasets import load_from_disk
 
-    from fsku_kedro.datasets.models import LoraAdapterDataset, load_bundle
-    from fsku_kedro.distillation.merging import extract_adapter
+    from fsku_kedro.distillation.merging import extract_adapter, save_adapter
     from fsku_kedro.distillation.training import train_round
+    from fsku_kedro.models.loading import load_bundle
 
     parser = argparse.ArgumentParser(description="One distillation round under accelerate launch")
     parser.add_argument("--spec", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
-    parameters = dict(spec["parameters"])
-    training = dict(parameters.get("training", {}))
+    settings = DistillationSettings.model_validate(spec["settings"])
     if os.environ.get("MLFLOW_RUN_ID"):
-        training.setdefault("report_to", ["mlflow"])
-    parameters["training"] = training
-    dtype = "bfloat16" if training.get("bf16") else "float32"
+        training = TrainingSettings.model_validate({**settings.training.as_kwargs(), "report_to": ["mlflow"]})
+        settings = settings.model_copy(update={"training": training})
+    dtype = "bfloat16" if settings.training.bf16 else "float32"
     student = load_bundle(Path(spec["student_dir"]), dtype, False, spec["student_name"])
     teacher = load_bundle(Path(spec["teacher_dir"]), dtype, False, spec["teacher_name"])
     pairs = load_from_disk(spec["pairs_dir"])
-    trained, log_history = train_round(spec["method"], student, teacher, pairs, parameters, Path(spec["output_dir"]))
+    trained, log_history = train_round(spec["method"], student, teacher, pairs, settings, Path(spec["output_dir"]))
     state = PartialState()
     if state.is_main_process:
         result = Path(spec["result_dir"])
-        LoraAdapterDataset(str(result)).save(extract_adapter(trained))
+        result.mkdir(parents=True, exist_ok=True)
+        save_adapter(result, extract_adapter(trained))
         (result.parent / HISTORY).write_text(json.dumps(log_history), encoding="utf-8")
     state.wait_for_everyone()
     return 0

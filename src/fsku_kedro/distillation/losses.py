@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-LOSS_TYPES = ("distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd")
+from fsku_kedro.parameters.distillation import LOSS_TYPES
 
 # loss type -> (divergence on chosen tokens, divergence on rejected tokens or None)
 _DIVERGENCES: dict[str, tuple[str, str | None]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from peft import PeftConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -16,6 +17,23 @@ class LoraAdapter:
 
     config: PeftConfig
     weights: dict[str, torch.Tensor]
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def save_adapter(directory: Path, adapter: LoraAdapter) -> None:
+    """``adapter_config.json`` and ``adapter_model.safetensors`` into ``directory``, as PEFT writes them."""
+    from safetensors.torch import save_file
+
+    adapter.config.save_pretrained(str(directory))
+    save_file(adapter.weights, str(directory / ADAPTER_WEIGHTS))
+
+
+def load_adapter(directory: Path) -> LoraAdapter:
+    from safetensors.torch import load_file
+
+    return LoraAdapter(config=PeftConfig.from_pretrained(str(directory)), weights=load_file(str(directory / ADAPTER_WEIGHTS)))
 
 
 def extract_adapter(model: PeftModel) -> LoraAdapter:

@@ -1,14 +1,12 @@
 """One round of training: the trainer chosen by ``loss``, LoRA, resume and the step history.
 
-``loss`` selects the method over the same pair data: the distillation losses of
+``settings.loss`` selects the method over the same pair data: the distillation losses of
 ``DistillationTrainer`` (distillm_v2, distillm_v1, kd, rkl, gkd, seqkd) or TRL's own preference
 trainers as baselines (``dpo``: ``trl.DPOTrainer``; ``orpo``: ``trl.experimental.orpo``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,11 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from fsku_kedro.distillation.losses import LOSS_TYPES
+from fsku_kedro.hashing import json_hash
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.parameters.distillation import LOSS_TYPES, DistillationSettings, LoraSettings
 
 logger = logging.getLogger(__name__)
-
-BASELINES = ("dpo", "orpo")
-METHODS = LOSS_TYPES + BASELINES
 
 
 class StopAfterSteps(TrainerCallback):
@@ -37,17 +33,15 @@ class StopAfterSteps(TrainerCallback):
             control.should_training_stop = True
 
 
-def lora_config(parameters: dict[str, Any] | None):
-    """A PEFT LoraConfig from the ``lora`` parameters (rank, alpha, dropout, target modules)."""
-    if not parameters:
-        raise ValueError("distillation.lora is required: each round trains, saves and merges a LoRA adapter")
+def lora_config(settings: LoraSettings):
+    """A PEFT LoraConfig from the ``lora`` settings (rank, alpha, dropout, target modules)."""
     from peft import LoraConfig
 
     return LoraConfig(
-        r=parameters.get("r", 16),
-        lora_alpha=parameters.get("alpha", 32),
-        lora_dropout=parameters.get("dropout", 0.0),
-        target_modules=parameters.get("target_modules", "all-linear"),
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
 
@@ -77,12 +71,12 @@ def quantized_base(student: ModelBundle) -> torch.nn.Module:
 
 def run_fingerprint(*parts: Any) -> str:
     """Names the checkpoint folder: a restart with the same inputs resumes, anything else starts fresh."""
-    blob = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_hash(parts, length=12)
 
 
-def _common_arguments(parameters: dict[str, Any], output_dir: Path) -> dict[str, Any]:
-    training = dict(parameters.get("training", {}))
+def _common_arguments(settings: DistillationSettings, output_dir: Path) -> dict[str, Any]:
+    # Unset (None) training fields keep the trainer's own defaults.
+    training = {key: value for key, value in settings.training.as_kwargs().items() if value is not None}
     return {
         "output_dir": str(output_dir),
         "report_to": "none",  # the node returns the history; the catalog logs it to MLflow
@@ -102,26 +96,24 @@ def build_trainer(
     student: ModelBundle,
     teacher: ModelBundle,
     pairs: Any,
-    parameters: dict[str, Any],
+    settings: DistillationSettings,
     output_dir: Path,
     callbacks: list[TrainerCallback] | None = None,
 ):
     """The trainer for ``method`` over the train (and, if present, validation) pairs."""
-    if method not in METHODS:
-        raise ValueError(f"distillation loss {method!r} is not one of {', '.join(METHODS)}")
     def pair_columns(split):
         return split.remove_columns([c for c in split.column_names if c not in ("prompt", "chosen", "rejected")])
 
     train = pair_columns(pairs["train"])
     evaluation = pair_columns(pairs["validation"]) if "validation" in pairs else None
-    common = _common_arguments(parameters, output_dir)
+    common = _common_arguments(settings, output_dir)
     if evaluation is None:
         common["eval_strategy"] = "no"
     model = student.model
-    if parameters.get("qlora"):
+    if settings.qlora:
         check_qlora(student)
         model = quantized_base(student)
-    peft_config = lora_config(parameters.get("lora"))
+    peft_config = lora_config(settings.lora)
     kwargs = {
         "train_dataset": train,
         "eval_dataset": evaluation,
@@ -133,7 +125,7 @@ def build_trainer(
         from fsku_kedro.distillation.config import DistillationConfig
         from fsku_kedro.distillation.trainer import DistillationTrainer
 
-        args = DistillationConfig(distillation_loss=method, **parameters.get("distillm", {}), **common)
+        args = DistillationConfig(distillation_loss=method, **settings.distillm.model_dump(), **common)
         return DistillationTrainer(
             model=model, ref_model=teacher.model, args=args, teacher_tokenizer=teacher.tokenizer, **kwargs
         )
@@ -141,11 +133,11 @@ def build_trainer(
         from trl import DPOConfig, DPOTrainer
 
         # The reference is the student before training (LoRA disabled), as DPO defines it.
-        args = DPOConfig(**parameters.get("dpo", {}), **common)
+        args = DPOConfig(**settings.dpo.as_kwargs(), **common)
         return DPOTrainer(model=model, ref_model=None, args=args, **kwargs)
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    args = ORPOConfig(**parameters.get("orpo", {}), **common)
+    args = ORPOConfig(**settings.orpo.as_kwargs(), **common)
     return ORPOTrainer(model=model, args=args, **kwargs)
 
 
@@ -154,7 +146,7 @@ def train_round(
     student: ModelBundle,
     teacher: ModelBundle,
     pairs: Any,
-    parameters: dict[str, Any],
+    settings: DistillationSettings,
     output_dir: Path,
     extra_callbacks: list[TrainerCallback] | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
@@ -163,7 +155,7 @@ def train_round(
     Returns the trained model (a PEFT model) and the logged records of every step, those
     before a resume included (they travel in the checkpoint's trainer state).
     """
-    trainer = build_trainer(method, student, teacher, pairs, parameters, output_dir, extra_callbacks)
+    trainer = build_trainer(method, student, teacher, pairs, settings, output_dir, extra_callbacks)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
         logger.info("Resuming %s training from %s", method, last)

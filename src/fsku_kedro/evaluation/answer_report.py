@@ -8,39 +8,33 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fsku_kedro.contracts import CompetitionQuestion, DataContractError, split_keywords
+from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer, SubmissionRow
 from fsku_kedro.evaluation.fsku_score import DescriptiveItem, descriptive_scores, fsku_score
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.plotting import use_korean_font
 
-LABEL_COLUMNS = ("ID", "answer")
 REPORT_COLUMNS = ["domain", "questions", "mc_questions", "mc_accuracy", "descriptive_questions",
                   "cosine_similarity", "keyword_recall", "descriptive_score", "fsku_score", "fallback_share"]
 
 
-def score_items(answers: pd.DataFrame, questions: list[CompetitionQuestion], labels: pd.DataFrame,
+def score_items(answers: list[SubmissionRow], questions: list[CompetitionQuestion], labels: list[LabelledAnswer],
                 embedder: Embedder) -> pd.DataFrame:
     """One row per labelled answer: domain, kind, correct (MC) or cosine and keyword recall (descriptive)."""
-    absent = [column for column in LABEL_COLUMNS if column not in labels.columns]
-    if absent:
-        raise DataContractError(f"labels: missing column(s) {absent}; found {list(labels.columns)}")
     by_id = {q.ID: q for q in questions}
-    given = answers.set_index("ID")
+    given = {row.ID: row for row in answers}
     rows = []
-    for label in labels.to_dict("records"):
-        question_id = str(label["ID"]).strip()
-        if question_id not in by_id or question_id not in given.index:
+    for label in labels:
+        if label.ID not in by_id or label.ID not in given:
             continue
-        question = by_id[question_id]
-        answer = given.loc[question_id]
+        answer = given[label.ID]
         rows.append({
-            "ID": question_id,
-            "domain": str(label.get("domain") or "unknown"),
-            "question_type": question.question_type,
-            "answer": str(answer["answer"]),
-            "expected": str(label["answer"]).strip(),
-            "keywords": split_keywords(label.get("keywords")),
-            "used_fallback": bool(answer.get("used_fallback", False)),
+            "ID": label.ID,
+            "domain": label.domain,
+            "question_type": by_id[label.ID].question_type,
+            "answer": answer.answer,
+            "expected": label.answer.strip(),
+            "keywords": label.keywords,
+            "used_fallback": answer.used_fallback,
         })
     items = pd.DataFrame(rows, columns=["ID", "domain", "question_type", "answer", "expected", "keywords",
                                         "used_fallback"])
@@ -102,16 +96,15 @@ def report_figure(report: pd.DataFrame, title: str) -> plt.Figure:
     return figure
 
 
-def answer_distribution_figure(answers: pd.DataFrame, questions: list[CompetitionQuestion],
-                               labels: pd.DataFrame) -> plt.Figure:
+def answer_distribution_figure(answers: list[SubmissionRow], questions: list[CompetitionQuestion],
+                               labels: list[LabelledAnswer]) -> plt.Figure:
     """Share of each option number among the multiple-choice answers, per domain (from the labels;
     "all" when there are none), beside the same share among the correct answers where known."""
-    domains = dict(zip(labels["ID"].astype(str), labels["domain"].astype(str))) if "domain" in labels else {}
-    expected = dict(zip(labels["ID"].astype(str), labels["answer"].astype(str))) if "answer" in labels else {}
+    by_label = {label.ID: label for label in labels}
     kinds = {q.ID: q.question_type for q in questions}
-    mc = answers[answers["ID"].map(lambda i: kinds.get(i) == "multiple_choice").astype(bool)]
-    rows = [{"domain": domains.get(i, "all"), "given": str(a), "expected": expected.get(i)}
-            for i, a in zip(mc["ID"], mc["answer"])]
+    rows = [{"domain": by_label[a.ID].domain if a.ID in by_label else "all", "given": a.answer,
+             "expected": by_label[a.ID].answer if a.ID in by_label else None}
+            for a in answers if kinds.get(a.ID) == "multiple_choice"]
     table = pd.DataFrame(rows, columns=["domain", "given", "expected"])
     use_korean_font()
     figure, axis = plt.subplots(figsize=(8, 3.8))

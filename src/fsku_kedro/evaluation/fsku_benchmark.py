@@ -7,12 +7,12 @@ A seeded hash of each question picks a fixed slice when a limit is set; rows kee
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
-from fsku_kedro.contracts import DataContractError
-from fsku_kedro.splits import unit_hash
+from fsku_kedro.contracts import CompetitionQuestion, DataContractError, LabelledAnswer, validate_records
+from fsku_kedro.hashing import unit_hash
+from fsku_kedro.parameters.inference import BenchmarkSliceSettings
+from fsku_kedro.questions import parse_test_table
 
 QUESTION_COLUMNS = ["ID", "Question"]
 LABEL_COLUMNS = ["ID", "question_type", "answer", "keywords", "domain"]
@@ -26,20 +26,20 @@ def _slice(frame: pd.DataFrame, limit: int | None, seed: int, salt: str) -> pd.D
 
 
 def benchmark_tables(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
-                     parameters: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                     settings: BenchmarkSliceSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(questions in test.csv layout, labels); empty tables when the benchmark files are absent."""
     if len(mc) != len(mc_answers):
         raise DataContractError(
             f"FSKU benchmark: {len(mc)} multiple-choice questions but {len(mc_answers)} answers; "
             "mc_answer.csv must have one row per row of mc_kor.csv"
         )
-    seed = parameters.get("seed", 0)
+    seed = settings.seed
     mc = mc.assign(Answer=mc_answers["Answer"].to_numpy()).reset_index(drop=True)
     mc = mc.assign(ID=[f"FSKU_MC_{i:04d}" for i in range(len(mc))])
     descriptive = descriptive.reset_index(drop=True)
     descriptive = descriptive.assign(ID=[f"FSKU_DESC_{i:03d}" for i in range(len(descriptive))])
-    mc = _slice(mc, parameters.get("mc_limit"), seed, "fsku_mc")
-    descriptive = _slice(descriptive, parameters.get("descriptive_limit"), seed, "fsku_descriptive")
+    mc = _slice(mc, settings.mc_limit, seed, "fsku_mc")
+    descriptive = _slice(descriptive, settings.descriptive_limit, seed, "fsku_descriptive")
     questions = pd.concat([mc[QUESTION_COLUMNS], descriptive[QUESTION_COLUMNS]], ignore_index=True)
     labels = pd.concat([
         pd.DataFrame({"ID": mc["ID"], "question_type": "multiple_choice", "answer": mc["Answer"].astype(str),
@@ -50,3 +50,11 @@ def benchmark_tables(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd
                       "domain": "서술형"}),
     ], ignore_index=True).reindex(columns=LABEL_COLUMNS)
     return questions.reindex(columns=QUESTION_COLUMNS), labels
+
+
+def benchmark_set(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
+                  settings: BenchmarkSliceSettings) -> tuple[list[CompetitionQuestion], list[LabelledAnswer]]:
+    """The benchmark's (slice of) questions, parsed, and their labels."""
+    questions, labels = benchmark_tables(mc, mc_answers, descriptive, settings)
+    parsed = parse_test_table(questions, "FSKU benchmark") if len(questions) else []
+    return parsed, validate_records(labels.to_dict("records"), LabelledAnswer, source="FSKU benchmark labels")

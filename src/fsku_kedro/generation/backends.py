@@ -7,34 +7,15 @@ model's own chat template and returns the completion with its finish reason and 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from tqdm.auto import tqdm
 
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.parameters.generation import BackendSettings, SamplingSettings
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("transformers", "vllm")
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    max_new_tokens: int = 128
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, Any]) -> GenerationParams:
-        fields = cls.__dataclass_fields__
-        return cls(**{key: value for key, value in parameters.items() if key in fields})
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Completion:
@@ -48,7 +29,7 @@ class GenerationBackend(Protocol):
     model_name: str
 
     def generate(
-        self, chats: list[list[dict[str, str]]], params: GenerationParams, max_time: float | None = None
+        self, chats: list[list[dict[str, str]]], params: SamplingSettings, max_time: float | None = None
     ) -> list[Completion]: ...
 
 
@@ -75,7 +56,7 @@ class TransformersBackend:
         return self.bundle.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
     def generate(
-        self, chats: list[list[dict[str, str]]], params: GenerationParams, max_time: float | None = None
+        self, chats: list[list[dict[str, str]]], params: SamplingSettings, max_time: float | None = None
     ) -> list[Completion]:
         """Completions in input order; ``max_time`` stops each batch's decoding after that many seconds."""
         import torch
@@ -155,7 +136,7 @@ class VLLMBackend:
         )
 
     def generate(
-        self, chats: list[list[dict[str, str]]], params: GenerationParams, max_time: float | None = None
+        self, chats: list[list[dict[str, str]]], params: SamplingSettings, max_time: float | None = None
     ) -> list[Completion]:
         """Completions in input order; vLLM has no per-call time limit, so ``max_time`` is not applied
         here (the circuit breaker still judges the batch by its time)."""
@@ -179,25 +160,18 @@ class VLLMBackend:
         ]
 
 
-def make_backend(bundle: ModelBundle, parameters: dict[str, Any], show_progress: bool = True) -> GenerationBackend:
-    """The backend named by ``parameters["backend"]``; vLLM is imported only when selected."""
-    backend = parameters.get("backend", "transformers")
-    if backend == "transformers":
-        return TransformersBackend(
-            bundle,
-            batch_size=parameters.get("batch_size", 8),
-            show_progress=show_progress,
-            cache_implementation=parameters.get("cache_implementation", "static"),
-        )
-    if backend == "vllm":
-        if not bundle.path:
-            raise ValueError(f"the vllm backend needs a model directory; {bundle.name} has none")
-        return VLLMBackend(
-            model_path=bundle.path,
-            model_name=bundle.name,
-            tensor_parallel_size=parameters.get("tensor_parallel_size", 1),
-            gpu_memory_utilization=parameters.get("gpu_memory_utilization", 0.85),
-            max_model_len=parameters.get("max_model_len"),
-            lora_path=parameters.get("lora_path"),
-        )
-    raise ValueError(f"unknown generation backend {backend!r}; choose one of {BACKENDS}")
+def make_backend(bundle: ModelBundle, settings: BackendSettings, show_progress: bool = True) -> GenerationBackend:
+    """The backend named by ``settings.backend``; vLLM is imported only when selected."""
+    if settings.backend == "transformers":
+        return TransformersBackend(bundle, batch_size=settings.batch_size, show_progress=show_progress,
+                                   cache_implementation=settings.cache_implementation)
+    if not bundle.path:
+        raise ValueError(f"the vllm backend needs a model directory; {bundle.name} has none")
+    return VLLMBackend(
+        model_path=bundle.path,
+        model_name=bundle.name,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_model_len=settings.max_model_len,
+        lora_path=settings.lora_path,
+    )

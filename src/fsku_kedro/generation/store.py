@@ -7,19 +7,20 @@ prompt already answered with the same model and generation settings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from fsku_kedro.hashing import json_hash
+
 logger = logging.getLogger(__name__)
 
 
 def fingerprint(model_name: str, settings: dict[str, Any]) -> str:
     """Identifies what produced a response; records from other models or settings are not reused."""
-    return hashlib.sha256(json.dumps([model_name, settings], sort_keys=True).encode()).hexdigest()[:16]
+    return json_hash([model_name, settings])
 
 
 class ResponseStore:

@@ -12,12 +12,13 @@ No chunk exceeds ``max_tokens`` as measured by the given token counter.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from fsku_kedro.hashing import stable_hash
 from fsku_kedro.knowledge.cleaning import normalize_for_search
+from fsku_kedro.parameters.knowledge_base import ChunkingSettings
 
 TokenCounter = Callable[[str], int]
 
@@ -25,19 +26,6 @@ ARTICLE_LINE = re.compile(r"^\s*(?P<ref>제\s*\d+\s*조(?:\s*의\s*\d+)?)\s*(?:\
 HEADING_LINE = re.compile(r"^(?P<hashes>#{1,6})\s+(?P<text>.+?)\s*#*$")
 # Finer and finer separators; each is a regex and the text it matches stays with the left piece.
 SEPARATORS = (r"\n\s*\n", r"\n", r"(?<=다\.)\s+", r"(?<![0-9])(?<=[.?!。])\s+", r"(?<=,)\s+", r"\s+")
-
-
-@dataclass(frozen=True)
-class ChunkingConfig:
-    max_tokens: int = 400
-    overlap_ratio: float = 0.15
-    min_articles_for_law: int = 3
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 16:
-            raise ValueError(f"max_tokens must be at least 16, got {self.max_tokens}")
-        if not 0.0 <= self.overlap_ratio < 0.5:
-            raise ValueError(f"overlap_ratio must be in [0, 0.5), got {self.overlap_ratio}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +106,7 @@ def merge_units(units: list[str], max_tokens: int, overlap_tokens: int, count: T
     return chunks
 
 
-def _sections(text: str, title: str, config: ChunkingConfig) -> Iterator[_Section]:
+def _sections(text: str, title: str, config: ChunkingSettings) -> Iterator[_Section]:
     lines = text.splitlines()
     article_lines = [i for i, line in enumerate(lines) if ARTICLE_LINE.match(line.lstrip("#").strip())]
     if len(article_lines) >= config.min_articles_for_law:
@@ -186,7 +174,7 @@ def _table_chunks(section: _Section, max_tokens: int, count: TokenCounter) -> li
     return ["\n".join([prefix, group]) for group in groups]
 
 
-def chunk_document(title: str, text: str, count: TokenCounter, config: ChunkingConfig) -> list[Chunk]:
+def chunk_document(title: str, text: str, count: TokenCounter, config: ChunkingSettings) -> list[Chunk]:
     """Chunk one parsed document; see the module docstring for the rules."""
     chunks: list[Chunk] = []
     overlap = int(config.max_tokens * config.overlap_ratio)
@@ -236,9 +224,9 @@ def quality_score(content: str, token_count: int, target_tokens: int) -> float:
 
 def content_hash(content: str) -> str:
     """Hash of the searchable form of a text: equal for texts that differ only in spacing or case."""
-    return hashlib.sha256(" ".join(normalize_for_search(content).split()).encode()).hexdigest()
+    return stable_hash(" ".join(normalize_for_search(content).split()), length=64)
 
 
 def chunk_id(source: str, section: str, content: str) -> str:
     """Stable id: the same source, section and content always give the same id."""
-    return hashlib.sha256(f"{source}\x00{section}\x00{content}".encode()).hexdigest()[:16]
+    return stable_hash(source, section, content)

@@ -3,17 +3,18 @@ redoes the texts that changed."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from fsku_kedro.hashing import stable_hash
 
 logger = logging.getLogger(__name__)
 
 
 def content_key(namespace: str, text: str) -> str:
     """Cache key of ``text`` under ``namespace`` (the model or analyser that produced the value)."""
-    return hashlib.sha256(f"{namespace}\x00{text}".encode()).hexdigest()
+    return stable_hash(namespace, text, length=64)
 
 
 def compute_with_cache(

@@ -14,11 +14,10 @@ import numpy as np
 from fsku_kedro.knowledge.dense import DenseIndex
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.knowledge.sparse import SparseIndex
+from fsku_kedro.parameters.retrieval import MODES, NORMALISATIONS, RetrievalSettings
 
 logger = logging.getLogger(__name__)
 
-MODES = ("bm25", "dense", "hybrid")
-NORMALISATIONS = ("minmax", "max")
 
 
 @dataclass(frozen=True)
@@ -178,20 +177,20 @@ class HybridRetriever:
         return results
 
     @classmethod
-    def from_parameters(
+    def from_settings(
         cls, chunks: Any, sparse: SparseIndex, dense: DenseIndex, embedder: Embedder, reranker: Reranker | None,
-        parameters: dict[str, Any],
+        settings: RetrievalSettings,
     ) -> HybridRetriever:
-        """The retriever ``knowledge_base.retrieval`` describes, over the chunks table's texts."""
+        """The retriever ``retrieval`` settings describe, over the chunks table's texts."""
         return cls(
             sparse=sparse,
             dense=dense,
             embedder=embedder,
-            weights=parameters["weights"],
-            candidate_k=parameters["candidate_k"],
-            normalisation=parameters["normalisation"],
+            weights=settings.weights.model_dump(),
+            candidate_k=settings.candidate_k,
+            normalisation=settings.normalisation,
             reranker=reranker,
-            rerank_k=parameters["rerank_k"],
+            rerank_k=settings.rerank_k,
             texts=dict(zip(chunks["chunk_id"], chunks["content"])),
         )
 

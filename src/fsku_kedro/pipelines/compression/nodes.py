@@ -13,7 +13,6 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,70 +20,78 @@ import pandas as pd
 import torch
 
 from fsku_kedro.compression.methods import check_configuration, quantize
-from fsku_kedro.datasets.models import load_bundle
-from fsku_kedro.distillation.validation import fsku_validation
+from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
+from fsku_kedro.evaluation.closed_book import fsku_validation
 from fsku_kedro.evaluation.held_out import held_out_questions
-from fsku_kedro.generation.backends import GenerationParams, make_backend
+from fsku_kedro.generation.backends import make_backend
+from fsku_kedro.hashing import unit_hash
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.loading import load_any_model, stored_name
+from fsku_kedro.models.sources import load_tokenizer
+from fsku_kedro.parameters.compression import CompressionReportSettings, CompressionSettings
 from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
-from fsku_kedro.splits import unit_hash
 
 logger = logging.getLogger(__name__)
 
 
-def build_calibration_set(chunks: pd.DataFrame, prompt_set: pd.DataFrame, parameters: dict[str, Any]) -> dict:
+def build_calibration_set(chunks: pd.DataFrame, prompt_set: pd.DataFrame, compression: CompressionSettings) -> dict:
     """Calibration text (knowledge-base chunks and training prompts) and held-out chunks for
     perplexity; a seeded hash of each chunk decides its side, so the two never overlap."""
-    seed = parameters["seed"]
-    held_share = parameters["held_out_share"]
+    settings = compression.calibration
+    seed = settings.seed
     texts = [t for t in chunks["content"].astype(str) if t.strip()]
-    held_out = [t for t in texts if unit_hash(seed, "held_out", t) < held_share]
-    rest = [t for t in texts if unit_hash(seed, "held_out", t) >= held_share]
+    held_out = [t for t in texts if unit_hash(seed, "held_out", t) < settings.held_out_share]
+    rest = [t for t in texts if unit_hash(seed, "held_out", t) >= settings.held_out_share]
     rest.sort(key=lambda t: unit_hash(seed, "calibration", t))
     prompts = sorted(prompt_set.loc[prompt_set["split"] == "train", "prompt"].astype(str),
                      key=lambda t: unit_hash(seed, "calibration", t))
-    n = parameters["calibration_samples"]
-    n_prompts = min(len(prompts), int(round(n * parameters["prompt_share"])))
+    n = settings.calibration_samples
+    n_prompts = min(len(prompts), int(round(n * settings.prompt_share)))
     calibration = rest[: n - n_prompts] + prompts[:n_prompts]
     if not calibration:
         raise ValueError("no calibration text: the knowledge base has no chunks and the prompt set no train prompts")
-    held_out = held_out[: parameters["held_out_chunks"]]
+    held_out = held_out[: settings.held_out_chunks]
     logger.info("Calibration: %d texts (%d prompts); %d held-out chunks", len(calibration), n_prompts, len(held_out))
     return {"calibration": calibration, "held_out": held_out}
 
 
-def quantize_student(distilled_student: ModelBundle, calibration_set: dict, parameters: dict[str, Any]) -> dict:
-    """Every method of ``parameters["methods"]`` applied to the student's directory (or to
-    ``parameters["source_dir"]`` when set). Settings are checked before any work starts."""
-    source = parameters.get("source_dir") or distilled_student.path
-    if not source or not Path(source).is_dir():
-        raise ValueError(f"compression needs the student as a model directory; got {source!r}")
+def _source_directory(model_path: str | None) -> Path:
+    if not model_path or not Path(model_path).is_dir():
+        raise FileNotFoundError(
+            "no model to quantize: run `kedro run --pipeline distillation` first, or name a model directory with "
+            "`--params model_dirs.compression=/path/to/model`"
+        )
+    return Path(model_path)
+
+
+def quantize_student(model_path: str | None, calibration_set: dict, settings: CompressionSettings) -> dict:
+    """Every method of ``settings.methods`` applied to the model directory at ``model_path`` (the
+    distilled student unless ``model_dirs.compression`` names another). Settings are checked
+    against the model before any work starts."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(source, trust_remote_code=parameters.get("trust_remote_code", False))
-    methods = list(parameters["methods"])
-    check_configuration(methods, parameters, config, torch.cuda.is_available())
+    source = _source_directory(model_path)
+    config = AutoConfig.from_pretrained(source, trust_remote_code=settings.trust_remote_code)
+    check_configuration(settings, config, torch.cuda.is_available())
+    tokenizer = load_tokenizer(str(source), trust_remote_code=settings.trust_remote_code)
+    name = stored_name(source)
     variants = {}
-    for method in methods:
+    for method in settings.methods:
         start = time.perf_counter()
         work = tempfile.mkdtemp(prefix=f"fsku_{method}_")
-        model = quantize(method, source, distilled_student.tokenizer, calibration_set["calibration"], parameters,
-                         Path(work))
+        model = quantize(method, str(source), tokenizer, calibration_set["calibration"], settings, Path(work))
         # A GPTQ model is saved from the checkpoint in ``work``: keep it as long as the model lives.
         weakref.finalize(model, shutil.rmtree, work, True)
         logger.info("%s: quantized in %.1f s", method, time.perf_counter() - start)
-        variants[method] = ModelBundle(model, distilled_student.tokenizer, f"{distilled_student.name}-{method}")
+        variants[method] = ModelBundle(model, tokenizer, f"{name}-{method}")
     return variants
 
 
-def select_served_student(quantized_students: dict, parameters: dict[str, Any]) -> ModelBundle:
+def select_served_student(quantized_students: dict, settings: CompressionSettings) -> ModelBundle:
     """The variant the inference pipeline reads by default (``serve_method``)."""
-    method = parameters["serve_method"]
-    if method not in quantized_students:
-        raise ValueError(f"compression.serve_method {method!r} is not among the methods run: {sorted(quantized_students)}")
-    return quantized_students[method]
+    return quantized_students[settings.serve_method]
 
 
 def _directory_bytes(path: str | None) -> float:
@@ -119,46 +126,44 @@ def perplexity(bundle: ModelBundle, texts: list[str], max_tokens: int) -> float:
     return math.exp(nll / count) if count else float("nan")
 
 
-def _tokens_per_second(bundle: ModelBundle, texts: list[str], parameters: dict[str, Any]) -> float:
-    generation = dict(parameters["generation"])
-    backend = make_backend(bundle, generation, show_progress=False)
+def _tokens_per_second(bundle: ModelBundle, texts: list[str], settings: CompressionReportSettings) -> float:
+    backend = make_backend(bundle, settings.generation, show_progress=False)
     chats = [[{"role": "user", "content": t[:400]}] for t in texts]
     start = time.perf_counter()
-    completions = backend.generate(chats, GenerationParams.from_parameters(generation))
+    completions = backend.generate(chats, settings.generation.sampling())
     return sum(c.completion_tokens for c in completions) / (time.perf_counter() - start)
 
 
 def compression_report(
-    distilled_student: ModelBundle,
+    model_path: str | None,
     quantized_students: dict,
     calibration_set: dict,
-    sample_questions: pd.DataFrame,
-    sample_labels: pd.DataFrame,
+    sample_questions: list[CompetitionQuestion],
+    sample_labels: list[LabelledAnswer],
+    sample_split: pd.DataFrame,
     prompt_templates: dict[str, Callable[[], str]],
     embedder: Embedder,
-    parameters: dict[str, Any],
-    prompt_set_parameters: dict[str, Any],
+    settings: CompressionSettings,
 ) -> tuple[pd.DataFrame, dict, plt.Figure]:
     """Size on disk, peak memory at load, generation tokens/s, held-out perplexity and the FSKU
-    validation score of the unquantized student and of every variant."""
-    report_params = parameters["report"]
-    questions, labels = held_out_questions(sample_questions, sample_labels, prompt_set_parameters)
+    validation score of the unquantized model and of every variant."""
+    report_settings = settings.report
+    questions, labels = held_out_questions(sample_questions, sample_labels, sample_split)
     templates = read_templates(prompt_templates)
     held_out = calibration_set["held_out"]
-    speed_texts = held_out[: report_params["speed_prompts"]] or calibration_set["calibration"][:4]
-    baseline = distilled_student
-    if parameters.get("source_dir"):  # the variants were made from this directory: compare with it
-        baseline = load_bundle(Path(parameters["source_dir"]), "float32", parameters.get("trust_remote_code", False))
+    speed_texts = held_out[: report_settings.speed_prompts] or calibration_set["calibration"][:4]
+    baseline = load_any_model(_source_directory(model_path), "float32", settings.trust_remote_code)
     rows = []
     for method, bundle in [("none", baseline), *quantized_students.items()]:
-        scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, report_params)
+        scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, report_settings.batch_size,
+                                    report_settings.generation)
         rows.append({
             "method": method,
             "model": bundle.name,
             "size_mb": _directory_bytes(bundle.path) / 1e6,
             "peak_load_mib": _peak_load_mib(bundle.path),
-            "tokens_per_s": _tokens_per_second(bundle, speed_texts, report_params),
-            "perplexity": perplexity(bundle, held_out, report_params["max_tokens"]),
+            "tokens_per_s": _tokens_per_second(bundle, speed_texts, report_settings),
+            "perplexity": perplexity(bundle, held_out, report_settings.max_tokens),
             "fsku_score": scores["fsku_score"],
             "mc_accuracy": scores.get("mc_accuracy", float("nan")),
         })

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -13,13 +11,17 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
 from fsku_kedro.distillation.launch import run_launched
 from fsku_kedro.distillation.merging import LoraAdapter, extract_adapter, merge_adapter
-from fsku_kedro.distillation.training import METHODS, run_fingerprint, train_round
-from fsku_kedro.distillation.validation import fsku_validation, teacher_agreement
+from fsku_kedro.distillation.training import run_fingerprint, train_round
+from fsku_kedro.distillation.validation import teacher_agreement
+from fsku_kedro.evaluation.closed_book import fsku_validation
 from fsku_kedro.evaluation.held_out import held_out_questions
+from fsku_kedro.hashing import json_hash
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.parameters.distillation import DistillationSettings
 from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
 
@@ -29,43 +31,36 @@ CURVES = ("loss", "kl/chosen", "kl/rejected", "logps/chosen", "logps/rejected", 
 
 
 def _content_hash(pairs: Any) -> str:
-    blob = json.dumps(pairs["train"].to_list(), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_hash(pairs["train"].to_list())
 
 
 def train_student(
     pair_dataset: Any,
     teacher_model: ModelBundle,
     student_model: ModelBundle,
-    parameters: dict[str, Any],
+    settings: DistillationSettings,
     round_number: int = 1,
 ) -> tuple[LoraAdapter, dict[str, list[dict[str, float]]], pd.DataFrame]:
-    """Train a LoRA adapter on the pairs with the method named by ``parameters["loss"]``.
+    """Train a LoRA adapter on the pairs with the method named by ``settings.loss``.
 
     Checkpoints go to ``checkpoint_dir/round_<n>/<fingerprint>``; a restart with the same
     pairs, models and settings resumes from the newest one.
     """
-    method = parameters["loss"]
-    if method not in METHODS:
-        raise ValueError(f"distillation.loss {method!r} is not one of {', '.join(METHODS)}")
-    settings = {k: v for k, v in parameters.items()
-                if k not in ("validation", "rounds", "keep_base_if_better", "launcher")}
+    method = settings.loss
+    training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher"})
     run = run_fingerprint(
-        method, settings, student_model.name, student_model.path, teacher_model.name, _content_hash(pair_dataset)
+        method, training_settings, student_model.name, student_model.path, teacher_model.name,
+        _content_hash(pair_dataset),
     )
-    output_dir = Path(parameters["checkpoint_dir"]) / f"round_{round_number}" / run
+    output_dir = Path(settings.checkpoint_dir) / f"round_{round_number}" / run
     logger.info("Round %d: %s on %d pairs, checkpoints in %s", round_number, method, len(pair_dataset["train"]), output_dir)
-    launcher = parameters.get("launcher") or {"type": "in_process"}
-    if launcher.get("type") == "accelerate":  # one node run; accelerate starts the ranks
-        adapter, log_history = run_launched(method, student_model, teacher_model, pair_dataset, parameters,
-                                            output_dir, launcher)
-    elif launcher.get("type") == "in_process":
+    if settings.launcher.type == "accelerate":  # one node run; accelerate starts the ranks
+        adapter, log_history = run_launched(method, student_model, teacher_model, pair_dataset, settings, output_dir)
+    else:
         # The trainer wraps the model with LoRA in place; the input bundle stays untouched.
         student = ModelBundle(copy.deepcopy(student_model.model), student_model.tokenizer, student_model.name)
-        trained, log_history = train_round(method, student, teacher_model, pair_dataset, parameters, output_dir)
+        trained, log_history = train_round(method, student, teacher_model, pair_dataset, settings, output_dir)
         adapter = extract_adapter(trained)
-    else:
-        raise ValueError(f"distillation.launcher.type must be in_process or accelerate, got {launcher.get('type')!r}")
     history: dict[str, list[dict[str, float]]] = {}
     for record in log_history:
         step = int(record.get("step", 0))
@@ -100,26 +95,24 @@ def validate_student(
     student: ModelBundle,
     teacher_model: ModelBundle,
     pair_dataset: Any,
-    sample_questions: pd.DataFrame,
-    sample_labels: pd.DataFrame,
+    sample_questions: list[CompetitionQuestion],
+    sample_labels: list[LabelledAnswer],
+    sample_split: pd.DataFrame,
     prompt_templates: dict[str, Callable[[], str]],
     embedder: Embedder,
-    parameters: dict[str, Any],
-    prompt_set_parameters: dict[str, Any],
+    settings: DistillationSettings,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], pd.DataFrame]:
     """FSKU score on the held-out sample questions and token KL / NLL against the teacher on the
     held-out pairs (the validation split, else the train split)."""
-    questions, labels = held_out_questions(sample_questions, sample_labels, prompt_set_parameters)
+    validation = settings.validation
+    questions, labels = held_out_questions(sample_questions, sample_labels, sample_split)
     templates = read_templates(prompt_templates)
-    scores, answers = fsku_validation(student, questions, labels, templates, embedder, parameters)
+    scores, answers = fsku_validation(student, questions, labels, templates, embedder, validation.batch_size,
+                                      validation.generation)
     split = "validation" if "validation" in pair_dataset else "train"
-    pairs = pair_dataset[split].select(range(min(len(pair_dataset[split]), parameters.get("max_pairs", 64))))
+    pairs = pair_dataset[split].select(range(min(len(pair_dataset[split]), validation.max_pairs)))
     agreement = teacher_agreement(
-        student,
-        teacher_model,
-        pairs,
-        batch_size=parameters.get("batch_size", 4),
-        max_length=parameters.get("max_length", 1024),
+        student, teacher_model, pairs, batch_size=validation.batch_size, max_length=validation.max_length
     )
     report = {"model": student.name, "pair_split": split, **scores, **agreement}
     logger.info("Validation of %s: %s", student.name, {k: v for k, v in report.items() if isinstance(v, float)})
@@ -127,7 +120,7 @@ def validate_student(
     return report, metrics, pd.DataFrame(answers)
 
 
-def select_best_round(parameters: dict[str, Any], *reports_and_students: Any) -> tuple[ModelBundle, pd.DataFrame]:
+def select_best_round(settings: DistillationSettings, *reports_and_students: Any) -> tuple[ModelBundle, pd.DataFrame]:
     """Keep the student with the best validation FSKU score (ties: the lower token KL).
 
     Arguments: the reports of rounds 0..R, then the students of rounds 0..R, round 0 being the
@@ -135,13 +128,12 @@ def select_best_round(parameters: dict[str, Any], *reports_and_students: Any) ->
     """
     half = len(reports_and_students) // 2
     reports, students = reports_and_students[:half], reports_and_students[half:]
-    if parameters.get("rounds", half - 1) != half - 1:
+    if settings.rounds != half - 1:
         raise ValueError(
-            f"distillation.rounds is {parameters['rounds']} in this run's parameters but the pipeline was built with "
-            f"{half - 1} rounds: the graph reads it from conf/base and conf/local (or the KEDRO_ENV environment), "
-            "so set it there or export KEDRO_ENV with --env"
+            f"distillation.rounds is {settings.rounds} but the graph holds {half - 1} rounds; the graph is built "
+            "from the run's parameters in a Kedro session (kedro run), not when pipelines are built by hand"
         )
-    candidates = range(0 if parameters.get("keep_base_if_better", True) else 1, half)
+    candidates = range(0 if settings.keep_base_if_better else 1, half)
     best = max(candidates, key=lambda r: (reports[r]["fsku_score"], -reports[r]["token_kl"]))
     table = pd.DataFrame([{"round": r, **report, "selected": r == best} for r, report in enumerate(reports)])
     logger.info("Selected round %d (%s): fsku_score %.4f", best, students[best].name, reports[best]["fsku_score"])

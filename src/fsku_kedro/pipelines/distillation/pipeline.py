@@ -3,43 +3,54 @@
 Round ``n`` is one namespace (``round_1``, ``round_2``, ...) so each round's artefacts are
 versioned apart and kedro-viz shows the rounds as stages. Round 1 trains on the pairs of
 response_generation; each later round first regenerates the student's responses with the
-previous round's merged student (the response_generation template under ``round_<n>.student``)
-and rebuilds the pairs. ``round_0`` validates the undistilled student for the final choice.
+previous round's merged student (the generation template under ``round_<n>.student``) and
+rebuilds the pairs. ``round_0`` validates the undistilled student for the final choice.
 
-The number of rounds shapes the graph, so it is read when the pipeline is built:
-``distillation.rounds`` from the project's parameters (base, then ``KEDRO_ENV`` or local).
+The number of rounds shapes the graph. A run's parameters (conf/base, the ``--env`` environment,
+``--params``) are resolved before the graph is built: the settings hook passes
+``distillation.rounds`` to ``build_for_rounds``, so the graph has exactly that many rounds.
+Outside a Kedro session the configured value of conf/base and conf/local is used.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from fsku_kedro.pipelines.response_generation.nodes import build_pairs
-from fsku_kedro.pipelines.response_generation.pipeline import generation_template
+from fsku_kedro.parameters.distillation import DistillationSettings
+from fsku_kedro.pipelines.templates import generation_template, pairs_template
 
 from .nodes import merge_student, select_best_round, train_student, training_curves, validate_student
 
-DEFAULT_ROUNDS = 1
+_rounds_for_run: int | None = None
+_built_with: int | None = None
+
+
+def build_for_rounds(rounds: int) -> None:
+    """Build the distillation graph with ``rounds`` rounds from now on; a graph already built with
+    another count is dropped from Kedro's pipeline registry so that it is built again."""
+    global _rounds_for_run
+    _rounds_for_run = rounds
+    if _built_with is not None and _built_with != rounds:
+        from kedro.framework.project import PACKAGE_NAME, pipelines
+
+        pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
 
 
 def configured_rounds() -> int:
-    """``distillation.rounds`` from the project's configuration, or 1 when none is found."""
+    """``distillation.rounds`` of conf/base and conf/local, for a graph built outside a session."""
+    from pathlib import Path
+
     from kedro.framework.project import settings
+
+    from fsku_kedro.parameters import resolve_parameters
 
     conf_source = Path.cwd() / settings.CONF_SOURCE
     if not conf_source.is_dir():
-        return DEFAULT_ROUNDS
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(conf_source), env=os.environ.get("KEDRO_ENV"), **settings.CONFIG_LOADER_ARGS
-    )
-    rounds = loader["parameters"].get("distillation", {}).get("rounds", DEFAULT_ROUNDS)
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"distillation.rounds must be a positive integer, got {rounds!r}")
-    return rounds
+        return DistillationSettings().rounds
+    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), **settings.CONFIG_LOADER_ARGS)
+    return resolve_parameters(loader["parameters"])["distillation"]["rounds"]
 
 
 def _for_round(func, round_number: int):
@@ -58,10 +69,10 @@ def _validation(student: str, output_prefix: str = "") -> Pipeline:
                     "pair_dataset",
                     "sample_questions",
                     "sample_labels",
+                    "sample_split",
                     "prompt_templates",
                     "embedder",
-                    "params:distillation.validation",
-                    "params:response_generation.prompt_set",
+                    "params:distillation",
                 ],
                 outputs=[f"{output_prefix}validation_report", f"{output_prefix}validation_metrics",
                          f"{output_prefix}validation_answers"],
@@ -82,19 +93,7 @@ def round_template(round_number: int) -> Pipeline:
             parameters={"params:generation": "params:student.generation"},
         )
         nodes.append(regenerate)
-        nodes.append(
-            pipeline(
-                [
-                    node(
-                        build_pairs,
-                        inputs=["prompt_set", "teacher.responses", "student.responses",
-                                "params:response_generation.pairs"],
-                        outputs=["pair_dataset", "pair_report", "pair_metrics"],
-                        name="build_pairs",
-                    )
-                ]
-            )
-        )
+        nodes.append(pairs_template())
     nodes.append(
         pipeline(
             [
@@ -119,9 +118,12 @@ def round_template(round_number: int) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    rounds = kwargs.get("rounds") or configured_rounds()
-    evaluation_inputs = ["teacher_model", "sample_questions", "sample_labels", "prompt_templates", "embedder"]
-    evaluation_params = ["params:distillation.validation", "params:response_generation.prompt_set"]
+    global _built_with
+    rounds = kwargs.get("rounds") or _rounds_for_run or configured_rounds()
+    _built_with = rounds
+    evaluation_inputs = ["teacher_model", "sample_questions", "sample_labels", "sample_split", "prompt_templates",
+                         "embedder"]
+    evaluation_params = ["params:distillation"]
     stages = [
         pipeline(
             _validation("student_model"),
@@ -133,7 +135,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     for number in range(1, rounds + 1):
         inputs = {name: name for name in evaluation_inputs}
         inputs["base_student"] = "student_model" if number == 1 else f"round_{number - 1}.distilled_student"
-        parameters = {"params:distillation", *evaluation_params}
+        parameters = set(evaluation_params)
         if number == 1:
             inputs["pair_dataset"] = "pair_dataset"
         else:
@@ -147,7 +149,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 select_best_round,
                 inputs=["params:distillation", *reports, *students],
-                outputs=["distilled_student", "distillation_summary"],
+                outputs=["distilled_student@model", "distillation_summary"],
                 name="select_best_round",
             )
         ]

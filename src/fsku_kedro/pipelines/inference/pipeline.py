@@ -8,7 +8,6 @@ from .nodes import (
     answer_test_questions,
     evaluate_answers,
     load_inference_model,
-    parse_test_questions,
     plot_answer_distribution,
     prepare_fsku_benchmark,
     retrieve_passages,
@@ -17,25 +16,25 @@ from .nodes import (
 
 SHARED_INPUTS = {"chunks", "bm25_index", "faiss_index", "embedder", "reranker", "inference_model",
                  "prompt_templates", "score_embedder"}
-SHARED_PARAMETERS = {"params:inference", "params:knowledge_base.retrieval"}
+SHARED_PARAMETERS = {"params:inference", "params:retrieval"}
 
 
 def answering_stages() -> Pipeline:
-    """The stages from a test table to a submission and its evaluation."""
+    """The stages from a question set to a submission and its evaluation."""
     return pipeline([
-        node(parse_test_questions, "test_questions", "questions", name="parse_test_questions"),
         node(retrieve_passages,
-             inputs=["questions", "chunks", "bm25_index", "faiss_index", "embedder", "reranker", "retrieval_cache",
-                     "params:knowledge_base.retrieval", "params:inference"],
+             inputs=["test_questions", "chunks", "bm25_index", "faiss_index", "embedder", "reranker",
+                     "retrieval_cache", "params:retrieval"],
              outputs=["passages", "retrieval_cache_updated"], name="retrieve_passages"),
         node(answer_test_questions,
-             inputs=["questions", "passages", "inference_model", "prompt_templates", "answer_progress",
+             inputs=["test_questions", "passages", "inference_model", "prompt_templates", "answer_progress",
                      "params:inference"],
              outputs="answers", name="answer_test_questions"),
-        node(write_submission, ["questions", "answers"], ["submission", "submission_rows"], name="write_submission"),
-        node(evaluate_answers, ["answers", "questions", "test_labels", "score_embedder"],
+        node(write_submission, ["test_questions", "answers"], ["submission", "submission_rows"],
+             name="write_submission"),
+        node(evaluate_answers, ["answers", "test_questions", "test_labels", "score_embedder"],
              ["evaluation_report", "evaluation_metrics", "evaluation_plot"], name="evaluate_answers"),
-        node(plot_answer_distribution, ["answers", "questions", "test_labels"], "answer_distribution_plot",
+        node(plot_answer_distribution, ["answers", "test_questions", "test_labels"], "answer_distribution_plot",
              name="plot_answer_distribution"),
     ])
 
@@ -48,11 +47,11 @@ def create_pipeline(**kwargs) -> Pipeline:
     benchmark = pipeline(
         [node(prepare_fsku_benchmark,
               inputs=["fsku_benchmark_mc", "fsku_benchmark_mc_answers", "fsku_benchmark_descriptive",
-                      "params:inference.fsku_benchmark"],
+                      "params:inference"],
               outputs=["test_questions", "test_labels"], name="prepare_fsku_benchmark"),
          answering_stages()],
         namespace="fsku_benchmark",
         inputs=SHARED_INPUTS | {"fsku_benchmark_mc", "fsku_benchmark_mc_answers", "fsku_benchmark_descriptive"},
-        parameters=SHARED_PARAMETERS | {"params:inference.fsku_benchmark"},
+        parameters=SHARED_PARAMETERS,
     )
     return pipeline([served, answering_stages(), benchmark], tags="inference")

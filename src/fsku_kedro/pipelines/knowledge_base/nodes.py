@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,14 +11,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from fsku_kedro.contracts import DataContractError, DocumentChunk, LabelledAnswer, validate_records
-from fsku_kedro.knowledge.chunking import (
-    ChunkingConfig,
-    chunk_document,
-    chunk_id,
-    content_hash,
-    quality_score,
+from fsku_kedro.contracts import (
+    CompetitionQuestion,
+    DataContractError,
+    DocumentChunk,
+    LabelledAnswer,
+    validate_records,
 )
+from fsku_kedro.hashing import stable_hash
+from fsku_kedro.knowledge.chunking import chunk_document, chunk_id, content_hash, quality_score
 from fsku_kedro.knowledge.cleaning import clean_text, normalize_for_search
 from fsku_kedro.knowledge.dense import DenseIndex
 from fsku_kedro.knowledge.embedding import Embedder, embed_with_cache
@@ -28,8 +28,16 @@ from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 from fsku_kedro.knowledge.parsing import SkippedDocument, parse_document
 from fsku_kedro.knowledge.retrieval import HybridRetriever, Reranker
 from fsku_kedro.knowledge.sparse import SparseIndex
+from fsku_kedro.parameters.knowledge_base import (
+    BM25Settings,
+    ChunkingSettings,
+    DenseSettings,
+    ParsingSettings,
+    RetrievalReportSettings,
+)
+from fsku_kedro.parameters.retrieval import RetrievalSettings
 from fsku_kedro.plotting import use_korean_font
-from fsku_kedro.questions import parse_question, retrieval_query
+from fsku_kedro.questions import retrieval_query
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +55,13 @@ def classify_domain(title: str, text: str, domain_keywords: dict[str, list[str]]
 
 
 def parse_documents(
-    raw_documents: dict[str, Callable[[], bytes]], parameters: dict[str, Any]
+    raw_documents: dict[str, Callable[[], bytes]], settings: ParsingSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Parse and clean every source file; unusable files are skipped and listed in the report."""
     documents, report = [], []
     for source in tqdm(sorted(raw_documents), desc="parse documents", disable=len(raw_documents) < 20):
         try:
-            parsed = parse_document(raw_documents[source](), source, heading_ratio=parameters["heading_ratio"])
+            parsed = parse_document(raw_documents[source](), source, heading_ratio=settings.heading_ratio)
         except SkippedDocument as reason:
             logger.warning("Skipping %s: %s", source, reason)
             report.append({"source": source, "status": "skipped", "reason": str(reason), "pages": 0, "tables": 0})
@@ -66,11 +74,11 @@ def parse_documents(
         title = clean_text(parsed.title)
         documents.append(
             {
-                "doc_id": hashlib.sha256(source.encode()).hexdigest()[:12],
+                "doc_id": stable_hash(source, length=12),
                 "source": source,
                 "format": parsed.format,
                 "title": title,
-                "domain": classify_domain(title, text, parameters["domain_keywords"], parameters["default_domain"]),
+                "domain": classify_domain(title, text, settings.domain_keywords, settings.default_domain),
                 "text": text,
                 "pages": parsed.pages,
                 "tables": parsed.tables,
@@ -88,20 +96,15 @@ def parse_documents(
     return pd.DataFrame(documents), report_frame
 
 
-def chunk_documents(documents: pd.DataFrame, chunk_tokenizer: Any, parameters: dict[str, Any]) -> pd.DataFrame:
+def chunk_documents(documents: pd.DataFrame, chunk_tokenizer: Any, settings: ChunkingSettings) -> pd.DataFrame:
     """Chunk every document, score and de-duplicate the chunks; ids are stable across runs."""
-    config = ChunkingConfig(
-        max_tokens=parameters["max_tokens"],
-        overlap_ratio=parameters["overlap_ratio"],
-        min_articles_for_law=parameters["min_articles_for_law"],
-    )
 
     def count(text: str) -> int:
         return len(chunk_tokenizer(text, add_special_tokens=False)["input_ids"])
 
     rows, seen, duplicates = [], set(), 0
     for document in tqdm(documents.itertuples(index=False), total=len(documents), desc="chunk documents"):
-        for chunk in chunk_document(document.title, document.text, count, config):
+        for chunk in chunk_document(document.title, document.text, count, settings):
             digest = content_hash(chunk.content)
             if digest in seen:
                 duplicates += 1
@@ -119,39 +122,39 @@ def chunk_documents(documents: pd.DataFrame, chunk_tokenizer: Any, parameters: d
                     "content": chunk.content,
                     "normalized_content": normalize_for_search(chunk.content),
                     "token_count": chunk.token_count,
-                    "quality_score": quality_score(chunk.content, chunk.token_count, config.max_tokens),
+                    "quality_score": quality_score(chunk.content, chunk.token_count, settings.max_tokens),
                     "content_hash": digest,
                 }
             )
     chunks = validate_records(rows, DocumentChunk, source="chunk_documents")
-    kept = [c for c in chunks if c.quality_score >= parameters["min_quality_score"]]
+    kept = [c for c in chunks if c.quality_score >= settings.min_quality_score]
     logger.info(
         "%d chunks (%d duplicates and %d below quality %.2f dropped)",
         len(kept),
         duplicates,
         len(chunks) - len(kept),
-        parameters["min_quality_score"],
+        settings.min_quality_score,
     )
     return pd.DataFrame([c.model_dump(exclude={"embedding"}) for c in kept], columns=CHUNK_COLUMNS)
 
 
 def build_sparse_index(
-    chunks: pd.DataFrame, morpheme_cache: dict, parameters: dict[str, Any]
+    chunks: pd.DataFrame, morpheme_cache: dict, settings: BM25Settings
 ) -> tuple[SparseIndex, dict]:
     """BM25 over the morphemes of each chunk's search form (analysis cached by content hash)."""
     return SparseIndex.build(
         chunk_ids=chunks["chunk_id"].tolist(),
         texts=chunks["normalized_content"].tolist(),
-        tokenizer=MorphemeTokenizer(parameters["tokenizer"]),
-        k1=parameters["k1"],
-        b=parameters["b"],
-        method=parameters["method"],
+        tokenizer=MorphemeTokenizer(settings.tokenizer),
+        k1=settings.k1,
+        b=settings.b,
+        method=settings.method,
         morpheme_cache=morpheme_cache,
     )
 
 
 def build_dense_index(
-    chunks: pd.DataFrame, embedder: Embedder, embedding_cache: dict, parameters: dict[str, Any]
+    chunks: pd.DataFrame, embedder: Embedder, embedding_cache: dict, settings: DenseSettings
 ) -> tuple[DenseIndex, dict]:
     """Embed chunks (re-using vectors cached by content hash) and index them with FAISS."""
     vectors, cache, embedded = embed_with_cache(chunks["content"].tolist(), embedder, embedding_cache)
@@ -160,30 +163,23 @@ def build_dense_index(
         chunk_ids=chunks["chunk_id"].tolist(),
         vectors=vectors,
         model_name=embedder.name,
-        flat_threshold=parameters["flat_threshold"],
-        nlist_factor=parameters["nlist_factor"],
-        target_recall=parameters["target_recall"],
-        seed=parameters["seed"],
+        flat_threshold=settings.flat_threshold,
+        nlist_factor=settings.nlist_factor,
+        target_recall=settings.target_recall,
+        seed=settings.seed,
     )
     return index, cache
 
 
-def load_labelled_questions(questions: pd.DataFrame, labels: pd.DataFrame) -> list[dict[str, Any]]:
-    """Join a test.csv-style question table with its labels; every question needs a label."""
-    missing = set(questions["ID"]) - set(labels["ID"])
+def labelled_questions(
+    questions: list[CompetitionQuestion], labels: list[LabelledAnswer]
+) -> list[tuple[CompetitionQuestion, LabelledAnswer]]:
+    """Each question with its label; every question needs one."""
+    by_id = {label.ID: label for label in labels}
+    missing = [q.ID for q in questions if q.ID not in by_id]
     if missing:
-        raise DataContractError(f"sample labels: no label for question IDs {sorted(missing)[:10]}")
-    records = validate_records(
-        labels.astype(object).where(labels.notna(), None).to_dict("records"),
-        LabelledAnswer,
-        source="sample labels",
-        first_row_number=2,
-    )
-    by_id = {record.ID: record for record in records}
-    return [
-        {"question": parse_question(row.ID, row.Question), "label": by_id[row.ID]}
-        for row in questions.itertuples(index=False)
-    ]
+        raise DataContractError(f"sample labels: no label for question IDs {missing[:10]}")
+    return [(question, by_id[question.ID]) for question in questions]
 
 
 def evaluate_retrieval(
@@ -192,20 +188,21 @@ def evaluate_retrieval(
     dense_index: DenseIndex,
     embedder: Embedder,
     reranker: Reranker | None,
-    sample_questions: pd.DataFrame,
-    sample_labels: pd.DataFrame,
-    parameters: dict[str, Any],
+    sample_questions: list[CompetitionQuestion],
+    sample_labels: list[LabelledAnswer],
+    retrieval: RetrievalSettings,
+    report_settings: RetrievalReportSettings,
 ) -> tuple[pd.DataFrame, dict[str, Any], plt.Figure]:
     """Recall@k and MRR of BM25, dense and hybrid retrieval on the labelled sample set."""
-    items = load_labelled_questions(sample_questions, sample_labels)
+    items = labelled_questions(sample_questions, sample_labels)
     records = chunks.to_dict("records")
-    retriever = HybridRetriever.from_parameters(chunks, sparse_index, dense_index, embedder, reranker, parameters)
-    queries = [retrieval_query(item["question"]) for item in items]
-    relevant = [relevant_chunks(item["label"].source, item["label"].evidence, records) for item in items]
+    retriever = HybridRetriever.from_settings(chunks, sparse_index, dense_index, embedder, reranker, retrieval)
+    queries = [retrieval_query(question) for question, _ in items]
+    relevant = [relevant_chunks(label.source, label.evidence, records) for _, label in items]
     unresolved = sum(1 for r in relevant if not r)
     if unresolved:
         logger.warning("%d sample questions have no chunk containing their evidence", unresolved)
-    ks = sorted(parameters["ks"])
+    ks = sorted(report_settings.ks)
     vectors = embedder.encode(queries)
     modes = ["bm25", "dense", "hybrid"] + (["hybrid_rerank"] if reranker is not None else [])
     rows = []

@@ -7,20 +7,9 @@ Generation is one template pipeline instantiated under the namespaces ``teacher`
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import build_pairs, build_prompt_set, generate_responses, write_synthetic_qa
+from fsku_kedro.pipelines.templates import generation_template, pairs_template
 
-
-def generation_template() -> Pipeline:
-    return pipeline(
-        [
-            node(
-                generate_responses,
-                inputs=["prompt_set", "model", "response_store", "params:generation"],
-                outputs="responses",
-                name="generate_responses",
-            )
-        ]
-    )
+from .nodes import build_prompt_set, write_synthetic_qa
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -41,21 +30,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "prompt_templates",
                     "params:response_generation.prompt_set",
                 ],
-                outputs="prompt_set",
+                outputs=["prompt_set", "sample_split"],
                 name="build_prompt_set",
             ),
         ]
     )
     teacher = pipeline(generation_template(), namespace="teacher", inputs={"prompt_set": "prompt_set", "model": "teacher_model"})
     student = pipeline(generation_template(), namespace="student", inputs={"prompt_set": "prompt_set", "model": "student_model"})
-    pairs = pipeline(
-        [
-            node(
-                build_pairs,
-                inputs=["prompt_set", "teacher.responses", "student.responses", "params:response_generation.pairs"],
-                outputs=["pair_dataset", "pair_report", "pair_metrics"],
-                name="build_pairs",
-            )
-        ]
-    )
-    return pipeline(prepare + teacher + student + pairs, tags="response_generation")
+    return pipeline(prepare + teacher + student + pairs_template(), tags="response_generation")

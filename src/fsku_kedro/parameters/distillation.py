@@ -1,0 +1,116 @@
+"""distillation: rounds, the loss, LoRA, the trainer's arguments and the validation after each round."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+
+from fsku_kedro.parameters.base import Settings
+from fsku_kedro.parameters.generation import GenerationSettings
+from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
+
+LOSS_TYPES = ("distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd")
+BASELINES = ("dpo", "orpo")  # TRL's own preference trainers over the same pairs
+METHODS = LOSS_TYPES + BASELINES
+Method = Literal["distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd", "dpo", "orpo"]
+
+
+class LauncherSettings(Settings):
+    """in_process, or accelerate: the node starts `accelerate launch` once for every rank."""
+
+    type: Literal["in_process", "accelerate"] = "in_process"
+    config_file: str = "conf/accelerate/deepspeed_zero3.yaml"  # or conf/accelerate/fsdp.yaml
+    num_processes: PositiveInt | None = None  # None: the config file's
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class DistillMSettings(Settings):
+    """DistillationConfig fields of the distillation losses (distillm_v2 ... seqkd)."""
+
+    alpha_teacher: float = Field(0.1, gt=0.0, lt=1.0)  # skew of the chosen (teacher-response) term
+    alpha_student: float = Field(0.1, gt=0.0, lt=1.0)  # skew of the rejected (student-response) term
+    beta: float = Field(1.0, ge=0.0, le=2.0)  # chosen term x (2 - beta), rejected term x beta
+    adaptive_alpha: bool = False
+    alpha_anchor_steps: PositiveInt = 10
+    min_alpha: float = Field(0.01, gt=0.0, lt=1.0)
+    beta_start: float | None = Field(None, ge=0.0, le=2.0)  # gradual beta: start value ...
+    beta_warmup_steps: NonNegativeInt = 0  # ... reaching beta after this many steps
+    jsd_lambda: float = Field(0.5, gt=0.0, lt=1.0)  # gkd
+    loss_chunk_size: PositiveInt = 128  # response tokens per LM-head chunk
+
+
+class DPOSettings(ConfigClassSettings):
+    """trl.DPOConfig fields for the dpo baseline."""
+
+    config_class = "trl:DPOConfig"
+    beta: float = Field(0.1, gt=0.0)
+
+
+class ORPOSettings(ConfigClassSettings):
+    """trl.experimental.orpo.ORPOConfig fields for the orpo baseline."""
+
+    config_class = "trl.experimental.orpo:ORPOConfig"
+    beta: float = Field(0.1, gt=0.0)
+
+
+class LoraSettings(Settings):
+    r: PositiveInt = 16
+    alpha: PositiveInt = 32
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+class TrainingSettings(ConfigClassSettings):
+    """transformers TrainingArguments (and TRL config) fields; the declared ones are the CPU defaults."""
+
+    config_class = "trl:DPOConfig"
+    num_train_epochs: float = Field(1.0, gt=0.0)
+    max_steps: int = -1
+    per_device_train_batch_size: PositiveInt = 2
+    per_device_eval_batch_size: PositiveInt = 2
+    gradient_accumulation_steps: PositiveInt = 1
+    learning_rate: float = Field(1.0e-3, gt=0.0)  # LoRA on the small CPU default (benchmarks/distillation_effect.py)
+    lr_scheduler_type: str = "constant"
+    warmup_steps: NonNegativeInt = 0
+    max_length: PositiveInt = 1024
+    gradient_checkpointing: bool = False
+    bf16: bool | None = None  # None: on where a CUDA GPU supports it
+    logging_steps: PositiveInt = 1
+    save_steps: PositiveInt = 5
+    save_total_limit: PositiveInt | None = 2
+    eval_strategy: Literal["no", "steps", "epoch"] = "epoch"
+    seed: int = 0
+    dataloader_num_workers: NonNegativeInt = 0
+
+
+class ValidationSettings(Settings):
+    """The FSKU score on held-out sample questions and the token KL on held-out pairs, after each round."""
+
+    batch_size: PositiveInt = 8  # choice scoring
+    max_pairs: PositiveInt = 32  # held-out pairs for token KL / NLL
+    max_length: PositiveInt = 1024
+    generation: GenerationSettings = GenerationSettings(batch_size=8, max_new_tokens=64)  # descriptive answers
+
+
+class DistillationSettings(Settings):
+    rounds: PositiveInt = 2  # Distill-M 2 iterations; each is a stage with its own artefacts
+    loss: Method = "distillm_v2"
+    keep_base_if_better: bool = True  # the score check may keep the undistilled student
+    checkpoint_dir: str = "data/06_models/distillation/checkpoints"
+    qlora: bool = False  # 4-bit base (bitsandbytes); CUDA only
+    launcher: LauncherSettings = LauncherSettings()
+    distillm: DistillMSettings = DistillMSettings()
+    dpo: DPOSettings = DPOSettings()
+    orpo: ORPOSettings = ORPOSettings()
+    lora: LoraSettings = LoraSettings()
+    training: TrainingSettings = TrainingSettings()
+    validation: ValidationSettings = ValidationSettings()
+
+    @model_validator(mode="after")
+    def _launcher_config_given(self) -> DistillationSettings:
+        if self.launcher.type == "accelerate" and not self.launcher.config_file:
+            raise ValueError("launcher.type accelerate needs launcher.config_file (conf/accelerate/...)")
+        return self

@@ -1,0 +1,45 @@
+"""inference: how the questions of a test.csv are answered, under which limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+
+from fsku_kedro.parameters.base import Settings
+from fsku_kedro.parameters.generation import GenerationSettings, SamplingSettings
+
+MC_METHODS = ("choice_scoring", "generate")
+
+
+class TimeLimitSettings(Settings):
+    per_question_s: PositiveFloat = 60.0  # a batch slower than this per question gets fallbacks
+    budget_minutes: NonNegativeFloat = 270.0  # the competition's budget (0: fallbacks only) ...
+    budget_questions: PositiveInt = 515  # ... for this many questions, scaled to the set's size
+
+
+class FallbackSettings(Settings):
+    sentences: PositiveInt = 2  # extractive descriptive answer from the top passage
+    max_chars: PositiveInt = 300
+
+
+class BenchmarkSliceSettings(Settings):
+    """A fixed seeded slice of the FSKU benchmark on CPU; None = every question."""
+
+    mc_limit: PositiveInt | None = 100
+    descriptive_limit: PositiveInt | None = 10
+    seed: int = 0
+
+
+class InferenceSettings(Settings):
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # for a full-precision model (bfloat16 on GPU)
+    trust_remote_code: bool = False
+    mc_method: Literal["choice_scoring", "generate"] = "choice_scoring"  # generate: generation, then extraction
+    batch_size: PositiveInt = 8
+    use_context: bool = True  # False: closed-book prompts
+    max_context_chars: PositiveInt = 400  # retrieved text per prompt (SmolLM2: about 2 tokens per Korean character)
+    generation: GenerationSettings = GenerationSettings(max_new_tokens=96)  # descriptive answers
+    mc_generation: SamplingSettings = SamplingSettings(max_new_tokens=16)  # multiple choice with mc_method generate
+    time_limit: TimeLimitSettings = TimeLimitSettings()
+    fallback: FallbackSettings = FallbackSettings()
+    fsku_benchmark: BenchmarkSliceSettings = BenchmarkSliceSettings()
