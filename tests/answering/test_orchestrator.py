@@ -1,5 +1,7 @@
 """Answering a question set: valid answers for every ID, fallbacks on time, errors and budget, and resume."""
 
+import math
+
 import pytest
 import torch
 
@@ -28,17 +30,9 @@ def _items(mc=7):
     return items
 
 
-def _settings(per_question_s=60.0, budget_minutes=270.0, **changes):
-    return InferenceSettings(batch_size=2, max_context_chars=1500, generation=GENERATION, **changes,
+def _settings(per_question_s=60.0, budget_minutes=270.0, batch_size=2, **changes):
+    return InferenceSettings(batch_size=batch_size, max_context_chars=1500, generation=GENERATION, **changes,
                              time_limit=TimeLimitSettings(per_question_s=per_question_s, budget_minutes=budget_minutes))
-
-
-@pytest.fixture(scope="module")
-def bundle(tiny_llama_dir):
-    from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
-
-    return ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny",
-                       str(tiny_llama_dir))
 
 
 def _valid(items, rows):
@@ -163,3 +157,44 @@ def test_unknown_settings_are_refused():
         InferenceSettings(mc_method="vote")
     with pytest.raises(ValueError, match="Extra inputs are not permitted"):
         InferenceSettings(generation={"max_new_token": 8})
+
+
+class ScriptedBackend:
+    """Returns the given completion texts in order, with a known mean log-probability."""
+
+    model_name = "scripted"
+
+    def __init__(self, texts, mean_logprob=-0.5):
+        self.texts, self.mean_logprob = list(texts), mean_logprob
+
+    def generate(self, chats, params, max_time=None):
+        from fsku_kedro.generation.backends import Completion
+
+        return [Completion(self.texts.pop(0), "stop", 10, 5, self.mean_logprob) for _ in chats]
+
+
+def test_degenerate_descriptive_answers_get_the_fallback_with_their_reason(bundle, monkeypatch):
+    from fsku_kedro.answering.degenerate import degenerate_reason, repeated_unit
+
+    assert repeated_unit("ercercercercercercerc", 8) == 3 and repeated_unit("망분리는 업무망을 나눈다", 8) is None
+    assert degenerate_reason("설명하세요", "가가가가가가가가가가", 5, 8) == "repetitive_answer"
+    assert degenerate_reason("설명하세요", "Access media cards", 5, 8) == "no_hangul"
+    assert degenerate_reason("Explain", "Access media cards", 5, 8) == ""
+    assert degenerate_reason("설명하세요", "예 예", 5, 8) == "too_few_characters"
+    texts = ["ercercercercercercercerc", "The answer is the card", "예 예", "접근매체는 전자식 카드와 인증서를 말한다."]
+    items = [PreparedQuestion(parse_question(f"D{i}", f"접근매체의 의미를 설명하세요{'.' * i}"), (PASSAGE,))
+             for i in range(len(texts))]
+    backend = ScriptedBackend(texts)
+    monkeypatch.setattr(orchestrator._Answerer, "backend", lambda self: backend)
+    rows = answer_questions(items, bundle, TEMPLATES, _settings(batch_size=4), show_progress=False)
+    by_length = dict(zip(sorted(range(4), key=lambda i: -len(items[i].question.Question)), texts))
+    outcome = {row.ID: (row.method, row.fallback_reason) for row in rows}
+    expected = {"ercercercercercercercerc": "repetitive_answer", "The answer is the card": "no_hangul", "예 예": "too_few_characters"}
+    for index, text in by_length.items():
+        row = rows[index]
+        if text in expected:
+            assert outcome[row.ID] == ("fallback_extractive", expected[text]) and row.used_fallback
+            assert "접근매체" in row.answer or "2주" in row.answer, "the top passage answers instead"
+        else:
+            assert outcome[row.ID] == ("generate", "") and row.answer == text
+            assert row.confidence == pytest.approx(math.exp(-0.5)), "the geometric mean of its token probabilities"

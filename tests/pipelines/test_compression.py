@@ -8,7 +8,11 @@ from kedro.runner import SequentialRunner
 from fsku_kedro.datasets import ModelDirectoryDataset, QuantizedModelsDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
-from fsku_kedro.parameters.compression import CalibrationSettings, CompressionReportSettings, CompressionSettings
+from fsku_kedro.parameters.compression import (
+    CalibrationSettings,
+    CompressionReportSettings,
+    CompressionSettings,
+)
 from fsku_kedro.parameters.generation import GenerationSettings
 from fsku_kedro.pipelines.compression import create_pipeline
 from fsku_kedro.pipelines.compression.nodes import build_calibration_set

@@ -7,13 +7,15 @@ and forms the same batches as an uninterrupted run: the answers are the same.
 
 Multiple choice: choice scoring (one forward pass) or generation with answer extraction.
 Descriptive: generation with a keyword-first prompt. A batch whose time per question is over the
-limit, a model error, an unreadable or empty answer, or a spent budget gives the fallback
+limit, a model error, an unreadable, empty or degenerate answer (see ``degenerate.py``), or a spent
+budget gives the fallback
 (see ``fallback.py``), marked ``used_fallback``: every question always gets a valid answer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +26,14 @@ from tqdm.auto import tqdm
 
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.circuit_breaker import CircuitBreaker, scaled_budget
+from fsku_kedro.answering.debias import cyclic_scores, debiased, estimate_prior
+from fsku_kedro.answering.degenerate import degenerate_reason
 from fsku_kedro.answering.extraction import extract_choice
 from fsku_kedro.answering.fallback import extractive_answer, overlap_choice
 from fsku_kedro.contracts import CompetitionQuestion, SubmissionRow
-from fsku_kedro.generation.backends import make_backend
+from fsku_kedro.generation.backends import Completion, make_backend
 from fsku_kedro.generation.store import ResponseStore, fingerprint
-from fsku_kedro.hashing import stable_hash
+from fsku_kedro.hashing import stable_hash, unit_hash
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.inference import InferenceSettings
 
@@ -68,7 +72,7 @@ class PreparedQuestion:
 def answer_fingerprint(settings: InferenceSettings) -> dict[str, Any]:
     """What decides an answer (time limits do not: they only decide whether one is kept)."""
     return settings.model_dump(include={"mc_method", "batch_size", "use_context", "max_context_chars", "generation",
-                                        "mc_generation", "fallback"})
+                                        "mc_generation", "fallback", "debias"})
 
 
 def render_context(passages: tuple[Passage, ...], max_chars: int) -> str:
@@ -109,11 +113,43 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def option_scorer(bundle: ModelBundle, items: list[PreparedQuestion], templates: dict[str, str],
+                  settings: InferenceSettings, with_context: bool | None = None, batch_size: int | None = None):
+    """Scores (possibly rotated) versions of ``items``' questions: each gets the passages of the item
+    with its ID, and back the probability of each option position."""
+    passages = {item.question.ID: item.passages for item in items}
+
+    def score(questions: list[CompetitionQuestion]) -> list[dict[int, float]]:
+        chats = [build_chat(PreparedQuestion(q, passages[q.ID]), templates, settings, with_context) for q in questions]
+        choices = score_choices(bundle, chats, [len(q.choices or {}) for q in questions],
+                                batch_size=batch_size or max(len(items), 1))
+        return [choice.probabilities for choice in choices]
+
+    return score
+
+
+def _best(probabilities: dict[int, float]) -> tuple[int, float]:
+    number = max(probabilities, key=lambda n: (probabilities[n], -n))
+    return number, probabilities[number]
+
+
 class _Answerer:
     def __init__(self, bundle: ModelBundle | None, templates: dict[str, str], settings: InferenceSettings,
-                 breaker: CircuitBreaker):
+                 breaker: CircuitBreaker, prior: dict[int, list[float]] | None = None):
         self.bundle, self.templates, self.settings, self.breaker = bundle, templates, settings, breaker
+        self.prior = prior or {}
         self._backend = None
+
+    def choose(self, group: list[PreparedQuestion], with_context: bool | None = None,
+               cyclic: bool = False) -> list[tuple[int, float]]:
+        """(option number, confidence) per question by choice scoring, with the position bias removed
+        as ``debias`` says (the prior, or an average over rotations when ``cyclic``)."""
+        score = option_scorer(self.bundle, group, self.templates, self.settings, with_context)
+        questions = [item.question for item in group]
+        if cyclic:
+            averaged = cyclic_scores(questions, score)
+            return [_best(_softmax(scores)) for scores in averaged]
+        return [_best(debiased(p, self.prior)) for p in score(questions)]
 
     def backend(self):
         if self._backend is None:
@@ -126,20 +162,31 @@ class _Answerer:
                              inference_time=0.0, used_fallback=bool(fallback_reason), method=method,
                              question_type=item.question.question_type, fallback_reason=fallback_reason)
 
-    def model_answers(self, group: list[PreparedQuestion], deadline: float) -> list[SubmissionRow | None]:
-        """The model's answer per question, or None where it gave nothing usable."""
+    def model_answers(self, group: list[PreparedQuestion], deadline: float) -> list[SubmissionRow | str | None]:
+        """The model's answer per question, or why it is unusable (a reason, or None for no valid number)."""
         chats = [build_chat(item, self.templates, self.settings) for item in group]
         if group[0].question.question_type == "descriptive":
             completions = self.backend().generate(chats, self.settings.generation.sampling(), max_time=deadline)
-            return [self._row(item, _clean(c.text), 1.0 if c.finish_reason == "stop" else 0.5, "generate")
-                    if _clean(c.text) else None for item, c in zip(group, completions)]
+            return [self._descriptive_row(item, c) for item, c in zip(group, completions)]
         counts = [len(item.question.choices or {}) for item in group]
         if self.settings.mc_method == "choice_scoring":
-            choices = score_choices(self.bundle, chats, counts, batch_size=len(group))
-            return [self._row(item, str(c.number), c.confidence, "choice_scoring") for item, c in zip(group, choices)]
+            choices = self.choose(group, cyclic=self.settings.debias.method == "cyclic")
+            return [self._row(item, str(n), confidence, "choice_scoring") for item, (n, confidence) in zip(group, choices)]
         completions = self.backend().generate(chats, self.settings.mc_generation, max_time=deadline)
         found = [extract_choice(c.text, n) for c, n in zip(completions, counts)]
         return [self._row(item, str(n), 1.0, "generate_extract") if n else None for item, n in zip(group, found)]
+
+    def _descriptive_row(self, item: PreparedQuestion, completion: Completion) -> SubmissionRow | str:
+        """The answer, or the reason it is not usable; its confidence is the geometric mean of its
+        tokens' probabilities."""
+        text = _clean(completion.text)
+        fallback = self.settings.fallback
+        reason = degenerate_reason(item.question.parsed_question, text, fallback.min_distinct_characters,
+                                   fallback.max_repeated_unit)
+        if reason:
+            return reason
+        confidence = math.exp(completion.mean_logprob) if completion.mean_logprob is not None else 0.5
+        return self._row(item, text, confidence, "generate")
 
     def fallback(self, group: list[PreparedQuestion], reasons: list[str], use_model: bool) -> list[SubmissionRow]:
         """MC: choice scoring without context (when the model may still be used), else retrieval
@@ -149,12 +196,9 @@ class _Answerer:
         if mc and use_model and self.bundle is not None and not self.breaker.is_open():
             start = self.breaker.clock()
             try:
-                chats = [build_chat(group[i], self.templates, self.settings, with_context=False) for i in mc]
-                choices = score_choices(self.bundle, chats, [len(group[i].question.choices) for i in mc],
-                                        batch_size=len(mc))
-                for i, choice in zip(mc, choices):
-                    results[i] = self._row(group[i], str(choice.number), choice.confidence, "fallback_closed_book",
-                                           reasons[i])
+                choices = self.choose([group[i] for i in mc], with_context=False)
+                for i, (number, confidence) in zip(mc, choices):
+                    results[i] = self._row(group[i], str(number), confidence, "fallback_closed_book", reasons[i])
             except Exception as error:  # noqa: BLE001 - any model failure falls through to overlap
                 logger.warning("closed-book fallback failed (%s: %s); using retrieval overlap", type(error).__name__, error)
             finally:
@@ -177,7 +221,7 @@ class _Answerer:
     def answer(self, group: list[PreparedQuestion]) -> list[SubmissionRow]:
         start = self.breaker.clock()
         reason = ""
-        answers: list[SubmissionRow | None] = [None] * len(group)
+        answers: list[SubmissionRow | str | None] = [None] * len(group)
         if self.bundle is None:
             reason = "no_model"
         elif self.breaker.is_open():
@@ -195,9 +239,9 @@ class _Answerer:
             reason = "time_limit"
         if reason:
             answers = [None] * len(group)
-        missing = [i for i, row in enumerate(answers) if row is None]
-        reasons = [reason or ("no_valid_number" if group[i].question.question_type == "multiple_choice"
-                              else "empty_answer") for i in missing]
+        missing = [i for i, row in enumerate(answers) if not isinstance(row, SubmissionRow)]
+        reasons = [reason or answers[i] or ("no_valid_number" if group[i].question.question_type == "multiple_choice"
+                                            else "empty_answer") for i in missing]
         fallback_start = self.breaker.clock()
         replacements = dict(zip(missing, self.fallback([group[i] for i in missing], reasons,
                                                         use_model=reason not in ("model_error", "no_model", "budget_spent"))))
@@ -208,6 +252,30 @@ class _Answerer:
             share = elapsed / len(group) + (fallback_time / len(missing) if i in replacements else 0.0)
             rows.append(row.model_copy(update={"inference_time": share}))
         return rows
+
+
+PRIOR_KEY = "__option_prior__"
+
+
+def _softmax(scores: dict[int, float]) -> dict[int, float]:
+    top = max(scores.values())
+    weights = {n: math.exp(v - top) for n, v in scores.items()}
+    total = sum(weights.values())
+    return {n: w / total for n, w in weights.items()}
+
+
+def _estimate_prior(items: list[PreparedQuestion], bundle: ModelBundle, templates: dict[str, str],
+                    settings: InferenceSettings, breaker: CircuitBreaker) -> dict[int, list[float]]:
+    """PriDe's prior over option positions, from a seeded choice of the set's multiple-choice questions
+    (their time counts against the budget)."""
+    mc = [item for item in items if item.question.question_type == "multiple_choice"]
+    chosen = sorted(mc, key=lambda item: unit_hash(settings.debias.seed, "pride", item.question.ID))
+    chosen = chosen[: settings.debias.estimation_questions]
+    start = breaker.clock()
+    score = option_scorer(bundle, chosen, templates, settings, batch_size=settings.batch_size)
+    prior = estimate_prior([item.question for item in chosen], score)
+    breaker.charge(breaker.clock() - start)
+    return prior
 
 
 def answer_questions(
@@ -224,8 +292,8 @@ def answer_questions(
     run = fingerprint(bundle.name if bundle else "none",
                       {**answer_fingerprint(settings), "model_path": bundle.path if bundle else None,
                        "templates": {k: v for k, v in sorted(templates.items()) if k in TEMPLATES.values()}})
-    done = {key: SubmissionRow.model_validate(record["row"])
-            for key, record in (store.finished(run) if store is not None else {}).items()}
+    records = store.finished(run) if store is not None else {}
+    done = {key: SubmissionRow.model_validate(record["row"]) for key, record in records.items() if "row" in record}
     keys = [item.key for item in items]
     spent = sum(done[k].inference_time for k in set(keys) if k in done)
     limits = settings.time_limit
@@ -233,7 +301,18 @@ def answer_questions(
                              scaled_budget(len(items), limits.budget_minutes, limits.budget_questions), spent)
     if clock is not None:
         breaker.clock = clock
-    answerer = _Answerer(bundle, templates, settings, breaker)
+    prior: dict[int, list[float]] = {}
+    pending_mc = [item for item, key in zip(items, keys)
+                  if key not in done and item.question.question_type == "multiple_choice"]
+    if settings.debias.method == "pride" and settings.mc_method == "choice_scoring" and bundle and pending_mc:
+        if PRIOR_KEY in records:
+            prior = {int(count): shares for count, shares in records[PRIOR_KEY]["prior"].items()}
+        else:
+            prior = _estimate_prior(items, bundle, templates, settings, breaker)
+            if store is not None:
+                store.append([{"prompt_id": PRIOR_KEY, "fingerprint": run, "prior": prior}])
+        logger.info("Option-position prior (PriDe): %s", {n: [round(p, 3) for p in shares] for n, shares in prior.items()})
+    answerer = _Answerer(bundle, templates, settings, breaker, prior)
     plan = batches(items, templates, settings)
     todo = [group for group in plan if not all(keys[i] in done for i in group)]
     if len(todo) < len(plan):

@@ -5,6 +5,7 @@ from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset, LabelsDat
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
 from fsku_kedro.datasets.indices import BM25IndexDataset, FaissIndexDataset
 from fsku_kedro.datasets.models import (
+    E5EngineDataset,
     LoraAdapterDataset,
     ModelDirectoryDataset,
     ModelPathDataset,
@@ -23,6 +24,7 @@ __all__ = [
     "BM25IndexDataset",
     "BinaryFileDataset",
     "CompetitionCSVDataset",
+    "E5EngineDataset",
     "ContentCacheDataset",
     "FaissIndexDataset",
     "HFDatasetDictDataset",

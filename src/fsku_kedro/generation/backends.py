@@ -23,6 +23,7 @@ class Completion:
     finish_reason: str  # "stop" (end of sequence) or "length" (max_new_tokens reached)
     prompt_tokens: int
     completion_tokens: int
+    mean_logprob: float | None = None  # mean log-probability of the generated tokens, when known
 
 
 class GenerationBackend(Protocol):
@@ -86,17 +87,25 @@ class TransformersBackend:
                     eos_token_id=sorted(eos_ids),
                     cache_implementation=self.cache_implementation,
                     max_time=max_time,
+                    output_scores=True,
+                    return_dict_in_generate=True,
                 )
-            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            new_tokens = output.sequences[:, inputs["input_ids"].shape[1] :]
+            # Log-probabilities of the chosen tokens under the distribution that was sampled from.
+            chosen = model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
             for row, index in enumerate(batch):
                 tokens = new_tokens[row].tolist()
                 stop = next((pos for pos, token in enumerate(tokens) if token in eos_ids), None)
                 kept = tokens if stop is None else tokens[:stop]
+                counted = len(kept) + (0 if stop is None else 1)
+                logprobs = chosen[row, :counted].float()
+                finite = logprobs[torch.isfinite(logprobs)]
                 results[index] = Completion(
                     text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
                     finish_reason="length" if stop is None else "stop",
                     prompt_tokens=len(encoded[index]),
-                    completion_tokens=len(kept) + (0 if stop is None else 1),
+                    completion_tokens=counted,
+                    mean_logprob=float(finite.mean()) if len(finite) else None,
                 )
         return [results[i] for i in range(len(chats))]
 
@@ -147,6 +156,7 @@ class VLLMBackend:
             temperature=params.temperature if params.do_sample else 0.0,
             top_p=params.top_p if params.do_sample else 1.0,
             seed=params.seed,
+            logprobs=0,  # the sampled token's log-probability only
         )
         outputs = self._llm.chat(chats, sampling, lora_request=self._lora, use_tqdm=True)
         return [
@@ -155,6 +165,8 @@ class VLLMBackend:
                 finish_reason="length" if out.outputs[0].finish_reason == "length" else "stop",
                 prompt_tokens=len(out.prompt_token_ids),
                 completion_tokens=len(out.outputs[0].token_ids),
+                mean_logprob=(out.outputs[0].cumulative_logprob / len(out.outputs[0].token_ids)
+                              if out.outputs[0].token_ids and out.outputs[0].cumulative_logprob is not None else None),
             )
             for out in outputs
         ]

@@ -1,5 +1,5 @@
-"""Hybrid retrieval: BM25 and dense scores normalised per query, then a weighted sum
-(architecture 4.10.c), with an optional rerank stage (cross-encoder, or an LLM judging
+"""Hybrid retrieval: BM25 and dense scores normalised per query (or turned into reciprocal ranks),
+then a weighted sum (architecture 4.10.c), with an optional rerank stage (cross-encoder, or an LLM judging
 relevance as in 4.10.a)."""
 
 from __future__ import annotations
@@ -28,10 +28,15 @@ class Hit:
     dense: float = 0.0
 
 
-def normalise(scores: dict[str, float], method: str) -> dict[str, float]:
-    """Map one retriever's candidate scores to [0, 1] so different retrievers can be summed."""
+def normalise(scores: dict[str, float], method: str, rrf_k: int = 60) -> dict[str, float]:
+    """Map one retriever's candidate scores to comparable values so different retrievers can be
+    summed: ``minmax`` to [0, 1], ``max`` divided by the largest, ``rrf`` the reciprocal rank
+    1 / (rrf_k + rank) (reciprocal rank fusion, which ignores the scores' scale altogether)."""
     if not scores:
         return {}
+    if method == "rrf":
+        ranked = sorted(scores, key=lambda key: (-scores[key], key))
+        return {key: 1.0 / (rrf_k + rank) for rank, key in enumerate(ranked, start=1)}
     values = np.fromiter(scores.values(), dtype=np.float64)
     if method == "minmax":
         low, high = float(values.min()), float(values.max())
@@ -49,10 +54,11 @@ def fuse(
     dense_hits: Sequence[tuple[str, float]],
     weights: dict[str, float],
     method: str = "minmax",
+    rrf_k: int = 60,
 ) -> list[Hit]:
     """Weighted sum of normalised scores; a chunk missing from one list scores 0 there."""
-    sparse = normalise(dict(sparse_hits), method)
-    dense = normalise(dict(dense_hits), method)
+    sparse = normalise(dict(sparse_hits), method, rrf_k)
+    dense = normalise(dict(dense_hits), method, rrf_k)
     ids = list(dict.fromkeys([*sparse, *dense]))
     hits = [
         Hit(
@@ -134,6 +140,7 @@ class HybridRetriever:
     weights: dict[str, float] = field(default_factory=lambda: {"bm25": 0.5, "dense": 0.5})
     candidate_k: int = 50
     normalisation: str = "minmax"
+    rrf_k: int = 60
     reranker: Reranker | None = None
     rerank_k: int = 20
     texts: dict[str, str] = field(default_factory=dict)
@@ -161,7 +168,7 @@ class HybridRetriever:
         sparse_hits = [self.sparse.search(q, depth) for q in queries] if mode != "dense" else None
         dense_hits = None
         if mode != "bm25":
-            vectors = query_vectors if query_vectors is not None else self.embedder.encode(queries)
+            vectors = query_vectors if query_vectors is not None else self.embedder.encode(queries, "query")
             dense_hits = self.dense.search(vectors, depth)
         results = []
         for i, query in enumerate(queries):
@@ -170,7 +177,7 @@ class HybridRetriever:
             elif mode == "dense":
                 hits = [Hit(cid, s, dense=s) for cid, s in dense_hits[i]]
             else:
-                hits = fuse(sparse_hits[i], dense_hits[i], self.weights, self.normalisation)
+                hits = fuse(sparse_hits[i], dense_hits[i], self.weights, self.normalisation, self.rrf_k)
                 if self.reranker is not None:
                     hits = self._rerank(query, hits)
             results.append(hits[:k])
@@ -189,6 +196,7 @@ class HybridRetriever:
             weights=settings.weights.model_dump(),
             candidate_k=settings.candidate_k,
             normalisation=settings.normalisation,
+            rrf_k=settings.rrf_k,
             reranker=reranker,
             rerank_k=settings.rerank_k,
             texts=dict(zip(chunks["chunk_id"], chunks["content"])),

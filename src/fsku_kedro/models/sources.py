@@ -4,13 +4,20 @@ A source is a string:
 - ``pkg://<package>/<path>``: a file or folder shipped inside an installed Python package
   (the package is located without importing it);
 - a local path to a model directory or to a ``.gguf`` file;
-- a model id, which transformers resolves from its local cache (the project runs offline).
+- a model id, which transformers resolves from its local cache (the project runs offline);
+
+or a mapping ``{assemble: {...}}``: one file split over several installed distributions, joined in
+order into ``into`` once, and used only when its SHA-256 matches the pinned one (see ``assemble``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +30,12 @@ class ModelSourceError(FileNotFoundError):
     """A model source that cannot be found; the message says how to provide it."""
 
 
-def resolve_source(source: str) -> str:
-    """Turn a ``pkg://`` source into a filesystem path; leave other sources unchanged."""
+def resolve_source(source: str | Mapping[str, Any]) -> str:
+    """Turn a ``pkg://`` or an assembled source into a filesystem path; leave other sources unchanged."""
+    if isinstance(source, Mapping):
+        if set(source) != {"assemble"}:
+            raise ModelSourceError(f"a model source mapping takes one key, assemble; got {sorted(source)}")
+        return str(assemble(**source["assemble"]))
     if not source.startswith(PACKAGE_SCHEME):
         return source
     package, _, inner = source[len(PACKAGE_SCHEME) :].partition("/")
@@ -40,6 +51,57 @@ def resolve_source(source: str) -> str:
     return str(path)
 
 
+def distribution_file(distribution: str, relative: str) -> Path:
+    """A file installed by ``distribution`` (as listed in its RECORD), located without importing it."""
+    import importlib.metadata
+
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError as error:
+        raise ModelSourceError(
+            f"{distribution} is not installed; run the project's set-up command (it installs the packaged models)"
+        ) from error
+    listed = {str(entry) for entry in dist.files or []}
+    if relative not in listed:
+        raise ModelSourceError(f"{distribution} {dist.version} installs no file {relative}")
+    return Path(dist.locate_file(relative))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def assemble(distribution: str, file: str, parts: int, sha256: str, into: str) -> Path:
+    """The file ``into``, joined from ``parts`` pieces: piece n is ``file`` (with ``{n}`` filled in)
+    installed by ``distribution`` (likewise). Each piece is located through its distribution's
+    RECORD, never imported. The joined file is written once (atomically) and used only when its
+    SHA-256 is ``sha256`` (checked whenever it is used); a mismatch is refused with the digest found."""
+    target = Path(into)
+    if target.is_file() and _sha256(target) == sha256:
+        return target
+    pieces = [distribution_file(distribution.format(n=n), file.format(n=n)) for n in range(1, parts + 1)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as out:
+        for piece in pieces:
+            with piece.open("rb") as handle:
+                shutil.copyfileobj(handle, out, 1 << 22)
+    found = _sha256(partial)
+    if found != sha256:
+        partial.unlink()
+        raise ModelSourceError(
+            f"the file joined from {parts} parts of {distribution.format(n='N')} has SHA-256 {found}, not the pinned "
+            f"{sha256}; reinstall the parts with the hash-checked requirements file"
+        )
+    os.replace(partial, target)
+    logger.info("Assembled %s from %d parts (SHA-256 verified)", target, parts)
+    return target
+
+
 def split_gguf(path: str) -> tuple[str, dict[str, Any]]:
     """Return (directory or id, extra from_pretrained kwargs) for a source path."""
     if path.endswith(".gguf"):
@@ -48,7 +110,7 @@ def split_gguf(path: str) -> tuple[str, dict[str, Any]]:
     return path, {}
 
 
-def load_tokenizer(source: str, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(source: str | Mapping[str, Any], trust_remote_code: bool = False) -> Any:
     """Load a tokenizer from any source form, with left padding for batched generation."""
     from transformers import AutoTokenizer
 
@@ -60,7 +122,7 @@ def load_tokenizer(source: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
-def load_causal_lm(source: str, dtype: str = "float32", trust_remote_code: bool = False) -> Any:
+def load_causal_lm(source: str | Mapping[str, Any], dtype: str = "float32", trust_remote_code: bool = False) -> Any:
     """Load a causal LM from any source form; GGUF weights are dequantised to ``dtype``."""
     import torch
     from transformers import AutoModelForCausalLM

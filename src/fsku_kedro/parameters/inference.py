@@ -21,6 +21,19 @@ class TimeLimitSettings(Settings):
 class FallbackSettings(Settings):
     sentences: PositiveInt = 2  # extractive descriptive answer from the top passage
     max_chars: PositiveInt = 300
+    # A generated descriptive answer is replaced by the fallback when it is not text: fewer distinct
+    # characters than this, a loop on a unit of at most max_repeated_unit characters, or no Hangul
+    # at all for a Korean question.
+    min_distinct_characters: PositiveInt = 5
+    max_repeated_unit: PositiveInt = 8
+
+
+class DebiasSettings(Settings):
+    """Correction of the model's preference for option positions (``answering/debias.py``)."""
+
+    method: Literal["none", "pride", "cyclic"] = "none"  # pride: prior from a few questions; cyclic: n passes each
+    estimation_questions: PositiveInt = 20  # pride: questions scored under every rotation to estimate the prior
+    seed: int = 0
 
 
 class BenchmarkSliceSettings(Settings):
@@ -40,6 +53,7 @@ class InferenceSettings(Settings):
     max_context_chars: PositiveInt = 400  # retrieved text per prompt (SmolLM2: about 2 tokens per Korean character)
     generation: GenerationSettings = GenerationSettings(max_new_tokens=96)  # descriptive answers
     mc_generation: SamplingSettings = SamplingSettings(max_new_tokens=16)  # multiple choice with mc_method generate
+    debias: DebiasSettings = DebiasSettings()  # choice scoring only
     time_limit: TimeLimitSettings = TimeLimitSettings()
     fallback: FallbackSettings = FallbackSettings()
     fsku_benchmark: BenchmarkSliceSettings = BenchmarkSliceSettings()

@@ -13,7 +13,7 @@ from pydantic import Field, PositiveInt, model_validator
 from fsku_kedro.parameters.base import Settings
 
 MODES = ("bm25", "dense", "hybrid")
-NORMALISATIONS = ("minmax", "max")
+NORMALISATIONS = ("minmax", "max", "rrf")
 
 
 class FusionWeights(Settings):
@@ -33,5 +33,7 @@ class RetrievalSettings(Settings):
     candidate_k: PositiveInt = 50  # candidates each retriever contributes before fusion
     # The packaged MiniLM is an English model: its signal on Korean is weak, so it gets a small weight.
     weights: FusionWeights = FusionWeights()
-    normalisation: Literal["minmax", "max"] = "minmax"
+    # minmax / max: scores scaled per query; rrf: reciprocal rank fusion, 1 / (rrf_k + rank)
+    normalisation: Literal["minmax", "max", "rrf"] = "minmax"
+    rrf_k: PositiveInt = 60
     rerank_k: PositiveInt = 20

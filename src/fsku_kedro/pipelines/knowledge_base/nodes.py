@@ -203,7 +203,7 @@ def evaluate_retrieval(
     if unresolved:
         logger.warning("%d sample questions have no chunk containing their evidence", unresolved)
     ks = sorted(report_settings.ks)
-    vectors = embedder.encode(queries)
+    vectors = embedder.encode(queries, "query")
     modes = ["bm25", "dense", "hybrid"] + (["hybrid_rerank"] if reranker is not None else [])
     rows = []
     without_rerank = replace(retriever, reranker=None)

