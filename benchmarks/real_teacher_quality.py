@@ -1,0 +1,226 @@
+"""Quality of the real teacher (Qwen2.5-Coder-1.5B-Instruct, `--env qwen_coder_cpu`) on the FSKU
+benchmark, measured through the project's own inference code (prompts, retrieval, choice scoring,
+debiasing, the circuit breaker and the FSKU metric: the inference pipeline's node functions).
+
+Parts (each prints a table and writes data/08_reporting/real_teacher/<part>.json):
+
+    python benchmarks/real_teacher_quality.py slice        # closed book vs retrieval; option debiasing
+    python benchmarks/real_teacher_quality.py pruning      # evenly spaced vs block influence, 24 and 20 layers
+    python benchmarks/real_teacher_quality.py compression  # fp32 / bf16 vs gptq, nf4, int8, int8_dynamic
+
+The slice is fixed: 200 multiple-choice and 20 descriptive questions chosen by a seeded hash
+(inference.fsku_benchmark with mc_limit 200, descriptive_limit 20, seed 0). The headline run over
+all 1108 items is `python benchmarks/fsku_benchmark_score.py --env qwen_coder_cpu ...` (see README).
+Targets: gptq keeps >= 97 % of the fp32 MC accuracy, nf4 >= 95 % (compression part). Needs the
+environment's set-up (scripts/setup_qwen_coder_cpu.sh) and ../shared/fsku-benchmark; exits 2 without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from report import print_table, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = "qwen_coder_cpu"
+OUT = ROOT / "data/08_reporting/real_teacher"
+logger = logging.getLogger("benchmark.real_teacher")
+
+
+class PassCounter:
+    """Counts forward passes (calls) and the sequences they carried (batch rows)."""
+
+    def __init__(self, model):
+        self.calls = self.rows = 0
+        self._handle = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.calls += 1
+        self.rows += int(ids.shape[0]) if ids is not None else 0
+
+    def close(self):
+        self._handle.remove()
+
+
+def context():
+    """The environment's catalog and the slice (questions, labels) of the FSKU benchmark."""
+    from fsku_kedro.evaluation.fsku_benchmark import benchmark_set
+    from fsku_kedro.parameters.inference import BenchmarkSliceSettings
+
+    bootstrap_project(ROOT)
+    session = KedroSession.create(project_path=ROOT, env=ENV)
+    catalog = session.load_context().catalog
+    if not catalog.exists("chunks"):
+        session.run(pipeline_names=["knowledge_base"])
+        session = KedroSession.create(project_path=ROOT, env=ENV)
+        catalog = session.load_context().catalog
+    mc = catalog.load("fsku_benchmark_mc")
+    if mc.empty:
+        return None
+    questions, labels = benchmark_set(mc, catalog.load("fsku_benchmark_mc_answers"),
+                                      catalog.load("fsku_benchmark_descriptive"),
+                                      BenchmarkSliceSettings(mc_limit=200, descriptive_limit=20, seed=0))
+    return catalog, questions, labels
+
+
+def answer(model, questions, labels, passages, catalog, settings, embedder):
+    """Answers and the FSKU report for ``questions`` with ``settings``, timed, passes counted."""
+    from fsku_kedro.generation.store import ResponseStore
+    from fsku_kedro.pipelines.inference.nodes import answer_test_questions, evaluate_answers
+
+    counter = PassCounter(model.model)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = answer_test_questions(questions, passages, model, catalog.load("prompt_templates"),
+                                     ResponseStore(Path(tmp) / "progress.jsonl"), settings)
+    seconds = time.perf_counter() - start
+    counter.close()
+    report, _, _ = evaluate_answers(rows, questions, labels, embedder)
+    key = {label.ID: label.answer for label in labels}
+    given = Counter(r.answer for r in rows if r.question_type == "multiple_choice")
+    expected = Counter(key[r.ID] for r in rows if r.question_type == "multiple_choice")
+    overall = report.iloc[0].to_dict()
+    return {
+        "mc_accuracy": overall.get("mc_accuracy"), "descriptive_score": overall.get("descriptive_score"),
+        "cosine_similarity": overall.get("cosine_similarity"), "keyword_recall": overall.get("keyword_recall"),
+        "fsku_score": overall.get("fsku_score"), "seconds": seconds, "seconds_per_question": seconds / len(rows),
+        "forward_passes": counter.calls, "sequences": counter.rows, "fallbacks": sum(r.used_fallback for r in rows),
+        "answered": {n: given[n] for n in sorted(given)}, "key": {n: expected[n] for n in sorted(expected)},
+    }
+
+
+def _teacher(catalog, dtype):
+    from fsku_kedro.models.loading import load_bundle
+
+    teacher = catalog.load("teacher_model")  # materialised (and verified) once, then read from its cache
+    return load_bundle(Path(teacher.path), dtype, False, teacher.name), Path(teacher.path)
+
+
+def part_slice(catalog, questions, labels) -> dict:
+    from fsku_kedro.parameters.inference import DebiasSettings
+    from fsku_kedro.pipelines.inference.nodes import retrieve_passages
+
+    settings = catalog.load("params:inference")
+    model, _ = _teacher(catalog, settings.dtype)
+    embedder = catalog.load("score_embedder")
+    passages, _ = retrieve_passages(questions, catalog.load("chunks"), catalog.load("bm25_index"),
+                                    catalog.load("faiss_index"), catalog.load("embedder"), catalog.load("reranker"),
+                                    {}, catalog.load("params:retrieval"))
+    mc = [q for q in questions if q.question_type == "multiple_choice"]
+    results = {}
+    for name, use_context in (("closed book", False), ("retrieval", True)):
+        variant = settings.model_copy(update={"use_context": use_context})
+        results[name] = answer(model, questions, labels, passages, catalog, variant, embedder)
+        logger.warning("%s: %s", name, results[name])
+    best = max(("closed book", "retrieval"), key=lambda n: results[n]["mc_accuracy"])
+    for method in ("pride", "cyclic"):
+        variant = settings.model_copy(update={"use_context": best == "retrieval",
+                                              "debias": DebiasSettings(method=method)})
+        results[f"{best} + {method}"] = answer(model, mc, labels, passages, catalog, variant, embedder)
+        logger.warning("%s + %s: %s", best, method, results[f"{best} + {method}"])
+    return {"model": model.name, "dtype": settings.dtype, "questions": len(questions), "settings": results}
+
+
+def part_pruning(catalog, questions, labels) -> dict:
+    from fsku_kedro.models.loading import load_bundle, materialise_pretrained
+
+    settings = catalog.load("params:inference").model_copy(update={"use_context": False})
+    embedder = catalog.load("score_embedder")
+    mc = [q for q in questions if q.question_type == "multiple_choice"]
+    _, teacher_dir = _teacher(catalog, "float32")
+    results = {}
+    for selection in ("evenly_spaced", "block_influence"):
+        for keep in (24, 20):
+            cache = ROOT / f"data/06_models/base/pruning/{selection}_{keep}"
+            materialise_pretrained(str(teacher_dir), f"qwen-coder-{selection}-{keep}", cache, keep, "float32", False,
+                                   selection, str(ROOT / "data/01_raw/corpus"))
+            model = load_bundle(cache, settings.dtype, False)
+            kept = json.loads((cache / "config.json").read_text())["num_hidden_layers"]
+            results[f"{selection} {keep}"] = {"layers": kept, **answer(model, mc, labels, {}, catalog, settings,
+                                                                      embedder)}
+            logger.warning("%s %d: %s", selection, keep, results[f"{selection} {keep}"])
+    return {"questions": len(mc), "settings": results}
+
+
+def part_compression(catalog, questions, labels) -> dict:
+    import pandas as pd
+
+    from fsku_kedro.compression.methods import check_configuration, quantize
+    from fsku_kedro.models.bundle import ModelBundle
+    from fsku_kedro.models.loading import load_bundle
+    from fsku_kedro.models.sources import load_tokenizer
+    from fsku_kedro.pipelines.compression.nodes import build_calibration_set, perplexity
+
+    settings = catalog.load("params:inference").model_copy(update={"use_context": False})
+    compression = catalog.load("params:compression")
+    embedder = catalog.load("score_embedder")
+    mc = [q for q in questions if q.question_type == "multiple_choice"]
+    teacher, teacher_dir = _teacher(catalog, "float32")
+    texts = build_calibration_set(catalog.load("chunks"), pd.DataFrame(columns=["prompt", "split"]), compression)
+    from transformers import AutoConfig
+
+    check_configuration(compression, AutoConfig.from_pretrained(teacher_dir), cuda=False)
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        model = teacher if dtype == "float32" else load_bundle(teacher_dir, dtype, False)
+        results[dtype] = {"quantize_s": 0.0, "perplexity": perplexity(model, texts["held_out"], 256),
+                          **answer(model, mc, labels, {}, catalog, settings, embedder)}
+        logger.warning("%s: %s", dtype, results[dtype])
+    del teacher
+    tokenizer = load_tokenizer(str(teacher_dir))
+    for method in compression.methods:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as work:
+            quantized = quantize(method, str(teacher_dir), tokenizer, texts["calibration"], compression, Path(work))
+            seconds = time.perf_counter() - start
+            bundle = ModelBundle(quantized, tokenizer, f"teacher-{method}")
+            results[method] = {"quantize_s": seconds, "perplexity": perplexity(bundle, texts["held_out"], 256),
+                               **answer(bundle, mc, labels, {}, catalog, settings, embedder)}
+        logger.warning("%s: %s", method, results[method])
+    return {"questions": len(mc), "calibration_texts": len(texts["calibration"]),
+            "held_out_chunks": len(texts["held_out"]), "settings": results}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["slice", "pruning", "compression"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    loaded = context()
+    if loaded is None:
+        print("FSKU benchmark files not found; nothing to measure")
+        return 2
+    catalog, questions, labels = loaded
+    result = {"slice": part_slice, "pruning": part_pruning, "compression": part_compression}[args.part](
+        catalog, questions, labels)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{args.part}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    columns = ["mc_accuracy", "descriptive_score", "fsku_score", "seconds_per_question", "forward_passes",
+               "fallbacks"]
+    extra = {"pruning": ["layers"], "compression": ["perplexity", "quantize_s"]}.get(args.part, [])
+    print(f"\n{args.part}: {result['questions']} questions, Qwen2.5-Coder-1.5B-Instruct, CPU\n")
+    print_table(["setting", *extra, *columns, "answered 1/2/3/4 (key)"], [
+        [name, *(f"{r[c]:.3f}" if isinstance(r.get(c), float) else r.get(c) for c in extra + columns),
+         " ".join(f"{r['answered'].get(n, 0)}({r['key'].get(n, 0)})" for n in sorted(r["key"]))]
+        for name, r in result["settings"].items()
+    ])
+    if args.part != "compression":
+        return 0
+    base = result["settings"]["float32"]["mc_accuracy"]
+    checks = [(result["settings"][m]["mc_accuracy"] >= share * base, f"{m} keeps >= {share:.0%} of fp32 MC accuracy")
+              for m, share in (("gptq", 0.97), ("nf4", 0.95)) if m in result["settings"]]
+    return max([verdict(met, text) for met, text in checks] or [0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
