@@ -162,7 +162,20 @@ def test_distillation_run_trains_validates_and_logs_every_round(project_copy):
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("fsku_kedro")
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
-    assert run.data.params["distillation.loss"] == "distillm_v2"
+    assert run.data.tags["losses"] == "seqkd,distillm_v2", "the default: an SFT warm-up, then DistiLLM-2"
+    assert run.data.tags["round_1.loss"] == "seqkd" and run.data.tags["round_2.loss"] == "distillm_v2"
+    assert run.info.run_name == "distillation | seqkd→distillm_v2 | tiny-student"
+    assert run.data.tags["input_version.pair_dataset"] != "none", "the run names the pairs version it read"
+    experiment_tags = client.get_experiment(experiment.experiment_id).tags
+    assert experiment_tags["mlflow.experimentKind"] == "custom_model_development"
+    import pandas as pd
+
+    logs = [pd.read_csv(next(data.glob(f"08_reporting/round_{n}/training_log.csv/*/training_log.csv"))) for n in (1, 2)]
+    assert [set(log["method"]) for log in logs] == [{"seqkd"}, {"distillm_v2"}], "the right loss per round"
+    assert "kl/chosen" not in logs[0].columns or logs[0]["kl/chosen"].isna().all(), "the warm-up is plain NLL"
+    assert "kl/chosen" in logs[1].columns
+    comparison = pd.read_csv(next(data.glob("08_reporting/distillation_comparison.csv/*/distillation_comparison.csv")))
+    assert comparison["losses"].tolist()[-1] == "seqkd→distillm_v2" and comparison["steps"].iloc[-1] == 4
     losses = client.get_metric_history(run.info.run_id, "round_1.training_history.loss")
     assert [m.step for m in losses] == [1, 2]
     assert client.get_metric_history(run.info.run_id, "round_2.training_history.kl.chosen")
@@ -256,7 +269,7 @@ def test_exploration_notebook_runs_on_the_project_artefacts(project_copy, monkey
     last = notebook.cells[-1]["outputs"]
     table = next(o["data"]["text/plain"] for o in last if o.get("output_type") == "execute_result")
     assert "distillm_v2" in table and "kd" in table, "both loss types are compared"
-    assert any("image/png" in o.get("data", {}) for o in last), "the loss curves are drawn"
+    assert any("image/png" in o.get("data", {}) for o in last), "the comparison is drawn"
 
 
 def _chromium() -> tuple[str, str] | None:

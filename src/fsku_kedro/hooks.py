@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.io import MemoryDataset
+from kedro.io.core import AbstractVersionedDataset
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from pydantic import BaseModel
 
@@ -60,6 +62,27 @@ def _check_model_dirs(model_dirs: dict[str, Any]) -> None:
             )
 
 
+def input_versions(pipeline: Any, catalog: Any) -> dict[str, str]:
+    """The version each versioned input of ``pipeline`` will be read at ("none" when it has none yet)."""
+    versions = {}
+    for name in sorted(pipeline.inputs()):
+        dataset = catalog.get(name) if not name.startswith("params:") and name != "input_versions" else None
+        if isinstance(dataset, AbstractVersionedDataset):
+            try:
+                versions[name] = dataset.resolve_load_version() or "none"
+            except Exception:  # noqa: BLE001 - a dataset with no version yet
+                versions[name] = "none"
+    return versions
+
+
+class InputVersionsHook:
+    """Offers the run's versioned-input versions to its nodes as the dataset ``input_versions``."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        catalog["input_versions"] = MemoryDataset(input_versions(pipeline, catalog), copy_mode="assign")
+
+
 class ModelLocationHook:
     """Tags the MLflow run with where each saved model directory and adapter version lives,
     so a run in the MLflow UI points at the weights it produced."""
@@ -87,9 +110,45 @@ class ModelLocationHook:
             mlflow.set_tag(f"model_location.{dataset_name.split('@')[0]}", str(path))
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # MLflow 3's UI opens on the runs table
+
+
+def run_name(pipeline_names: list[str], losses: list[str] | None, student: str | None) -> str:
+    """What a run is: its pipelines, and for distillation the loss schedule and the student."""
+    parts = ["+".join(pipeline_names or ["all pipelines"])]
+    if losses is not None:
+        parts += ["→".join(losses), student or "student"]
+    return " | ".join(parts)
+
+
 class ProjectMlflowHook(MlflowHook):
-    """kedro-mlflow's hook, given each typed settings input as the nested dict it flattens into
-    MLflow parameters (``knowledge_base.chunking.max_tokens`` ...)."""
+    """kedro-mlflow's hook, naming each run by what it is (pipelines, loss schedule, student), tagging
+    it with the loss types and the versions of the versioned datasets it reads, and giving each typed
+    settings input as the nested dict it flattens into MLflow parameters
+    (``knowledge_base.chunking.max_tokens`` ...)."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        names = [name for name in (run_params.get("pipeline_names") or []) if name != "__default__"]
+        trains = not names or "distillation" in names
+        settings = catalog.load("params:distillation") if trains and catalog.exists("params:distillation") else None
+        losses = list(getattr(settings, "losses", [])) if settings is not None else None
+        student = getattr(catalog.get("student_model"), "model_name", None) if trains else None
+        if getattr(self, "mlflow_config", None) is not None:
+            self.mlflow_config.tracking.run.name = run_name(names, losses, student)
+        super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
+        import mlflow
+
+        run = mlflow.active_run()
+        if run is None:
+            return
+        mlflow.MlflowClient().set_experiment_tag(run.info.experiment_id, *EXPERIMENT_KIND)
+        tags = {"pipelines": ",".join(names or ["__default__"])}
+        if losses is not None:
+            tags |= {"losses": ",".join(losses), "student": student or "",
+                     **{f"round_{n}.loss": loss for n, loss in enumerate(losses, start=1)}}
+        tags |= {f"input_version.{name}": version for name, version in input_versions(pipeline, catalog).items()}
+        mlflow.set_tags(tags)
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:

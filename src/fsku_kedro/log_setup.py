@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 
 from fsku_kedro.errors import UserInputError
@@ -121,3 +124,30 @@ def install_error_display() -> None:
 
     display._fsku_error_display = True  # type: ignore[attr-defined]
     sys.excepthook = display
+
+
+class _LineLogger(io.TextIOBase):
+    """A text stream that sends each complete line to ``logger`` at DEBUG."""
+
+    def __init__(self, logger: logging.Logger):
+        self._logger, self._pending = logger, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text.replace("\r", "\n")
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self._logger.debug("%s", line.rstrip())
+        return len(text)
+
+
+@contextlib.contextmanager
+def console_to_log(logger: logging.Logger) -> Iterator[None]:
+    """Send what a library prints to the console (progress bars, tables) to the log file instead."""
+    stream = _LineLogger(logger)
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        yield
+    stream.write("\n")

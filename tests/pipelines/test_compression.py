@@ -48,7 +48,7 @@ def test_pipeline_quantizes_serves_and_reports(tiny_llama_dir, tiny_embedder, tm
     student_store.save(ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny"))
     settings = CALIBRATION.model_copy(update={
         "methods": ["int8", "int8_dynamic"], "serve_method": "int8_dynamic",
-        "report": CompressionReportSettings(max_tokens=64, speed_prompts=2,
+        "report": CompressionReportSettings(level="full", max_tokens=64, speed_prompts=2,
                                             generation=GenerationSettings(batch_size=4, max_new_tokens=4)),
     })
     _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), sample_questions(), no_user_data(), TEMPLATES,

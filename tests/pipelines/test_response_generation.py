@@ -151,6 +151,9 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
         "student_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-student", keep_layers=2).load(),
         "prompt_templates": TEMPLATES,
         "sample_questions": sample_questions(),
+        "test_questions": sample_questions(),
+        "fsku_benchmark_mc": pd.DataFrame(columns=["Question"]),
+        "fsku_benchmark_descriptive": pd.DataFrame(columns=["Question"]),
         "user_instructions": no_user_data(),
         **settings_params("response_generation", ResponseGenerationSettings(
             synthetic_qa=SyntheticQASettings(
@@ -171,4 +174,33 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
     assert report["pairs train"] + report.get("pairs validation", 0) + report.get("empty generation", 0) == len(answered)
     assert catalog.load("pair_dataset")["train"].column_names == ["prompt_id", "prompt", "chosen", "rejected"]
     assert catalog.load("synthetic_qa_report")["items"].sum() == 2, "both planned items are accounted for"
-    assert set(catalog.load("sample_split")["split"]) == {"train", "held_out"}
+
+
+def test_decontamination_drops_planted_near_copies_and_names_what_they_copy():
+    from fsku_kedro.parameters.response_generation import DecontaminationSettings
+    from fsku_kedro.pipelines.response_generation.nodes import decontaminate
+
+    questions = sample_questions()
+    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), questions, no_user_data(), TEMPLATES, PROMPT_SET)
+    held_out = set(split.loc[split["split"] == "held_out", "ID"])
+    held = max((q for q in questions if q.ID in held_out), key=lambda q: len(q.parsed_question))
+    fsku = pd.DataFrame({"Question": ["전자금융거래법상 전자금융업자가 이용자에게 제공해야 하는 약관의 명시 의무에 관한 설명으로 옳지 않은 것은?\n"
+                                      "1 약관을 게시한다\n2 설명한다\n3 교부한다\n4 숨긴다"]})
+    copied_stem = held.parsed_question.replace("은", "는", 1)  # a particle changed
+    users = pd.DataFrame({"prompt": [
+        f"다음 문제를 풀어라. {copied_stem}",
+        "전자금융업자가 이용자에게 제공해야 하는 약관의 명시 의무에 관한 설명으로 옳지 않은 것은? 답만 쓰시오.",
+        "클라우드 컴퓨팅 서비스의 보안 인증 제도를 한국어로 자세히 설명하세요.",
+    ], "reference": ["", "", ""], "line": [1, 2, 3]})
+    candidates, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), questions, users, TEMPLATES, PROMPT_SET)
+    clean, report, metrics = decontaminate(candidates, questions, split, questions, fsku, pd.DataFrame(),
+                                           DecontaminationSettings())
+    matched = dict(zip(report["evaluation_set"], report["evaluation_id"]))
+    assert set(report["source"]) == {"user"} and len(report) == 2
+    assert matched == {"sample_held_out": held.ID, "fsku_benchmark": "FSKU_MC_0000"}
+    assert (report["containment"] >= 0.5).all()
+    assert (clean["source"] == "sample").sum() == (candidates["source"] == "sample").sum(), (
+        "the sample questions trained on are not evaluation items, though test.csv is the sample file")
+    assert "클라우드 컴퓨팅" in " ".join(clean["prompt"]), "an unrelated instruction is kept"
+    assert metrics["decontamination.dropped"]["value"] == 2.0
+    assert metrics["decontamination.matched.fsku_benchmark"]["value"] == 1.0

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from fsku_kedro.errors import UserInputError
+from fsku_kedro.log_setup import LOG_FILE, console_to_log
 from fsku_kedro.parameters.compression import CompressionSettings, NF4Settings
 
 logger = logging.getLogger(__name__)
@@ -132,12 +133,14 @@ def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: Compres
         # original on SmolLM2 instead of 0.17 without it; off unless asked for.
         act_group_aware=gptq.act_group_aware,
     )
-    model = GPTQModel.load(source, config, trust_remote_code=settings.trust_remote_code)
     samples = [tokenizer(text, truncation=True, max_length=gptq.max_calibration_tokens)["input_ids"]
                for text in calibration]
-    model.quantize(samples, batch_size=gptq.batch_size)
     out = work_dir / "gptq"
-    model.save(str(out))
+    logger.info("gptq: quantizing on %d calibration texts; GPTQModel's progress goes to %s", len(samples), LOG_FILE)
+    with console_to_log(logging.getLogger("fsku_kedro.console.gptqmodel")):
+        model = GPTQModel.load(source, config, trust_remote_code=settings.trust_remote_code)
+        model.quantize(samples, batch_size=gptq.batch_size)
+        model.save(str(out))
     return out
 
 

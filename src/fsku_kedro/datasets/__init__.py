@@ -4,6 +4,7 @@ from fsku_kedro.datasets.binary_file import BinaryFileDataset
 from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset, LabelsDataset, QuestionsDataset
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
 from fsku_kedro.datasets.indices import BM25IndexDataset, FaissIndexDataset
+from fsku_kedro.datasets.mlflow_runs import MlflowRunsDataset
 from fsku_kedro.datasets.models import (
     E5EngineDataset,
     LoraAdapterDataset,
@@ -16,6 +17,7 @@ from fsku_kedro.datasets.models import (
     SentenceEmbedderDataset,
     TokenizerDataset,
 )
+from fsku_kedro.datasets.package_archive import PackageArchiveDataset
 from fsku_kedro.datasets.preference_pairs import HFDatasetDictDataset
 from fsku_kedro.datasets.response_store import ResponseStoreDataset
 from fsku_kedro.datasets.user_instructions import UserInstructionsDataset
@@ -30,8 +32,10 @@ __all__ = [
     "HFDatasetDictDataset",
     "LabelsDataset",
     "LoraAdapterDataset",
+    "MlflowRunsDataset",
     "ModelDirectoryDataset",
     "ModelPathDataset",
+    "PackageArchiveDataset",
     "PretrainedModelDataset",
     "QuantizedModelDataset",
     "QuantizedModelsDataset",

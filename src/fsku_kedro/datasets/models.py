@@ -74,6 +74,10 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
         self._trust_remote_code = trust_remote_code
         self.metadata = metadata
 
+    @property
+    def model_name(self) -> str:
+        return self._name
+
     def load(self) -> ModelBundle:
         return loading.materialise_pretrained(self._source, self._name, self._cache_dir, self._keep_layers,
                                               self._dtype, self._trust_remote_code, self._layer_selection,

@@ -84,6 +84,7 @@ def _common_arguments(settings: DistillationSettings, output_dir: Path) -> dict[
         "save_only_model": False,
         "disable_tqdm": False,
         "remove_unused_columns": False,
+        "include_num_input_tokens_seen": "non_padding",  # for the training tokens/s of the run
         "use_cpu": not torch.cuda.is_available(),
         # TRL turns bf16 on by default, which on CPU means bf16 autocast: off unless a GPU supports it.
         "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),

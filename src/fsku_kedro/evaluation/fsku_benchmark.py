@@ -18,6 +18,14 @@ QUESTION_COLUMNS = ["ID", "Question"]
 LABEL_COLUMNS = ["ID", "question_type", "answer", "keywords", "domain"]
 
 
+def mc_id(position: int) -> str:
+    return f"FSKU_MC_{position:04d}"
+
+
+def descriptive_id(position: int) -> str:
+    return f"FSKU_DESC_{position:03d}"
+
+
 def _slice(frame: pd.DataFrame, limit: int | None, seed: int, salt: str) -> pd.DataFrame:
     if limit is None or limit >= len(frame):
         return frame
@@ -35,9 +43,9 @@ def benchmark_tables(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd
         )
     seed = settings.seed
     mc = mc.assign(Answer=mc_answers["Answer"].to_numpy()).reset_index(drop=True)
-    mc = mc.assign(ID=[f"FSKU_MC_{i:04d}" for i in range(len(mc))])
+    mc = mc.assign(ID=[mc_id(i) for i in range(len(mc))])
     descriptive = descriptive.reset_index(drop=True)
-    descriptive = descriptive.assign(ID=[f"FSKU_DESC_{i:03d}" for i in range(len(descriptive))])
+    descriptive = descriptive.assign(ID=[descriptive_id(i) for i in range(len(descriptive))])
     mc = _slice(mc, settings.mc_limit, seed, "fsku_mc")
     descriptive = _slice(descriptive, settings.descriptive_limit, seed, "fsku_descriptive")
     questions = pd.concat([mc[QUESTION_COLUMNS], descriptive[QUESTION_COLUMNS]], ignore_index=True)

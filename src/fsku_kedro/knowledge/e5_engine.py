@@ -61,6 +61,7 @@ class E5Engine(Embedder):
     name: str
     batch_size: int = 32
     threads: int | None = None
+    reference: dict | None = None  # the installed distribution and pinned files it was loaded from
     _lib: ctypes.CDLL = field(init=False, repr=False)
     _handle: int = field(init=False, repr=False)
 

@@ -209,7 +209,8 @@ def load_e5_engine(distribution: str, files: dict[str, dict[str, str]], name: st
 
     paths = {role: verified(distribution_file(distribution, spec["file"]), spec["sha256"])
              for role, spec in files.items()}
-    return E5Engine(engine=paths["engine"], model=paths["model"], name=name, batch_size=batch_size, threads=threads)
+    return E5Engine(engine=paths["engine"], model=paths["model"], name=name, batch_size=batch_size, threads=threads,
+                    reference={"distribution": distribution, "files": files})
 
 
 def load_reranker(kind: str, source: str | None, prompt_file: str | None, trust_remote_code: bool = False) -> Any:

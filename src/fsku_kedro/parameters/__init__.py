@@ -21,6 +21,7 @@ from fsku_kedro.parameters.generation import GeneratorSettings
 from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.parameters.knowledge_base import KnowledgeBaseSettings
 from fsku_kedro.parameters.model_dirs import ModelDirSettings
+from fsku_kedro.parameters.package import PackageSettings
 from fsku_kedro.parameters.response_generation import ResponseGenerationSettings
 from fsku_kedro.parameters.retrieval import RetrievalSettings
 from fsku_kedro.parameters.sources import ParameterSources
@@ -34,6 +35,7 @@ ROOTS: dict[str, type[Settings]] = {
     "distillation": DistillationSettings,
     "compression": CompressionSettings,
     "inference": InferenceSettings,
+    "package": PackageSettings,
     "model_dirs": ModelDirSettings,
 }
 

@@ -48,6 +48,9 @@ class CalibrationSettings(Settings):
 
 
 class CompressionReportSettings(Settings):
+    # sizes: size on disk and held-out perplexity of every variant; full: also peak memory at load,
+    # generation tokens/s and the FSKU validation score (minutes more on a CPU)
+    level: Literal["sizes", "full"] = "sizes"
     max_tokens: PositiveInt = 256  # per held-out chunk, for perplexity
     speed_prompts: PositiveInt = 4
     batch_size: PositiveInt = 8  # choice scoring
@@ -55,7 +58,8 @@ class CompressionReportSettings(Settings):
 
 
 class CompressionSettings(Settings):
-    methods: list[QuantizationMethod] = Field(default_factory=lambda: list(QUANTIZATION_METHODS), min_length=1)
+    # The served variant only, by default; list more to compare them in the report.
+    methods: list[QuantizationMethod] = Field(default_factory=lambda: ["gptq"], min_length=1)
     serve_method: QuantizationMethod = "gptq"  # the variant saved as compressed_student (the inference default)
     trust_remote_code: bool = False
     gptq: GPTQSettings = GPTQSettings()

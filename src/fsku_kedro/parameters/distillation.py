@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings
@@ -95,9 +95,29 @@ class ValidationSettings(Settings):
     generation: GenerationSettings = GenerationSettings(batch_size=8, max_new_tokens=64)  # descriptive answers
 
 
+DEFAULT_SCHEDULE = ("seqkd", "distillm_v2")  # an SFT warm-up on the teacher's responses, then DistiLLM-2
+
+
+class RoundSettings(Settings):
+    """One round of the schedule: its loss, and what it changes in the loss settings and the trainer's
+    arguments for that round only (keys of distillation.distillm, .dpo, .orpo and .training)."""
+
+    loss: Method
+    distillm: dict[str, Any] = Field(default_factory=dict)
+    dpo: dict[str, Any] = Field(default_factory=dict)
+    orpo: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
 class DistillationSettings(Settings):
-    rounds: PositiveInt = 2  # Distill-M 2 iterations; each is a stage with its own artefacts
-    loss: Method = "distillm_v2"
+    """Distillation rounds and how each trains. The rounds are ``schedule``, one entry per round;
+    ``loss`` (the same loss every round) with ``rounds``, or ``rounds`` alone (an SFT warm-up, then
+    DistiLLM-2), are shorter ways to write it. After validation ``schedule`` always holds the rounds,
+    ``rounds`` their number and ``loss`` is None."""
+
+    schedule: list[RoundSettings] | None = None
+    rounds: PositiveInt | None = None
+    loss: Method | None = None
     keep_base_if_better: bool = True  # the score check may keep the undistilled student
     checkpoint_dir: str = "data/06_models/distillation/checkpoints"
     qlora: bool = False  # 4-bit base (bitsandbytes); CUDA only
@@ -109,8 +129,53 @@ class DistillationSettings(Settings):
     training: TrainingSettings = TrainingSettings()
     validation: ValidationSettings = ValidationSettings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_schedule(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        schedule, loss, rounds = data.get("schedule"), data.get("loss"), data.get("rounds")
+        if schedule is not None:
+            if loss is not None:
+                raise ValueError("set either loss (the same loss every round) or schedule (one entry per round), "
+                                 "not both")
+            if not isinstance(schedule, list) or not schedule:
+                raise ValueError("schedule must be a non-empty list of rounds, such as [{loss: seqkd}, {loss: kd}]")
+            if rounds is not None and rounds != len(schedule):
+                raise ValueError(f"rounds is {rounds} but schedule has {len(schedule)} entries; the schedule sets the "
+                                 "number of rounds, so leave rounds out or make them agree")
+        elif loss is not None:
+            schedule = [{"loss": loss}] * (rounds if isinstance(rounds, int) and rounds > 0 else len(DEFAULT_SCHEDULE))
+        else:
+            count = rounds if isinstance(rounds, int) and rounds > 0 else len(DEFAULT_SCHEDULE)
+            schedule = [{"loss": DEFAULT_SCHEDULE[min(i, len(DEFAULT_SCHEDULE) - 1)]} for i in range(count)]
+        return {**data, "schedule": schedule, "rounds": len(schedule), "loss": None}
+
     @model_validator(mode="after")
-    def _launcher_config_given(self) -> DistillationSettings:
+    def _rounds_are_valid(self) -> DistillationSettings:
         if self.launcher.type == "accelerate" and not self.launcher.config_file:
             raise ValueError("launcher.type accelerate needs launcher.config_file (conf/accelerate/...)")
+        for number in range(1, len(self.schedule) + 1):
+            try:
+                self.for_round(number)
+            except ValidationError as error:
+                problem = error.errors()[0]
+                where = ".".join(str(part) for part in problem["loc"])
+                raise ValueError(f"schedule entry {number}: {where}: {problem['msg']}") from error
         return self
+
+    def for_round(self, number: int) -> DistillationSettings:
+        """These settings as round ``number`` (from 1) trains: its loss alone in the schedule, and its
+        overrides applied to the loss settings and the trainer's arguments."""
+        entry = self.schedule[number - 1]
+        blocks = {
+            "distillm": DistillMSettings.model_validate({**self.distillm.model_dump(), **entry.distillm}),
+            "dpo": DPOSettings.model_validate({**self.dpo.as_kwargs(), **entry.dpo}),
+            "orpo": ORPOSettings.model_validate({**self.orpo.as_kwargs(), **entry.orpo}),
+            "training": TrainingSettings.model_validate({**self.training.as_kwargs(), **entry.training}),
+        }
+        return self.model_copy(update={**blocks, "schedule": [entry], "rounds": 1})
+
+    @property
+    def losses(self) -> list[str]:
+        return [entry.loss for entry in self.schedule]

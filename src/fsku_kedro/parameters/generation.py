@@ -46,7 +46,7 @@ class RoleGenerationSettings(GenerationSettings):
     """Generation of teacher or student responses over the prompt set (resumable, shardable)."""
 
     batch_size: PositiveInt = 16
-    max_new_tokens: PositiveInt = 96
+    max_new_tokens: PositiveInt = 64
     cache_implementation: Literal["static", "dynamic", "offloaded", "offloaded_static"] | None = "static"
     batches_per_flush: PositiveInt = 1
     shard_index: NonNegativeInt = 0

@@ -39,8 +39,8 @@ class DebiasSettings(Settings):
 class BenchmarkSliceSettings(Settings):
     """A fixed seeded slice of the FSKU benchmark on CPU; None = every question."""
 
-    mc_limit: PositiveInt | None = 100
-    descriptive_limit: PositiveInt | None = 10
+    mc_limit: PositiveInt | None = 50
+    descriptive_limit: PositiveInt | None = 5
     seed: int = 0
 
 

@@ -145,8 +145,9 @@ def compression_report(
     embedder: Embedder,
     settings: CompressionSettings,
 ) -> tuple[pd.DataFrame, dict, plt.Figure]:
-    """Size on disk, peak memory at load, generation tokens/s, held-out perplexity and the FSKU
-    validation score of the unquantized model and of every variant."""
+    """Size on disk and held-out perplexity of the unquantized model and of every variant; with
+    ``report.level: full`` also peak memory at load (in a fresh process), generation tokens/s and the
+    FSKU validation score (NaN at level ``sizes``)."""
     report_settings = settings.report
     questions, labels = held_out_questions(sample_questions, sample_labels, sample_split)
     templates = read_templates(prompt_templates)
@@ -154,18 +155,22 @@ def compression_report(
     speed_texts = held_out[: report_settings.speed_prompts] or calibration_set["calibration"][:4]
     baseline = load_any_model(_source_directory(model_path), "float32", settings.trust_remote_code)
     rows = []
+    full = report_settings.level == "full"
+    nan = float("nan")
     for method, bundle in [("none", baseline), *quantized_students.items()]:
-        scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, report_settings.batch_size,
-                                    report_settings.generation)
+        scores = {}
+        if full:
+            scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, report_settings.batch_size,
+                                        report_settings.generation)
         rows.append({
             "method": method,
             "model": bundle.name,
             "size_mb": _directory_bytes(bundle.path) / 1e6,
-            "peak_load_mib": _peak_load_mib(bundle.path),
-            "tokens_per_s": _tokens_per_second(bundle, speed_texts, report_settings),
+            "peak_load_mib": _peak_load_mib(bundle.path) if full else nan,
+            "tokens_per_s": _tokens_per_second(bundle, speed_texts, report_settings) if full else nan,
             "perplexity": perplexity(bundle, held_out, report_settings.max_tokens),
-            "fsku_score": scores["fsku_score"],
-            "mc_accuracy": scores.get("mc_accuracy", float("nan")),
+            "fsku_score": scores.get("fsku_score", nan),
+            "mc_accuracy": scores.get("mc_accuracy", nan),
         })
         logger.info("compression report: %s", rows[-1])
     report = pd.DataFrame(rows)

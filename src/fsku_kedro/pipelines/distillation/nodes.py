@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
@@ -41,12 +42,14 @@ def train_student(
     settings: DistillationSettings,
     round_number: int = 1,
 ) -> tuple[LoraAdapter, dict[str, list[dict[str, float]]], pd.DataFrame]:
-    """Train a LoRA adapter on the pairs with the method named by ``settings.loss``.
+    """Train a LoRA adapter on the pairs with round ``round_number``'s entry of ``settings.schedule``
+    (its loss, and its overrides of the loss settings and trainer arguments).
 
     Checkpoints go to ``checkpoint_dir/round_<n>/<fingerprint>``; a restart with the same
     pairs, models and settings resumes from the newest one.
     """
-    method = settings.loss
+    settings = settings.for_round(round_number)
+    method = settings.losses[0]
     training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher"})
     run = run_fingerprint(
         method, training_settings, student_model.name, student_model.path, teacher_model.name,
@@ -62,12 +65,18 @@ def train_student(
         trained, log_history = train_round(method, student, teacher_model, pair_dataset, settings, output_dir)
         adapter = extract_adapter(trained)
     history: dict[str, list[dict[str, float]]] = {}
+    steps = max((int(r.get("step", 0)) for r in log_history), default=0)
+    seen = max((float(r.get("num_input_tokens_seen", 0)) for r in log_history), default=0.0)
+    runtime = next((float(r["train_runtime"]) for r in reversed(log_history) if "train_runtime" in r), 0.0)
+    history["summary.steps"] = [{"value": float(steps), "step": steps}]
+    if seen and runtime:
+        history["summary.tokens_per_second"] = [{"value": seen / runtime, "step": steps}]
     for record in log_history:
         step = int(record.get("step", 0))
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)):
                 history.setdefault(key.replace("/", "."), []).append({"value": float(value), "step": step})
-    return adapter, history, pd.DataFrame(log_history)
+    return adapter, history, pd.DataFrame(log_history).assign(method=method, round=round_number)
 
 
 def merge_student(student_model: ModelBundle, student_adapter: LoraAdapter, round_number: int = 1) -> ModelBundle:
@@ -87,6 +96,8 @@ def training_curves(training_log: pd.DataFrame) -> plt.Figure:
         ax.plot(rows["step"], rows[column], marker="o", markersize=2)
         ax.set_title(column)
         ax.set_xlabel("step")
+    if "method" in training_log.columns and len(training_log):
+        fig.suptitle(f"round {training_log['round'].iloc[0]}: {training_log['method'].iloc[0]}", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -138,3 +149,43 @@ def select_best_round(settings: DistillationSettings, *reports_and_students: Any
     table = pd.DataFrame([{"round": r, **report, "selected": r == best} for r, report in enumerate(reports)])
     logger.info("Selected round %d (%s): fsku_score %.4f", best, students[best].name, reports[best]["fsku_score"])
     return students[best], table
+
+
+COMPARISON_COLUMNS = ["run", "run_id", "started", "losses", "student", "rounds", "steps", "tokens_per_second",
+                      "token_kl", "teacher_response_nll", "fsku_score", "best_round_fsku_score"]
+
+
+def compare_distillation_runs(runs: pd.DataFrame, distillation_summary: pd.DataFrame) -> tuple[pd.DataFrame, plt.Figure]:
+    """One row per distillation run of the MLflow experiment (this one included): its loss schedule,
+    student, total optimizer steps, training tokens/s, and the last round's held-out token KL,
+    teacher-response NLL and FSKU score (with the best round's score)."""
+    rows = []
+    for run in runs.to_dict("records") if len(runs) else []:
+        losses = run.get("tags.losses")
+        if not isinstance(losses, str) or not losses:
+            continue
+        count = len(losses.split(","))
+        metric = lambda name: run.get(f"metrics.{name}", float("nan"))  # noqa: E731
+        per_round = [metric(f"round_{n}.validation_metrics.fsku_score") for n in range(1, count + 1)]
+        speeds = [metric(f"round_{n}.training_history.summary.tokens_per_second") for n in range(1, count + 1)]
+        rows.append({
+            "run": run.get("tags.mlflow.runName", ""), "run_id": run["run_id"], "started": run.get("start_time"),
+            "losses": losses.replace(",", "→"), "student": run.get("tags.student", ""), "rounds": count,
+            "steps": sum(metric(f"round_{n}.training_history.summary.steps") for n in range(1, count + 1)),
+            "tokens_per_second": float(np.nanmean(speeds)) if not np.all(np.isnan(speeds)) else float("nan"),
+            "token_kl": metric(f"round_{count}.validation_metrics.token_kl"),
+            "teacher_response_nll": metric(f"round_{count}.validation_metrics.teacher_response_nll"),
+            "fsku_score": per_round[-1], "best_round_fsku_score": float(np.nanmax(per_round)) if per_round else float("nan"),
+        })
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS).sort_values("started").reset_index(drop=True)
+    logger.info("Distillation runs compared: %d (this run's summary: %d rounds)", len(table), len(distillation_summary) - 1)
+    use_korean_font()
+    figure, axes = plt.subplots(1, 2, figsize=(10, 0.5 * max(len(table), 2) + 1.5))
+    labels = [f"{row.losses} ({row.run_id[:6]})" for row in table.itertuples(index=False)]
+    for axis, column, title in ((axes[0], "token_kl", "held-out token KL (last round)"),
+                                (axes[1], "fsku_score", "held-out FSKU score (last round)")):
+        axis.barh(labels, table[column])
+        axis.set_title(title, fontsize=9)
+        axis.invert_yaxis()
+    figure.tight_layout()
+    return table, figure

@@ -21,7 +21,14 @@ from kedro.pipeline import Pipeline, node, pipeline
 from fsku_kedro.parameters.distillation import DistillationSettings
 from fsku_kedro.pipelines.templates import generation_template, pairs_template
 
-from .nodes import merge_student, select_best_round, train_student, training_curves, validate_student
+from .nodes import (
+    compare_distillation_runs,
+    merge_student,
+    select_best_round,
+    train_student,
+    training_curves,
+    validate_student,
+)
 
 _rounds_for_run: int | None = None
 _built_with: int | None = None
@@ -151,7 +158,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["params:distillation", *reports, *students],
                 outputs=["distilled_student@model", "distillation_summary"],
                 name="select_best_round",
-            )
+            ),
+            node(
+                compare_distillation_runs,
+                inputs=["distillation_runs", "distillation_summary"],
+                outputs=["distillation_comparison", "distillation_comparison_plot"],
+                name="compare_distillation_runs",
+            ),
         ]
     )
     return pipeline(sum(stages[1:], stages[0]) + select, tags="distillation")

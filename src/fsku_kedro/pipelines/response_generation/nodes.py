@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from fsku_kedro.contracts import CompetitionQuestion, SyntheticQAPair, validate_records
+from fsku_kedro.evaluation.fsku_benchmark import descriptive_id, mc_id
 from fsku_kedro.generation.backends import GenerationBackend, make_backend
+from fsku_kedro.generation.decontamination import ContaminationIndex, EvaluationItem
 from fsku_kedro.generation.synthetic_qa import (
     ItemRejected,
     build_item,
@@ -29,7 +31,11 @@ from fsku_kedro.generation.synthetic_qa import (
 )
 from fsku_kedro.hashing import stable_hash, unit_hash
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.parameters.response_generation import PromptSetSettings, SyntheticQASettings
+from fsku_kedro.parameters.response_generation import (
+    DecontaminationSettings,
+    PromptSetSettings,
+    SyntheticQASettings,
+)
 from fsku_kedro.prompt_templates import read_templates
 
 logger = logging.getLogger(__name__)
@@ -38,6 +44,7 @@ PROMPT_SET_COLUMNS = ["prompt_id", "prompt", "source", "question_type", "referen
 
 
 SPLIT_COLUMNS = ["ID", "split"]
+REPORT_COLUMNS = ["source", "prompt_id", "prompt", "evaluation_set", "evaluation_id", "evaluation_text", "containment"]
 
 
 def prompt_id(prompt: str) -> str:
@@ -170,3 +177,48 @@ def build_prompt_set(
     if frame.empty:
         raise ValueError("the prompt set is empty: no synthetic item, sample question or user instruction")
     return frame[PROMPT_SET_COLUMNS], split
+
+
+def decontaminate(
+    prompt_set: pd.DataFrame,
+    sample_questions: list[CompetitionQuestion],
+    sample_split: pd.DataFrame,
+    test_questions: list[CompetitionQuestion],
+    fsku_benchmark_mc: pd.DataFrame,
+    fsku_benchmark_descriptive: pd.DataFrame,
+    settings: DecontaminationSettings,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """The prompt set without the prompts (synthetic items, sample questions, user instructions) that
+    repeat an evaluation question: the held-out sample questions, the competition's test questions
+    (but for the sample questions the prompt set trains on, when test.csv is the sample file itself)
+    and the FSKU benchmark when present. Each dropped prompt is reported with the question it repeats."""
+    held_out = set(sample_split.loc[sample_split["split"] == "held_out", "ID"].astype(str))
+    trained = {(q.ID, q.Question) for q in sample_questions if q.ID not in held_out}
+    items = [EvaluationItem("sample_held_out", q.ID, q.Question) for q in sample_questions if q.ID in held_out]
+    items += [EvaluationItem("test_questions", q.ID, q.Question) for q in test_questions
+              if (q.ID, q.Question) not in trained]
+    items += [EvaluationItem("fsku_benchmark", mc_id(i), text)
+              for i, text in enumerate(fsku_benchmark_mc.get("Question", pd.Series(dtype=str)).astype(str))]
+    items += [EvaluationItem("fsku_benchmark", descriptive_id(i), text)
+              for i, text in enumerate(fsku_benchmark_descriptive.get("Question", pd.Series(dtype=str)).astype(str))]
+    index = ContaminationIndex(items, settings.ngram, settings.min_containment, settings.min_shared)
+    rows, keep = [], []
+    for record in prompt_set.to_dict("records"):
+        found = index.match(record["prompt"])
+        keep.append(found is None)
+        if found is not None:
+            rows.append({"source": record["source"], "prompt_id": record["prompt_id"], "prompt": record["prompt"][:200],
+                         "evaluation_set": found.item.evaluation_set, "evaluation_id": found.item.item_id,
+                         "evaluation_text": found.item.text[:200], "containment": round(found.containment, 4)})
+    report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    clean = prompt_set[keep].reset_index(drop=True)
+    counts: Counter[str] = Counter({"checked": len(prompt_set), "dropped": len(report),
+                                    "evaluation_items": len(items)})
+    counts.update(f"dropped.{source}" for source in report["source"])
+    counts.update(f"matched.{name}" for name in report["evaluation_set"])
+    logger.info("Decontamination: %d of %d prompts dropped against %d evaluation questions: %s", len(report),
+                len(prompt_set), len(items), dict(counts))
+    if clean.empty:
+        raise ValueError("every prompt repeats an evaluation question; see the decontamination report")
+    metrics = {f"decontamination.{name}": {"value": float(value), "step": 0} for name, value in counts.items()}
+    return clean, report, metrics

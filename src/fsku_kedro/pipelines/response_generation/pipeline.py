@@ -1,4 +1,5 @@
-"""response_generation: chunks -> synthetic QA -> prompt set -> teacher and student responses -> pairs.
+"""response_generation: chunks -> synthetic QA -> prompt set (decontaminated) -> teacher and student responses
+-> pairs.
 
 Generation is one template pipeline instantiated under the namespaces ``teacher`` and
 ``student``, so both show as stages in kedro-viz and read their own parameters
@@ -9,7 +10,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from fsku_kedro.pipelines.templates import generation_template, pairs_template
 
-from .nodes import build_prompt_set, write_synthetic_qa
+from .nodes import build_prompt_set, decontaminate, write_synthetic_qa
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -30,8 +31,16 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "prompt_templates",
                     "params:response_generation.prompt_set",
                 ],
-                outputs=["prompt_set", "sample_split"],
+                outputs=["prompt_set_candidates", "sample_split"],
                 name="build_prompt_set",
+            ),
+            node(
+                decontaminate,
+                inputs=["prompt_set_candidates", "sample_questions", "sample_split", "test_questions",
+                        "fsku_benchmark_mc", "fsku_benchmark_descriptive",
+                        "params:response_generation.decontamination"],
+                outputs=["prompt_set", "decontamination_report", "decontamination_metrics"],
+                name="decontaminate",
             ),
         ]
     )

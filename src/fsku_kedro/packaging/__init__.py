@@ -1,0 +1,1 @@
+"""The competition package: everything that answers a test.csv offline, checked by its manifest."""
