@@ -17,6 +17,7 @@ from fsku_kedro.pipelines import distillation, response_generation
 from fsku_kedro.pipelines.distillation.nodes import select_best_round
 from tests.conftest import sample_set, settings_params
 from tests.distillation.conftest import training_parameters
+from tests.pipelines.test_knowledge_base import KeptDataset
 from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions
 
 
@@ -28,7 +29,7 @@ def test_rounds_shape_the_graph():
     one = distillation.create_pipeline(rounds=1)
     assert {n.name for n in one.nodes} == {
         "round_0.validate_student", "round_1.train_student", "round_1.plot_training_curves",
-        "round_1.merge_student", "round_1.validate_student", "select_best_round"}
+        "round_1.merge_student", "round_1.validate_student", "select_best_round", "compare_distillation_runs"}
     three = {n.name: n for n in distillation.create_pipeline(rounds=3).nodes}
     assert three["round_2.student.generate_responses"].inputs == [
         "prompt_set", "round_1.distilled_student", "round_2.student.response_store", "params:student.generation"]
@@ -80,6 +81,10 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         "sample_labels": sample_labels(),
         "user_instructions": no_user_data(),
         "synthetic_qa": pd.DataFrame(columns=["qa_id"]),
+        "test_questions": sample_questions(),
+        "fsku_benchmark_mc": pd.DataFrame(columns=["Question"]),
+        "fsku_benchmark_descriptive": pd.DataFrame(columns=["Question"]),
+        "distillation_runs": pd.DataFrame(),
         "embedder": tiny_embedder,
         **settings_params("response_generation", ResponseGenerationSettings(prompt_set=PROMPT_SET)),
         "params:teacher.generation": generation,
@@ -89,6 +94,7 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     for side in ("teacher", "student", "round_2.student"):
         catalog[f"{side}.response_store"] = ResponseStoreDataset(str(tmp_path / f"{side}.jsonl"))
+    catalog["distillation_summary"] = KeptDataset(copy_mode="assign")
     for n in (1, 2):  # intermediate models on disk, as in the project's catalog
         catalog[f"round_{n}.distilled_student"] = ModelDirectoryDataset(str(tmp_path / f"round_{n}"))
     generation_only = response_generation.create_pipeline().from_nodes("build_prompt_set")
@@ -104,7 +110,9 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         assert summary[column].notna().all(), column
     assert catalog.load("distilled_student@model").name == summary.loc[summary.selected, "model"].item()
     history = catalog.load("round_1.training_history")
-    assert [p["step"] for p in history["loss"]] == [1, 2] and "kl.chosen" in history
+    assert [p["step"] for p in history["loss"]] == [1, 2] and "kl.rejected" not in history, "round 1: the SFT warm-up"
+    assert "kl.rejected" in catalog.load("round_2.training_history"), "round 2: DistiLLM-2 uses the student's responses"
+    assert history["summary.steps"][0]["value"] == 2 and history["summary.tokens_per_second"][0]["value"] > 0
     metrics = catalog.load("round_2.validation_metrics")
     assert 0.0 <= metrics["fsku_score"]["value"] <= 1.0
     assert catalog.load("round_1.training_curves").axes, "training curves are plotted"

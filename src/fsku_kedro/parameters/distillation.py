@@ -135,6 +135,8 @@ class DistillationSettings(Settings):
         if not isinstance(data, dict):
             return data
         schedule, loss, rounds = data.get("schedule"), data.get("loss"), data.get("rounds")
+        if rounds is not None and (not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1):
+            return data  # the field's own check reports it
         if schedule is not None:
             if loss is not None:
                 raise ValueError("set either loss (the same loss every round) or schedule (one entry per round), "
@@ -145,9 +147,9 @@ class DistillationSettings(Settings):
                 raise ValueError(f"rounds is {rounds} but schedule has {len(schedule)} entries; the schedule sets the "
                                  "number of rounds, so leave rounds out or make them agree")
         elif loss is not None:
-            schedule = [{"loss": loss}] * (rounds if isinstance(rounds, int) and rounds > 0 else len(DEFAULT_SCHEDULE))
+            schedule = [{"loss": loss}] * (rounds or len(DEFAULT_SCHEDULE))
         else:
-            count = rounds if isinstance(rounds, int) and rounds > 0 else len(DEFAULT_SCHEDULE)
+            count = rounds or len(DEFAULT_SCHEDULE)
             schedule = [{"loss": DEFAULT_SCHEDULE[min(i, len(DEFAULT_SCHEDULE) - 1)]} for i in range(count)]
         return {**data, "schedule": schedule, "rounds": len(schedule), "loss": None}
 
