@@ -61,7 +61,10 @@ def context():
     session = KedroSession.create(project_path=ROOT, env=ENV)
     catalog = session.load_context().catalog
     if not catalog.exists("chunks"):
+        from kedro.framework.project import pipelines
+
         session.run(pipeline_names=["knowledge_base"])
+        pipelines.set_requested(None)  # the next context types every pipeline's parameters again
         session = KedroSession.create(project_path=ROOT, env=ENV)
         catalog = session.load_context().catalog
     mc = catalog.load("fsku_benchmark_mc")

@@ -7,6 +7,7 @@ project's own.
 
 import importlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -438,3 +439,68 @@ def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):
     import pandas as pd
 
     assert pd.read_csv(summaries[-1])["round"].tolist() == [0, 1]
+
+
+def test_the_package_replays_its_submission_offline_and_refuses_tampering(project_copy, tiny_llama_dir, tmp_path):
+    """Build the package after an inference run, unpack it into an empty folder and answer test.csv
+    there with the project's source out of reach and the hub offline: the same bytes as the packaged
+    submission; a changed or missing file is refused by name."""
+    from fsku_kedro.datasets.package_archive import unpack
+
+    data = project_copy / "data"
+    if not list(data.glob("05_model_input/faiss_index/*")):
+        assert _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test").returncode == 0
+    served = ("--params", f"model_dirs.inference={tiny_llama_dir}")
+    assert _kedro(project_copy, "run", "--pipeline", "inference", "--env", "test", *served).returncode == 0
+    built = _kedro(project_copy, "run", "--pipeline", "package", "--env", "test", *served)
+    assert built.returncode == 0, built.stderr[-3000:]
+    archive = next(data.glob("09_package/competition_package.zip/*/competition_package.zip"))
+    replay = unpack(archive, tmp_path / "unpacked")
+    manifest = json.loads((replay / "manifest.json").read_text(encoding="utf-8"))
+    assert {"answer.py", "submission.csv", "settings.json", "requirements.lock", "knowledge/chunks.parquet",
+            "model/config.json", "embedder/fsku_embedder.json"} <= set(manifest["files"])
+    assert any(name.startswith("wheel/fsku_kedro-") for name in manifest["files"])
+    assert manifest["git_commit"] and manifest["seconds_per_question"] > 0
+    assert {"chunks", "bm25_index", "faiss_index", "submission_rows"} <= set(manifest["input_versions"])
+    assert [check["name"] for check in manifest["limit_checks"]] == ["GPU memory", "time"]
+
+    test_csv = tmp_path / "test.csv"
+    shutil.copy(project_copy / "data/01_raw/sample/test.csv", test_csv)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    run = lambda: subprocess.run([sys.executable, "answer.py", str(test_csv), "--out", str(tmp_path / "out.csv"),  # noqa: E731
+                                  "--work", str(tmp_path / "work")], cwd=replay, env=env, capture_output=True,
+                                 text=True, timeout=600)
+    answered = run()
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    assert f"fsku_kedro from {replay / 'wheel'}" in answered.stderr, "the packaged wheel answers, not the checkout"
+    assert (tmp_path / "out.csv").read_bytes() == (replay / "submission.csv").read_bytes()
+
+    (replay / "prompts" / "inference_multiple_choice.txt").write_text("다른 프롬프트 $question", encoding="utf-8")
+    (replay / "knowledge" / "chunks.parquet").unlink()
+    refused = run()
+    assert refused.returncode == 3
+    assert "prompts/inference_multiple_choice.txt: changed" in refused.stderr
+    assert "knowledge/chunks.parquet: missing" in refused.stderr
+
+
+def test_a_model_missing_offline_stops_the_run_with_the_command_that_fetches_it(project_copy, monkeypatch):
+    from fsku_kedro.parameters import SettingsError
+
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    env = project_copy / "conf" / "missing_model"
+    shutil.copytree(project_copy / "conf" / "test", env, dirs_exist_ok=True)
+    catalog = yaml.safe_load((env / "catalog.yml").read_text())
+    catalog["teacher_model"] = {"type": "fsku_kedro.datasets.PretrainedModelDataset",
+                                "source": "fsku-test/no-such-model-7b", "name": "missing"}
+    (env / "catalog.yml").write_text(yaml.safe_dump(catalog))
+    before = _mlflow_runs(project_copy)
+    with KedroSession.create(project_path=project_copy, env="missing_model") as session:
+        with pytest.raises(SettingsError) as refusal:
+            session.run(pipeline_names=["response_generation"])
+    message = str(refusal.value)
+    assert message.startswith("models this run needs are not available offline")
+    assert ("teacher_model: fsku-test/no-such-model-7b is not in the Hugging Face cache; fetch it once while online "
+            "with: huggingface-cli download fsku-test/no-such-model-7b") in message
+    assert "student_model" not in message, "only the missing one is listed"
+    assert _mlflow_runs(project_copy) == before, "refused before the run started"

@@ -83,6 +83,47 @@ class InputVersionsHook:
         catalog["input_versions"] = MemoryDataset(input_versions(pipeline, catalog), copy_mode="assign")
 
 
+def _model_source_problem(dataset: Any) -> tuple[str, str] | None:
+    """(why a model dataset cannot load offline, how to fetch it), or None when it can."""
+    from fsku_kedro.datasets import E5EngineDataset
+    from fsku_kedro.models.sources import ModelSourceError, distribution_file, missing_source
+
+    if isinstance(dataset, E5EngineDataset):
+        for spec in dataset._files.values():
+            try:
+                distribution_file(dataset._distribution, spec["file"])
+            except ModelSourceError as error:
+                return str(error), "bash scripts/setup_env.sh"
+        return None
+    source = getattr(dataset, "_source", None) if type(dataset).__name__ in _MODEL_DATASETS else None
+    reason = missing_source(source) if source else None
+    if reason is None:
+        return None
+    if isinstance(source, str) and "/" in source and not source.startswith(("pkg://", ".", "/")):
+        return reason, f"huggingface-cli download {source}"
+    return reason, "the environment's set-up command (see README)"
+
+
+_MODEL_DATASETS = ("PretrainedModelDataset", "TokenizerDataset", "SentenceEmbedderDataset", "RerankerDataset")
+
+
+class ModelPreflightHook:
+    """Before the first node, checks that every model the run will load is available offline, and
+    refuses the run with one message listing each missing model and the command that fetches it."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        problems = []
+        for name in sorted(pipeline.inputs()):
+            if name.startswith("params:") or name == "input_versions":
+                continue
+            found = _model_source_problem(catalog.get(name))
+            if found:
+                problems.append(f"{name}: {found[0]}; fetch it once while online with: {found[1]}")
+        if problems:
+            raise SettingsError("models this run needs are not available offline:\n- " + "\n- ".join(problems))
+
+
 class ModelLocationHook:
     """Tags the MLflow run with where each saved model directory and adapter version lives,
     so a run in the MLflow UI points at the weights it produced."""
@@ -147,7 +188,9 @@ class ProjectMlflowHook(MlflowHook):
         if losses is not None:
             tags |= {"losses": ",".join(losses), "student": student or "",
                      **{f"round_{n}.loss": loss for n, loss in enumerate(losses, start=1)}}
-        tags |= {f"input_version.{name}": version for name, version in input_versions(pipeline, catalog).items()}
+        # MLflow keys take no "@": a transcoded name is written with ":" (compressed_student:path).
+        tags |= {f"input_version.{name.replace('@', ':')}": version
+                 for name, version in input_versions(pipeline, catalog).items()}
         mlflow.set_tags(tags)
 
     @hook_impl

@@ -4,7 +4,13 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from fsku_kedro.hooks import InputVersionsHook, ModelLocationHook, ProjectMlflowHook, SettingsHook
+from fsku_kedro.hooks import (
+    InputVersionsHook,
+    ModelLocationHook,
+    ModelPreflightHook,
+    ProjectMlflowHook,
+    SettingsHook,
+)
 from fsku_kedro.log_setup import install_log_filters
 
 # Offline by default: nothing is fetched from a model hub and no telemetry is sent.
@@ -30,6 +36,6 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-HOOKS = (SettingsHook(), InputVersionsHook(), ModelLocationHook(), ProjectMlflowHook())
+HOOKS = (SettingsHook(), ModelPreflightHook(), InputVersionsHook(), ModelLocationHook(), ProjectMlflowHook())
 # kedro-mlflow's own hook is replaced by ProjectMlflowHook, which extends it.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)

@@ -145,3 +145,29 @@ def _forget_gguf_origin(model: Any) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+
+
+def missing_source(source: Any) -> str | None:
+    """Why ``source`` cannot be loaded offline here (None when it can): a package, a part or a local
+    path that is absent, or a model id with no copy in the Hugging Face cache. Nothing is loaded."""
+    if isinstance(source, Mapping):
+        spec = source.get("assemble", {})
+        for n in range(1, int(spec.get("parts", 0)) + 1):
+            try:
+                distribution_file(spec["distribution"].format(n=n), spec["file"].format(n=n))
+            except ModelSourceError as error:
+                return str(error)
+        return None
+    if source.startswith(PACKAGE_SCHEME):
+        try:
+            resolve_source(source)
+        except ModelSourceError as error:
+            return str(error)
+        return None
+    path = Path(source)
+    if path.exists() or source.startswith((".", "/")) or path.suffix == ".gguf":
+        return None if path.exists() else f"{source} does not exist"
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, "config.json") or try_to_load_from_cache(source, "tokenizer_config.json")
+    return None if isinstance(found, str) else f"{source} is not in the Hugging Face cache"
