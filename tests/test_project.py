@@ -501,6 +501,6 @@ def test_a_model_missing_offline_stops_the_run_with_the_command_that_fetches_it(
     message = str(refusal.value)
     assert message.startswith("models this run needs are not available offline")
     assert ("teacher_model: fsku-test/no-such-model-7b is not in the Hugging Face cache; fetch it once while online "
-            "with: huggingface-cli download fsku-test/no-such-model-7b") in message
+            "with: hf download fsku-test/no-such-model-7b") in message
     assert "student_model" not in message, "only the missing one is listed"
     assert _mlflow_runs(project_copy) == before, "refused before the run started"

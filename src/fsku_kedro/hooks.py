@@ -100,7 +100,7 @@ def _model_source_problem(dataset: Any) -> tuple[str, str] | None:
     if reason is None:
         return None
     if isinstance(source, str) and "/" in source and not source.startswith(("pkg://", ".", "/")):
-        return reason, f"huggingface-cli download {source}"
+        return reason, f"hf download {source}"
     return reason, "the environment's set-up command (see README)"
 
 
@@ -109,7 +109,8 @@ _MODEL_DATASETS = ("PretrainedModelDataset", "TokenizerDataset", "SentenceEmbedd
 
 class ModelPreflightHook:
     """Before the first node, checks that every model the run will load is available offline, and
-    refuses the run with one message listing each missing model and the command that fetches it."""
+    refuses the run with one message listing each missing model and the command that fetches it;
+    then that an ``accelerate launch`` of the distillation can run (``launch_problems``)."""
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -122,6 +123,12 @@ class ModelPreflightHook:
                 problems.append(f"{name}: {found[0]}; fetch it once while online with: {found[1]}")
         if problems:
             raise SettingsError("models this run needs are not available offline:\n- " + "\n- ".join(problems))
+        if "params:distillation" in pipeline.inputs():
+            from fsku_kedro.distillation.launch import launch_problems
+
+            problems = launch_problems(catalog.load("params:distillation"))
+            if problems:
+                raise SettingsError("accelerate launch cannot run these settings:\n- " + "\n- ".join(problems))
 
 
 class ModelLocationHook:

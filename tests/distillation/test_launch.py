@@ -10,7 +10,12 @@ from datasets import Dataset, DatasetDict
 
 from fsku_kedro.datasets import ModelDirectoryDataset
 from fsku_kedro.distillation.launch import launch_command
-from fsku_kedro.parameters.distillation import LauncherSettings
+from fsku_kedro.parameters.distillation import (
+    DistillationSettings,
+    LauncherSettings,
+    LoraSettings,
+    TrainingSettings,
+)
 from fsku_kedro.pipelines.distillation.nodes import train_student
 from tests.conftest import PROJECT_ROOT
 from tests.distillation.conftest import pair_rows, training_parameters
@@ -61,3 +66,63 @@ def test_launched_training_matches_in_process_and_logs_to_the_run(teacher, stude
     assert [m.step for m in live] == [1, 2], "rank 0 logged each step into the Kedro run"
     with pytest.raises(ValueError, match="type"):
         LauncherSettings(type="slurm")
+
+
+def _launcher(tmp_path, **config) -> LauncherSettings:
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(yaml.safe_dump({"compute_environment": "LOCAL_MACHINE", "num_processes": 2,
+                                    "mixed_precision": "bf16", **config}))
+    return LauncherSettings(type="accelerate", config_file=str(path))
+
+
+def test_the_shipped_configs_pass_on_eight_gpus_and_are_refused_without_them():
+    from fsku_kedro.distillation.launch import launch_problems
+
+    for config in ("conf/accelerate/fsdp.yaml", "conf/accelerate/deepspeed_zero3.yaml"):
+        settings = DistillationSettings(launcher=LauncherSettings(type="accelerate",
+                                                                  config_file=str(PROJECT_ROOT / config)))
+        problems = launch_problems(settings, device_count=0)
+        assert any("8 processes need as many CUDA GPUs; 0 visible" in p for p in problems), problems
+    fsdp = DistillationSettings(launcher=LauncherSettings(type="accelerate",
+                                                          config_file=str(PROJECT_ROOT / "conf/accelerate/fsdp.yaml")))
+    assert launch_problems(fsdp, device_count=8) == []
+    assert launch_problems(DistillationSettings(), device_count=0) == [], "in-process training is not checked"
+
+
+def test_combinations_the_launcher_cannot_run_are_refused(tmp_path):
+    from fsku_kedro.distillation.launch import launch_problems
+
+    def problems(config, **settings):
+        launcher = _launcher(tmp_path, **config)
+        return launch_problems(DistillationSettings(launcher=launcher, **settings), device_count=8)
+
+    zero3 = {"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 3, "gradient_accumulation_steps": 4}}
+    found = problems(zero3, lora=LoraSettings(target_modules=["q_proj", "lm_head"]), qlora=True)
+    assert any(p.startswith(f"{tmp_path / 'accelerate.yaml'}: DeepSpeed is not installed") for p in found)
+    assert any("trains the LM head" in p for p in found)
+    assert any("ZeRO-3 cannot partition it" in p for p in found)
+    assert any("gradient_accumulation_steps 4 differs" in p for p in found)
+    # The same LoRA under DPO alone reads no heads in the chunked loss: only the other problems remain.
+    dpo = problems(zero3, loss="dpo", lora=LoraSettings(target_modules=["q_proj", "lm_head"]))
+    assert not any("trains the LM head" in p for p in dpo)
+
+    fsdp1 = problems({"distributed_type": "FSDP", "fsdp_config": {"fsdp_version": 1}}, qlora=True,
+                     training=TrainingSettings(bf16=False))
+    assert any("fsdp_version 1" in p for p in fsdp1)
+    assert any("FSDP cannot shard it" in p for p in fsdp1)
+    assert any("mixed_precision bf16 while distillation.training.bf16 is false" in p for p in fsdp1)
+
+    missing = LauncherSettings(type="accelerate", config_file=str(tmp_path / "nope.yaml"))
+    assert launch_problems(DistillationSettings(launcher=missing)) == [
+        f"distillation.launcher.config_file: {tmp_path / 'nope.yaml'} does not exist"]
+
+
+def test_a_refused_launch_stops_the_node_before_it_writes_anything(teacher, student, tmp_path):
+    from fsku_kedro.errors import UserInputError
+
+    launcher = _launcher(tmp_path, distributed_type="FSDP", fsdp_config={"fsdp_version": 1})
+    settings = training_parameters().model_copy(update={"launcher": launcher,
+                                                        "checkpoint_dir": str(tmp_path / "checkpoints")})
+    with pytest.raises(UserInputError, match="fsdp_version 1"):
+        train_student(DatasetDict({"train": Dataset.from_list(pair_rows(2))}), teacher, student, settings)
+    assert not (tmp_path / "checkpoints").exists()

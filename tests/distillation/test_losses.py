@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from fsku_kedro.distillation.losses import (
-    LOSS_TYPES,
     distillation_loss,
     reference_distillation_loss,
     token_divergence,
 )
+from fsku_kedro.parameters.distillation import LOSS_TYPES
 
 PAIRS, STEPS, HS, HT, VOCAB = 3, 9, 16, 24, 70
 

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 TEMPLATES = {
     ("multiple_choice", True): "inference_multiple_choice",
     ("descriptive", True): "inference_descriptive",
-    ("multiple_choice", False): "answer_multiple_choice",
+    ("multiple_choice", False): "closed_book_multiple_choice",  # number only: the answer is scored, not written
     ("descriptive", False): "answer_descriptive",
 }
 

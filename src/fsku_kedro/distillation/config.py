@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from fsku_kedro.distillation.losses import LOSS_TYPES
+from fsku_kedro.parameters.distillation import LOSS_TYPES
 
 
 @dataclass

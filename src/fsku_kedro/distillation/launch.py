@@ -12,6 +12,7 @@ MLflow callback on rank 0 logs the live step metrics into that same run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -21,7 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fsku_kedro.parameters.distillation import DistillationSettings, LauncherSettings, TrainingSettings
+from fsku_kedro.errors import UserInputError
+from fsku_kedro.parameters.distillation import (
+    LOSS_TYPES,
+    DistillationSettings,
+    LauncherSettings,
+    TrainingSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +46,78 @@ def launch_command(launcher: LauncherSettings, spec_file: Path) -> list[str]:
     return [*command, "-m", "fsku_kedro.distillation.launch", "--spec", str(spec_file)]
 
 
+def launch_problems(settings: DistillationSettings, device_count: int | None = None) -> list[str]:
+    """What in ``distillation.launcher`` and its accelerate config file cannot run; empty when all can.
+
+    Checked before the first node (``ModelPreflightHook``) and again before launching.
+    """
+    import yaml
+
+    launcher = settings.launcher
+    if launcher.type != "accelerate":
+        return []
+    path = Path(launcher.config_file)
+    if not path.is_file():
+        return [f"distillation.launcher.config_file: {path} does not exist"]
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        return [f"{path}: not valid YAML ({error})"]
+    problems = []
+    kind = config.get("distributed_type", "NO")
+    processes = launcher.num_processes or int(config.get("num_processes") or 1)
+    if not config.get("use_cpu", False):
+        if device_count is None:
+            import torch
+
+            device_count = torch.cuda.device_count()
+        if processes > device_count:
+            problems.append(f"{path}: {processes} processes need as many CUDA GPUs; {device_count} visible "
+                            "(set distillation.launcher.num_processes, or use_cpu: true in the file)")
+    reads_heads = any(loss in LOSS_TYPES for loss in settings.losses)
+    head_trained = isinstance(settings.lora.target_modules, list) and bool(
+        {"lm_head", "embed_tokens"} & set(settings.lora.target_modules)
+    )
+    if kind == "DEEPSPEED":
+        zero = config.get("deepspeed_config") or {}
+        if importlib.util.find_spec("deepspeed") is None:
+            problems.append(f"{path}: DeepSpeed is not installed (pip install deepspeed), or choose "
+                            "conf/accelerate/fsdp.yaml")
+        if zero.get("zero_stage") == 3:
+            if reads_heads and head_trained:
+                problems.append("distillation.lora.target_modules trains the LM head or embeddings, which ZeRO-3 "
+                                "partitions: the chunked distillation loss cannot return their gradient; drop "
+                                "lm_head/embed_tokens or use conf/accelerate/fsdp.yaml")
+            if settings.qlora:
+                problems.append("distillation.qlora loads the 4-bit student whole on each GPU; ZeRO-3 cannot "
+                                "partition it: set qlora: false or use one process")
+        steps = zero.get("gradient_accumulation_steps")
+        if steps not in (None, "auto") and int(steps) != settings.training.gradient_accumulation_steps:
+            problems.append(f"{path}: gradient_accumulation_steps {steps} differs from "
+                            f"distillation.training.gradient_accumulation_steps "
+                            f"{settings.training.gradient_accumulation_steps}; make them equal (or write auto)")
+    elif kind == "FSDP":
+        version = int((config.get("fsdp_config") or {}).get("fsdp_version", 1))
+        if version != 2 and reads_heads:
+            problems.append(f"{path}: fsdp_version {version}; the chunked distillation loss reads the LM heads "
+                            "as FSDP2 leaves them after the forward: set fsdp_version: 2")
+        if settings.qlora:
+            problems.append("distillation.qlora loads the 4-bit student whole on each GPU; FSDP cannot shard "
+                            "it: set qlora: false or use one process")
+    if config.get("mixed_precision") == "bf16" and settings.training.bf16 is False:
+        problems.append(f"{path}: mixed_precision bf16 while distillation.training.bf16 is false; make them agree")
+    return problems
+
+
 def run_launched(
     method: str, student: Any, teacher: Any, pairs: Any, settings: DistillationSettings, output_dir: Path,
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Train in ``accelerate launch`` processes; returns (LoraAdapter, log history) from rank 0's files."""
     from fsku_kedro.distillation.merging import load_adapter
 
+    problems = launch_problems(settings)
+    if problems:
+        raise UserInputError("accelerate launch cannot run these settings:\n- " + "\n- ".join(problems))
     for role, bundle in (("student", student), ("teacher", teacher)):
         if not bundle.path or not Path(bundle.path).is_dir():
             raise ValueError(f"accelerate launch needs the {role} as a model directory; {bundle.name} has none")

@@ -40,8 +40,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fsku_kedro.parameters.distillation import LOSS_TYPES
-
 # loss type -> (divergence on chosen tokens, divergence on rejected tokens or None)
 _DIVERGENCES: dict[str, tuple[str, str | None]] = {
     "distillm_v2": ("skl", "srkl"),
@@ -70,7 +68,7 @@ def needs_teacher(loss_type: str) -> bool:
 
 def _divergences(loss_type: str) -> tuple[str, str | None]:
     if loss_type not in _DIVERGENCES:
-        raise ValueError(f"unknown distillation loss type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}")
+        raise ValueError(f"unknown distillation loss type {loss_type!r}; expected one of {', '.join(_DIVERGENCES)}")
     return _DIVERGENCES[loss_type]
 
 

@@ -9,13 +9,14 @@ distributions instead of reference log-probabilities.
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from typing import Any
 
 import torch
-from peft import PeftModel
 from trl import DPOTrainer
 
 from fsku_kedro.distillation.config import DistillationConfig
+from fsku_kedro.distillation.heads import final_hidden_states, head_rows, head_weight
 from fsku_kedro.distillation.losses import distillation_loss, needs_teacher, sequence_log_prob_gap
 from fsku_kedro.distillation.schedules import AdaptiveAlpha, gradual_beta
 
@@ -48,19 +49,6 @@ def shared_vocabulary(teacher_tokenizer: Any, student_tokenizer: Any, teacher_ro
     return vocab
 
 
-def causal_lm(model: Any) -> Any:
-    """The bare causal LM inside trainer/PEFT wrappers (PEFT layers stay active)."""
-    model = getattr(model, "module", model)
-    return model.get_base_model() if isinstance(model, PeftModel) else model
-
-
-def final_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The decoder's last hidden states, without projecting them through the LM head."""
-    lm = causal_lm(model)
-    backbone = getattr(lm, lm.base_model_prefix)
-    return backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-
-
 class DistillationTrainer(DPOTrainer):
     """Contrastive distillation (DistiLLM-2 and the token-level baselines) over preference pairs.
 
@@ -82,8 +70,8 @@ class DistillationTrainer(DPOTrainer):
         self.vocab_size = shared_vocabulary(
             teacher_tokenizer,
             processing_class,
-            ref_model.get_output_embeddings().weight.shape[0],
-            causal_lm(model).get_output_embeddings().weight.shape[0],
+            head_rows(ref_model),
+            head_rows(model),
         )
         callbacks = list(kwargs.pop("callbacks", None) or [])
         if args.adaptive_alpha and args.distillation_loss == "distillm_v2":
@@ -99,11 +87,8 @@ class DistillationTrainer(DPOTrainer):
                 return callback
         return None
 
-    def _teacher_head(self) -> torch.Tensor:
-        return causal_lm(self.ref_model).get_output_embeddings().weight
-
     def _alphas(
-        self, student_hidden, teacher_hidden, labels, mask
+        self, student_hidden, student_head, teacher_hidden, teacher_head, labels, mask
     ) -> tuple[float | torch.Tensor, float | torch.Tensor]:
         """Per-pair alphas under the adaptive schedule, else the configured constants."""
         args: DistillationConfig = self.args
@@ -113,9 +98,9 @@ class DistillationTrainer(DPOTrainer):
         with torch.no_grad():  # a first pass for the sentence-level log-probabilities
             probe = distillation_loss(
                 student_hidden.detach(),
-                causal_lm(self.model).get_output_embeddings().weight.detach(),
+                student_head.detach(),
                 teacher_hidden,
-                self._teacher_head(),
+                teacher_head,
                 labels,
                 mask,
                 loss_type="kd",
@@ -138,25 +123,30 @@ class DistillationTrainer(DPOTrainer):
         if needs_teacher(args.distillation_loss):
             with torch.no_grad():
                 teacher_hidden = final_hidden_states(self.ref_model, input_ids, attention_mask)[:, :-1]
-        alpha_teacher, alpha_student = args.alpha_teacher, args.alpha_student
-        if args.distillation_loss == "distillm_v2":
-            alpha_teacher, alpha_student = self._alphas(student_hidden, teacher_hidden, labels, mask)
         beta = gradual_beta(self.state.global_step, args.beta, args.beta_start, args.beta_warmup_steps)
-        out = distillation_loss(
-            student_hidden,
-            causal_lm(model).get_output_embeddings().weight,
-            teacher_hidden,
-            self._teacher_head() if teacher_hidden is not None else None,
-            labels,
-            mask,
-            loss_type=args.distillation_loss,
-            alpha_teacher=alpha_teacher,
-            alpha_student=alpha_student,
-            beta=beta,
-            jsd_lambda=args.jsd_lambda,
-            vocab_size=self.vocab_size,
-            chunk_size=args.loss_chunk_size,
-        )
+        with ExitStack() as heads:
+            student_head = heads.enter_context(head_weight(model))
+            teacher_head = heads.enter_context(head_weight(self.ref_model)) if teacher_hidden is not None else None
+            alpha_teacher, alpha_student = args.alpha_teacher, args.alpha_student
+            if args.distillation_loss == "distillm_v2":
+                alpha_teacher, alpha_student = self._alphas(
+                    student_hidden, student_head, teacher_hidden, teacher_head, labels, mask
+                )
+            out = distillation_loss(
+                student_hidden,
+                student_head,
+                teacher_hidden,
+                teacher_head,
+                labels,
+                mask,
+                loss_type=args.distillation_loss,
+                alpha_teacher=alpha_teacher,
+                alpha_student=alpha_student,
+                beta=beta,
+                jsd_lambda=args.jsd_lambda,
+                vocab_size=self.vocab_size,
+                chunk_size=args.loss_chunk_size,
+            )
         self._record(mode, out, alpha_teacher, alpha_student, beta)
         if return_outputs:
             return out.loss, {"chosen_divergence": out.chosen_divergence}

@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from fsku_kedro.distillation.heads import final_hidden_states, head_rows
 from fsku_kedro.distillation.losses import token_log_probs
-from fsku_kedro.distillation.trainer import final_hidden_states, shared_vocabulary
+from fsku_kedro.distillation.trainer import shared_vocabulary
 from fsku_kedro.models.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ def teacher_agreement(
     vocab = shared_vocabulary(
         teacher.tokenizer,
         student.tokenizer,
-        teacher.model.get_output_embeddings().weight.shape[0],
-        student.model.get_output_embeddings().weight.shape[0],
+        head_rows(teacher.model),
+        head_rows(student.model),
     )
     rows = [tokenise_response(student.tokenizer, r["prompt"], r["chosen"], max_length) for r in pairs]
     pad = student.tokenizer.pad_token_id if student.tokenizer.pad_token_id is not None else 0

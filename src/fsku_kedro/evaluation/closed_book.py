@@ -37,7 +37,7 @@ def fsku_validation(
     rows: list[dict[str, Any]] = []
     choices = score_choices(
         student,
-        [chat(q, "answer_multiple_choice") for q in mc],
+        [chat(q, "closed_book_multiple_choice") for q in mc],
         [len(q.choices or {}) for q in mc],
         batch_size=batch_size,
     )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tqdm.auto import tqdm
 
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.parameters.generation import BackendSettings, SamplingSettings
+
+if TYPE_CHECKING:  # settings types only: the backends themselves need no pydantic
+    from fsku_kedro.parameters.generation import BackendSettings, SamplingSettings
 
 logger = logging.getLogger(__name__)
 
