@@ -1,101 +1,155 @@
-"""Does it distil? Held-out teacher-student agreement before and after equal training, per method,
-and the training throughput on CPU, on the project's default models and pairs.
+"""Which distillation recipe distils best at equal training? Each arm is a real
+`kedro run --pipeline distillation` (so an MLflow run) with its own loss schedule; the table is
+built from those MLflow runs by the pipeline's own comparison node.
 
-    python benchmarks/distillation_effect.py [--steps 20] [--methods distillm_v2 kd gkd seqkd dpo]
+    python benchmarks/distillation_effect.py [--steps 20] [--env qwen_coder_cpu] [--arms seqkd "seqkd→distillm_v2"]
 
-Needs the pair dataset of a previous run (``kedro run --pipeline response_generation``). Every
-method starts from the same student, trains ``--steps`` optimizer steps on the same train
-pairs with the project's distillation parameters (LoRA, batch size, learning rate), and is
-measured on the held-out (validation) pairs: the mean per-token KL(teacher || student) and the
-student's NLL of the teacher's responses. Lower is better for both.
+Arms: seqkd; kd; distillm_v2; seqkd→distillm_v2; seqkd→kd; dpo; seqkd→distillm_v2 with adaptive
+alpha. Every arm starts from the same student, reads the same pair dataset version (round 1; later
+rounds regenerate the student's responses, as the recipe does) and trains ``--steps`` optimizer
+steps in all, split evenly over its rounds; everything else is the environment's distillation
+settings. Reported per arm, for its last round: held-out token KL(teacher || student) and
+teacher-response NLL (validation pairs), the held-out FSKU score (the sample split's held-out
+questions) and training tokens/s. The per-step training curves of every run go to
+data/08_reporting/distillation_effect/<env>.json.
 
-Target: distillm_v2 lowers the held-out token KL. The other rows are reported as they come.
+Needs a pair dataset (`kedro run --pipeline response_generation` in the same environment).
+Target: seqkd→distillm_v2 ends with a lower held-out token KL than seqkd alone.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import json
 import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import mlflow
+from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from report import print_table, verdict
 
-from fsku_kedro.distillation.merging import extract_adapter, merge_adapter
-from fsku_kedro.distillation.training import train_round
-from fsku_kedro.distillation.validation import teacher_agreement, tokenise_response
-from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.parameters.distillation import TrainingSettings
-
 ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "data/08_reporting/distillation_effect"
+ADAPTIVE = "seqkd→distillm_v2 (adaptive alpha)"
+ARMS = {
+    "seqkd": [{"loss": "seqkd"}],
+    "kd": [{"loss": "kd"}],
+    "distillm_v2": [{"loss": "distillm_v2"}],
+    "seqkd→distillm_v2": [{"loss": "seqkd"}, {"loss": "distillm_v2"}],
+    "seqkd→kd": [{"loss": "seqkd"}, {"loss": "kd"}],
+    "dpo": [{"loss": "dpo"}],
+    ADAPTIVE: [{"loss": "seqkd"}, {"loss": "distillm_v2", "distillm": {"adaptive_alpha": True}}],
+}
+CURVES = ("loss", "kl.chosen", "kl.rejected")
 
 
-def _tokens_per_pair(tokenizer, pairs, max_length: int) -> float:
-    total = 0
-    for row in pairs:
-        for side in ("chosen", "rejected"):
-            ids, _ = tokenise_response(tokenizer, row["prompt"], row[side], max_length)
-            total += len(ids)
-    return total / max(len(pairs), 1)
+def schedule_for(arm: str, steps: int) -> list[dict]:
+    """The arm's schedule with ``steps`` optimizer steps split evenly over its rounds."""
+    rounds = ARMS[arm]
+    if steps % len(rounds):
+        raise SystemExit(f"--steps {steps} does not split evenly over the {len(rounds)} rounds of {arm}")
+    return [{**entry, "training": {"max_steps": steps // len(rounds)}} for entry in rounds]
+
+
+def pair_version(env: str | None) -> str | None:
+    """The pair dataset version every arm reads (the newest when the benchmark starts)."""
+    with KedroSession.create(project_path=ROOT, env=env) as session:
+        catalog = session.load_context().catalog
+        if not catalog.exists("pair_dataset"):
+            return None
+        return catalog.get("pair_dataset").resolve_load_version()
+
+
+def run_arm(arm: str, steps: int, env: str | None, version: str, learning_rate: float | None, work: Path) -> str:
+    """One `kedro run --pipeline distillation` for ``arm``; returns its MLflow run id. Checkpoints go to
+    a folder of this arm's own, so no arm resumes another's identical first round."""
+    settings: dict = {"schedule": schedule_for(arm, steps), "checkpoint_dir": str(work / f"arm_{len(list(work.iterdir()))}")}
+    if learning_rate:
+        settings["training"] = {"learning_rate": learning_rate}
+    pipelines.set_requested(None)  # the next session builds and types its own graph
+    with KedroSession.create(project_path=ROOT, env=env, runtime_params={"distillation": settings}) as session:
+        session.run(pipeline_names=["distillation"], load_versions={"pair_dataset": version})
+    return mlflow.last_active_run().info.run_id
+
+
+def curves(run_id: str, rounds: int) -> dict[str, list[list[float]]]:
+    client = mlflow.MlflowClient()
+    found = {}
+    for number in range(1, rounds + 1):
+        for name in CURVES:
+            key = f"round_{number}.training_history.{name}"
+            history = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+            if history:
+                found[key] = [[m.step, m.value] for m in history]
+    return found
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--methods", nargs="+", default=["distillm_v2", "kd", "gkd", "seqkd", "dpo"])
+    parser.add_argument("--steps", type=int, default=20, help="optimizer steps per arm, over all its rounds")
+    parser.add_argument("--env", help="Kedro environment (default: base)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--learning-rate", type=float, help="override distillation.training.learning_rate")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    from fsku_kedro.pipelines.distillation.nodes import compare_distillation_runs
 
     bootstrap_project(ROOT)
-    with KedroSession.create(project_path=ROOT) as session:
-        context = session.load_context()
-        catalog = context.catalog
-        if not catalog.exists("pair_dataset"):
-            print("no pair dataset yet: run `kedro run --pipeline response_generation` first")
-            return 2
-        pairs = catalog.load("pair_dataset")
-        teacher = catalog.load("teacher_model")
-        student = catalog.load("student_model")
-        parameters = context.params["distillation"]
-    held_out = pairs["validation"] if "validation" in pairs else pairs["train"]
-    overrides = {"max_steps": args.steps, "save_steps": 10**6, "eval_strategy": "no", "disable_tqdm": True}
-    if args.learning_rate:
-        overrides["learning_rate"] = args.learning_rate
-    training = TrainingSettings.model_validate({**parameters.training.as_kwargs(), **overrides})
-    parameters = parameters.model_copy(update={"training": training})
-    tokens_per_pair = _tokens_per_pair(student.tokenizer, pairs["train"], training.max_length)
-    before = teacher_agreement(student, teacher, held_out)
-
-    rows = [["before training", "-", "-", "-", f"{before['token_kl']:.4f}", f"{before['teacher_response_nll']:.4f}"]]
-    results = {}
-    for method in args.methods:
-        trainee = ModelBundle(copy.deepcopy(student.model), student.tokenizer, student.name, student.path)
-        with tempfile.TemporaryDirectory() as tmp:
+    version = pair_version(args.env)
+    if version is None:
+        print("no pair dataset yet: run `kedro run --pipeline response_generation` first")
+        return 2
+    run_ids, seconds = {}, {}
+    checkpoints = ROOT / "data/06_models/distillation"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=checkpoints, prefix="benchmark-") as work:
+        for arm in args.arms:
             start = time.perf_counter()
-            trained, _ = train_round(method, trainee, teacher, pairs, parameters, Path(tmp))
-            seconds = time.perf_counter() - start
-        base = ModelBundle(copy.deepcopy(student.model), student.tokenizer, student.name)
-        merged = merge_adapter(base, extract_adapter(trained), name=f"{student.name}+{method}")
-        after = teacher_agreement(merged, teacher, held_out)
-        results[method] = after
-        pairs_seen = args.steps * training.per_device_train_batch_size * training.gradient_accumulation_steps
-        rows.append([method, args.steps, f"{seconds:.1f}", f"{pairs_seen * tokens_per_pair / seconds:.0f}",
-                     f"{after['token_kl']:.4f}", f"{after['teacher_response_nll']:.4f}"])
+            run_ids[arm] = run_arm(arm, args.steps, args.env, version, args.learning_rate, Path(work))
+            seconds[arm] = time.perf_counter() - start
+    runs = mlflow.search_runs(experiment_names=["fsku_kedro"], max_results=10_000)
+    runs = runs[runs["run_id"].isin(run_ids.values())]
+    table, _ = compare_distillation_runs(runs, runs.iloc[:0])
+    table = table.set_index("run_id")
+    first = runs.iloc[0]
+    before = {name: first.get(f"metrics.round_0.validation_metrics.{name}", float("nan"))
+              for name in ("token_kl", "teacher_response_nll", "fsku_score")}
 
-    print(f"teacher {teacher.name}, student {student.name}; {len(pairs['train'])} train pairs, "
-          f"{len(held_out)} held-out pairs ({int(before['response_tokens'])} response tokens); "
-          f"batch {training.per_device_train_batch_size}, lr {training.learning_rate}, "
-          f"LoRA r={parameters.lora.r}; CPU\n")
-    print_table(["method", "steps", "train s", "train tokens/s", "held-out token KL", "teacher-response NLL"], rows)
-    if "distillm_v2" not in results:
-        return verdict(True, "no target checked (distillm_v2 not run)")
-    return verdict(results["distillm_v2"]["token_kl"] < before["token_kl"], "distillm_v2 lowers the held-out token KL")
+    rows = [["before training", "-", "-", "-", f"{before['token_kl']:.4f}", f"{before['teacher_response_nll']:.4f}",
+             f"{before['fsku_score']:.4f}", "-", "-"]]
+    results = {}
+    for arm, run_id in run_ids.items():
+        row = table.loc[run_id]
+        results[arm] = {"run_id": run_id, "run_s": seconds[arm], "curves": curves(run_id, int(row["rounds"])),
+                        **{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k != "started"}}
+        rows.append([arm, int(row["rounds"]), int(row["steps"]), f"{row['tokens_per_second']:.0f}",
+                     f"{row['token_kl']:.4f}", f"{row['teacher_response_nll']:.4f}", f"{row['fsku_score']:.4f}",
+                     f"{seconds[arm]:.0f}", run_id[:8]])
+    env = args.env or "base"
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{env}.json").write_text(json.dumps({"env": env, "steps": args.steps, "pair_dataset": version,
+                                                 "before": before, "arms": results}, ensure_ascii=False, indent=1,
+                                                default=str), encoding="utf-8")
+    student = table["student"].iloc[0] if len(table) else "?"
+    print(f"\nenvironment {env}, student {student}, {args.steps} optimizer steps per arm, pair dataset {version}; "
+          "real models, CPU\n")
+    print_table(["arm", "rounds", "steps", "train tokens/s", "held-out token KL", "teacher-response NLL",
+                 "held-out FSKU", "run s", "MLflow run"], rows)
+    print(f"\nper-step curves: {(OUT / f'{env}.json').relative_to(ROOT)}")
+    codes = []
+    if {"seqkd", "seqkd→distillm_v2"} <= results.keys():
+        warm, alone = results["seqkd→distillm_v2"]["token_kl"], results["seqkd"]["token_kl"]
+        codes.append(verdict(warm < alone, f"seqkd→distillm_v2 held-out KL {warm:.4f} < seqkd alone {alone:.4f}"))
+    if {ADAPTIVE, "seqkd→distillm_v2"} <= results.keys():
+        adaptive, fixed = results[ADAPTIVE]["token_kl"], results["seqkd→distillm_v2"]["token_kl"]
+        print(f"adaptive alpha: held-out KL {adaptive:.4f} vs fixed alpha {fixed:.4f} "
+              f"({'adaptive' if adaptive < fixed else 'fixed'} is lower)")
+    return max(codes or [0])
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -317,6 +318,65 @@ def test_viz_renders_every_pipeline_in_a_headless_browser(project_copy):
     finally:
         driver.quit()
         server.terminate()
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_mlflow_ui_opens_the_experiment_on_its_runs_table(tmp_path):
+    """`mlflow server` on a real sqlite store holding two distillation runs named and tagged as the
+    project's hook does; the link the run log prints opens the runs table in headless Chromium."""
+    import socket
+    import urllib.request
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from fsku_kedro.hooks import EXPERIMENT_KIND, run_name, runs_table_url
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    experiment = mlflow.create_experiment("fsku_kedro", tags=dict([EXPERIMENT_KIND]))
+    names = [run_name(["distillation"], losses, "tiny-student") for losses in (["seqkd", "distillm_v2"], ["kd"])]
+    for name in names:
+        with mlflow.start_run(experiment_id=experiment, run_name=name):
+            mlflow.log_metric("round_1.validation_metrics.token_kl", 1.5)
+    mlflow.set_tracking_uri(None)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host",
+                               "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser, driver_path = _chromium()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,1000"):
+        options.add_argument(argument)
+    driver = None
+    screenshots = PROJECT_ROOT / "data" / "08_reporting" / "mlflow_ui"
+    screenshots.mkdir(parents=True, exist_ok=True)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        driver = webdriver.Chrome(service=Service(driver_path), options=options)
+        driver.get(runs_table_url(experiment, f"http://127.0.0.1:{port}"))
+        WebDriverWait(driver, 60).until(lambda d: all(name in d.find_element(By.TAG_NAME, "body").text
+                                                      for name in names))
+        page = driver.find_element(By.TAG_NAME, "body").text
+        assert "Run Name" in page and "2 matching runs" in page, page[:500]
+        assert f"/experiments/{experiment}/runs" in driver.current_url
+        driver.save_screenshot(str(screenshots / "runs_table.png"))
+        assert (screenshots / "runs_table.png").stat().st_size > 10_000
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_airflow_dag_has_one_task_per_stage_in_dependency_order(project_copy):

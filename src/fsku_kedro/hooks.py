@@ -158,7 +158,15 @@ class ModelLocationHook:
             mlflow.set_tag(f"model_location.{dataset_name.split('@')[0]}", str(path))
 
 
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # MLflow 3's UI opens on the runs table
+# A model-training experiment. MLflow 3 UIs before the GenAI / Model training switch open such an
+# experiment on its runs table; from 3.17 the switch (remembered per browser, default GenAI) decides,
+# so the link below carries workflowType=machine_learning.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+def runs_table_url(experiment_id: str, server: str = "http://127.0.0.1:5000") -> str:
+    """The `mlflow ui` page listing the experiment's runs (the Model training view)."""
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def run_name(pipeline_names: list[str], losses: list[str] | None, student: str | None) -> str:
@@ -191,6 +199,8 @@ class ProjectMlflowHook(MlflowHook):
         if run is None:
             return
         mlflow.MlflowClient().set_experiment_tag(run.info.experiment_id, *EXPERIMENT_KIND)
+        logger.info("MLflow run %s; compare runs with `mlflow ui --backend-store-uri %s`, then %s",
+                    run.info.run_id, mlflow.get_tracking_uri(), runs_table_url(run.info.experiment_id))
         tags = {"pipelines": ",".join(names or ["__default__"])}
         if losses is not None:
             tags |= {"losses": ",".join(losses), "student": student or "",
