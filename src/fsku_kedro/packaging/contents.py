@@ -18,7 +18,6 @@ Layout of the archive (``MANIFEST`` lists every other file with its SHA-256 and 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from fsku_kedro.hashing import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +72,6 @@ class CompetitionPackage:
     project_root: Path
     measurements: dict[str, Any] = field(default_factory=dict)
     input_versions: dict[str, str] = field(default_factory=dict)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_embedder(embedder: Any, directory: Path) -> None:
@@ -172,7 +165,7 @@ def write_package(package: CompetitionPackage, directory: Path) -> dict[str, Any
         if path.is_file():
             shutil.copy(path, licenses / path.name)
     (directory / ENTRY).write_text(ENTRY_SCRIPT, encoding="utf-8")
-    files = {str(path.relative_to(directory)): {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+    files = {str(path.relative_to(directory)): {"sha256": file_sha256(path), "bytes": path.stat().st_size}
              for path in sorted(directory.rglob("*")) if path.is_file()}
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

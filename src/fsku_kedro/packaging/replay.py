@@ -24,7 +24,8 @@ class PackageIntegrityError(RuntimeError):
 
 def verify(root: Path) -> dict[str, Any]:
     """The manifest, after every file it lists is present with its size and SHA-256."""
-    from fsku_kedro.packaging.contents import MANIFEST, sha256_of
+    from fsku_kedro.hashing import file_sha256
+    from fsku_kedro.packaging.contents import MANIFEST
 
     manifest_file = root / MANIFEST
     if not manifest_file.is_file():
@@ -35,7 +36,7 @@ def verify(root: Path) -> dict[str, Any]:
         path = root / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif path.stat().st_size != expected["bytes"] or sha256_of(path) != expected["sha256"]:
+        elif path.stat().st_size != expected["bytes"] or file_sha256(path) != expected["sha256"]:
             problems.append(f"{name}: changed (its SHA-256 differs from the manifest)")
     if problems:
         raise PackageIntegrityError("the package does not match its manifest:\n- " + "\n- ".join(problems))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings, SamplingSettings
@@ -37,10 +37,10 @@ class DebiasSettings(Settings):
 
 
 class BenchmarkSliceSettings(Settings):
-    """A fixed seeded slice of the FSKU benchmark on CPU; None = every question."""
+    """A fixed seeded slice of the FSKU benchmark on CPU; None = every question, 0 = none of that kind."""
 
-    mc_limit: PositiveInt | None = 50
-    descriptive_limit: PositiveInt | None = 5
+    mc_limit: NonNegativeInt | None = 50
+    descriptive_limit: NonNegativeInt | None = 5
     seed: int = 0
 
 
