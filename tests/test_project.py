@@ -426,6 +426,19 @@ def test_a_misspelt_setting_stops_each_pipeline_before_its_first_node(project_co
     assert _mlflow_runs(project_copy) == before, "nothing ran: not even the MLflow run started"
 
 
+def test_an_unknown_loss_in_the_schedule_stops_the_run_before_its_first_node(project_copy, monkeypatch):
+    from fsku_kedro.parameters import SettingsError
+
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    before = _mlflow_runs(project_copy)
+    schedule = {"distillation": {"schedule": "seqkd distilm_v2"}}
+    with KedroSession.create(project_path=project_copy, env="test", runtime_params=schedule) as session:
+        with pytest.raises(SettingsError, match=r"distillation.schedule.1.loss: Input should be 'distillm_v2'"):
+            session.run(pipeline_names=["distillation"])
+    assert _mlflow_runs(project_copy) == before, "nothing ran: not even the MLflow run started"
+
+
 def test_errors_about_user_input_are_the_last_thing_on_screen(project_copy, tiny_llama_dir):
     """The command line prints a settings or data error alone, without a traceback; the log file keeps it."""
     typo = _kedro(project_copy, "run", "--pipeline", "inference", "--env", "test",

@@ -95,3 +95,47 @@ def test_defaults_live_in_the_models_only():
         return [path] if given == default else []
 
     assert [hit for name, value in raw.items() for hit in repeated(value, defaults[name], name)] == []
+
+
+def test_the_schedule_sets_the_rounds_and_each_round_its_loss_and_overrides():
+    default = DistillationSettings()
+    assert default.losses == ["seqkd", "distillm_v2"] and default.rounds == 2, "an SFT warm-up, then DistiLLM-2"
+    assert DistillationSettings(rounds=3).losses == ["seqkd", "distillm_v2", "distillm_v2"]
+    assert DistillationSettings(loss="kd", rounds=1).losses == ["kd"]
+    settings = DistillationSettings.model_validate({"schedule": [
+        {"loss": "seqkd", "training": {"learning_rate": 1e-4}},
+        {"loss": "distillm_v2", "distillm": {"beta": 0.5, "adaptive_alpha": True}}]})
+    first, second = settings.for_round(1), settings.for_round(2)
+    assert first.losses == ["seqkd"] and first.training.learning_rate == 1e-4 and first.distillm.beta == 1.0
+    assert second.losses == ["distillm_v2"] and second.distillm.beta == 0.5 and second.distillm.adaptive_alpha
+    assert second.training.learning_rate == settings.training.learning_rate, "overrides hold for their round only"
+
+
+def test_the_schedule_from_the_command_line(tmp_path):
+    """Kedro splits --params at every comma: a schedule comes as space-separated loss names, or as
+    entries keyed by position (which can carry a round's overrides)."""
+    import click
+    from kedro.framework.cli.utils import _split_params
+
+    def parsed(text: str) -> DistillationSettings:
+        runtime = _split_params(click.Context(click.Command("run")), click.Option(["--params"]), text)
+        return DistillationSettings.model_validate(runtime["distillation"])
+
+    assert parsed("distillation.schedule=seqkd distillm_v2 kd").losses == ["seqkd", "distillm_v2", "kd"]
+    keyed = parsed("distillation.schedule.0.loss=seqkd,distillation.schedule.1.loss=distillm_v2,"
+                   "distillation.schedule.1.distillm.beta=0.5")
+    assert keyed.losses == ["seqkd", "distillm_v2"] and keyed.for_round(2).distillm.beta == 0.5
+    with pytest.raises(ValueError, match="positions must run 0, 1, 2"):
+        parsed("distillation.schedule.0.loss=seqkd,distillation.schedule.2.loss=kd")
+
+
+def test_bad_schedules_are_refused_with_the_allowed_losses(tmp_path):
+    message = _problems(tmp_path, {"distillation": {}}, runtime={"distillation": {"schedule": "seqkd sft"}})
+    assert "distillation.schedule.1.loss: Input should be 'distillm_v2', 'distillm_v1', 'kd'" in message
+    assert "(got 'sft') (set in --params)" in message
+    message = _problems(tmp_path / "b", {"distillation": {"loss": "kd", "schedule": [{"loss": "kd"}]}})
+    assert "set either loss (the same loss every round) or schedule" in message
+    message = _problems(tmp_path / "c", {"distillation": {"rounds": 3, "schedule": [{"loss": "kd"}]}})
+    assert "rounds is 3 but schedule has 1 entries" in message
+    message = _problems(tmp_path / "d", {"distillation": {"schedule": [{"loss": "kd", "distillm": {"bta": 1}}]}})
+    assert "schedule entry 1: distillm.bta: Extra inputs are not permitted" in message

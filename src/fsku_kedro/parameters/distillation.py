@@ -109,6 +109,21 @@ class RoundSettings(Settings):
     training: dict[str, Any] = Field(default_factory=dict)
 
 
+def _schedule_list(schedule: Any) -> Any:
+    """The two command-line forms of a schedule as its list (Kedro splits ``--params`` at every comma):
+    loss names separated by spaces (``distillation.schedule=seqkd distillm_v2``), or entries keyed by
+    their position (``distillation.schedule.0.loss=seqkd,distillation.schedule.1.loss=distillm_v2``,
+    which may also set a round's overrides, ``distillation.schedule.1.distillm.beta=0.5``)."""
+    if isinstance(schedule, str):
+        return [{"loss": name} for name in schedule.split()]
+    if isinstance(schedule, dict) and schedule and all(str(key).isdigit() for key in schedule):
+        positions = sorted(int(key) for key in schedule)
+        if positions != list(range(len(positions))):
+            raise ValueError(f"schedule positions must run 0, 1, 2, ... without gaps; got {positions}")
+        return [schedule[key] for key in sorted(schedule, key=int)]
+    return schedule
+
+
 class DistillationSettings(Settings):
     """Distillation rounds and how each trains. The rounds are ``schedule``, one entry per round;
     ``loss`` (the same loss every round) with ``rounds``, or ``rounds`` alone (an SFT warm-up, then
@@ -134,7 +149,7 @@ class DistillationSettings(Settings):
     def _one_schedule(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        schedule, loss, rounds = data.get("schedule"), data.get("loss"), data.get("rounds")
+        schedule, loss, rounds = _schedule_list(data.get("schedule")), data.get("loss"), data.get("rounds")
         if rounds is not None and (not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1):
             return data  # the field's own check reports it
         if schedule is not None:
@@ -162,7 +177,9 @@ class DistillationSettings(Settings):
                 self.for_round(number)
             except ValidationError as error:
                 problem = error.errors()[0]
-                where = ".".join(str(part) for part in problem["loc"])
+                block = {"DistillMSettings": "distillm", "DPOSettings": "dpo", "ORPOSettings": "orpo",
+                         "TrainingSettings": "training"}.get(error.title)
+                where = ".".join(str(part) for part in ([block] if block else []) + list(problem["loc"]))
                 raise ValueError(f"schedule entry {number}: {where}: {problem['msg']}") from error
         return self
 
