@@ -177,11 +177,30 @@ def run_name(pipeline_names: list[str], losses: list[str] | None, student: str |
     return " | ".join(parts)
 
 
+def anchored_tracking_uri(uri: Any, project_path: str | Path) -> Any:
+    """A relative ``sqlite:///file`` tracking URI made absolute under the project root, so every
+    working directory (a notebook runs in notebooks/) reads the same store; other URIs unchanged."""
+    prefix = "sqlite:///"
+    if isinstance(uri, str) and uri.startswith(prefix) and not Path(uri[len(prefix):]).is_absolute():
+        return prefix + (Path(project_path) / uri[len(prefix):]).as_posix()
+    return uri
+
+
 class ProjectMlflowHook(MlflowHook):
     """kedro-mlflow's hook, naming each run by what it is (pipelines, loss schedule, student), tagging
     it with the loss types and the versions of the versioned datasets it reads, and giving each typed
     settings input as the nested dict it flattens into MLflow parameters
     (``knowledge_base.chunking.max_tokens`` ...)."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        loader = context.config_loader
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        settings = loader["mlflow"]
+        server = settings.setdefault("server", {})
+        server["mlflow_tracking_uri"] = anchored_tracking_uri(server.get("mlflow_tracking_uri"), context.project_path)
+        loader["mlflow"] = settings
+        super().after_context_created(context=context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
