@@ -2,7 +2,8 @@
 benchmark, measured through the project's own inference code (prompts, retrieval, choice scoring,
 debiasing, the circuit breaker and the FSKU metric: the inference pipeline's node functions).
 
-Parts (each prints a table and writes data/08_reporting/real_teacher/<part>.json):
+Parts (each prints a table and writes data/08_reporting/real_teacher/<part>.json; a killed part,
+restarted, measures only the settings it had not finished):
 
     python benchmarks/real_teacher_quality.py slice        # closed book vs retrieval; option debiasing
     python benchmarks/real_teacher_quality.py pruning      # evenly spaced vs block influence, 24 and 20 layers
@@ -76,6 +77,23 @@ def context():
     return catalog, questions, labels
 
 
+class Results(dict):
+    """Each setting's result, written to ``<part>.partial.json`` as soon as it is measured, so a killed
+    run restarted measures only the settings it had not finished."""
+
+    def __init__(self, part: str):
+        self.path = OUT / f"{part}.partial.json"
+        super().__init__(json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {})
+        if self:
+            logger.warning("Resuming %s: %s already measured", part, ", ".join(self))
+
+    def __setitem__(self, name, value) -> None:
+        super().__setitem__(name, value)
+        OUT.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self, ensure_ascii=False, indent=2), encoding="utf-8")
+        logger.warning("%s: %s", name, value)
+
+
 def answer(model, questions, labels, passages, catalog, settings, embedder):
     """Answers and the FSKU report for ``questions`` with ``settings``, timed, passes counted."""
     from fsku_kedro.generation.store import ResponseStore
@@ -120,17 +138,17 @@ def part_slice(catalog, questions, labels) -> dict:
                                     catalog.load("faiss_index"), catalog.load("embedder"), catalog.load("reranker"),
                                     {}, catalog.load("params:retrieval"))
     mc = [q for q in questions if q.question_type == "multiple_choice"]
-    results = {}
+    results = Results("slice")
     for name, use_context in (("closed book", False), ("retrieval", True)):
-        variant = settings.model_copy(update={"use_context": use_context})
-        results[name] = answer(model, questions, labels, passages, catalog, variant, embedder)
-        logger.warning("%s: %s", name, results[name])
+        if name not in results:
+            variant = settings.model_copy(update={"use_context": use_context})
+            results[name] = answer(model, questions, labels, passages, catalog, variant, embedder)
     best = max(("closed book", "retrieval"), key=lambda n: results[n]["mc_accuracy"])
     for method in ("pride", "cyclic"):
-        variant = settings.model_copy(update={"use_context": best == "retrieval",
-                                              "debias": DebiasSettings(method=method)})
-        results[f"{best} + {method}"] = answer(model, mc, labels, passages, catalog, variant, embedder)
-        logger.warning("%s + %s: %s", best, method, results[f"{best} + {method}"])
+        if f"{best} + {method}" not in results:
+            variant = settings.model_copy(update={"use_context": best == "retrieval",
+                                                  "debias": DebiasSettings(method=method)})
+            results[f"{best} + {method}"] = answer(model, mc, labels, passages, catalog, variant, embedder)
     return {"model": model.name, "dtype": settings.dtype, "questions": len(questions), "settings": results}
 
 
@@ -141,9 +159,11 @@ def part_pruning(catalog, questions, labels) -> dict:
     embedder = catalog.load("score_embedder")
     mc = [q for q in questions if q.question_type == "multiple_choice"]
     _, teacher_dir = _teacher(catalog, "float32")
-    results = {}
+    results = Results("pruning")
     for selection in ("evenly_spaced", "block_influence"):
         for keep in (24, 20):
+            if f"{selection} {keep}" in results:
+                continue
             cache = ROOT / f"data/06_models/base/pruning/{selection}_{keep}"
             materialise_pretrained(str(teacher_dir), f"qwen-coder-{selection}-{keep}", cache, keep, "float32", False,
                                    selection, str(ROOT / "data/01_raw/corpus"))
@@ -151,7 +171,6 @@ def part_pruning(catalog, questions, labels) -> dict:
             kept = json.loads((cache / "config.json").read_text())["num_hidden_layers"]
             results[f"{selection} {keep}"] = {"layers": kept, **answer(model, mc, labels, {}, catalog, settings,
                                                                       embedder)}
-            logger.warning("%s %d: %s", selection, keep, results[f"{selection} {keep}"])
     return {"questions": len(mc), "settings": results}
 
 
@@ -173,15 +192,18 @@ def part_compression(catalog, questions, labels) -> dict:
     from transformers import AutoConfig
 
     check_configuration(compression, AutoConfig.from_pretrained(teacher_dir), cuda=False)
-    results = {}
+    results = Results("compression")
     for dtype in ("float32", "bfloat16"):
+        if dtype in results:
+            continue
         model = teacher if dtype == "float32" else load_bundle(teacher_dir, dtype, False)
         results[dtype] = {"quantize_s": 0.0, "perplexity": perplexity(model, texts["held_out"], 256),
                           **answer(model, mc, labels, {}, catalog, settings, embedder)}
-        logger.warning("%s: %s", dtype, results[dtype])
     del teacher
     tokenizer = load_tokenizer(str(teacher_dir))
     for method in compression.methods:
+        if method in results:
+            continue
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as work:
             quantized = quantize(method, str(teacher_dir), tokenizer, texts["calibration"], compression, Path(work))
@@ -189,7 +211,6 @@ def part_compression(catalog, questions, labels) -> dict:
             bundle = ModelBundle(quantized, tokenizer, f"teacher-{method}")
             results[method] = {"quantize_s": seconds, "perplexity": perplexity(bundle, texts["held_out"], 256),
                                **answer(bundle, mc, labels, {}, catalog, settings, embedder)}
-        logger.warning("%s: %s", method, results[method])
     return {"questions": len(mc), "calibration_texts": len(texts["calibration"]),
             "held_out_chunks": len(texts["held_out"]), "settings": results}
 

@@ -96,6 +96,7 @@ def test_kedro_run_versions_artefacts_and_logs_to_mlflow(project_copy, monkeypat
     assert run.data.params["knowledge_base.bm25.tokenizer"] == "kiwi"
     assert 0.0 <= run.data.metrics["retrieval_metrics.hybrid.recall_at_5"] <= 1.0
     assert run.data.metrics["retrieval_metrics.bm25.recall_at_5"] > 0.5
+    assert run.info.status == "FINISHED" and mlflow.active_run() is None, "the run ends with the session"
 
     # The command users type: a second run adds a version of every artefact and a second MLflow run.
     result = _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test")
