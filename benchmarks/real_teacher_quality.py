@@ -6,6 +6,7 @@ Parts (each prints a table and writes data/08_reporting/real_teacher/<part>.json
 restarted, measures only the settings it had not finished):
 
     python benchmarks/real_teacher_quality.py slice        # closed book vs retrieval; option debiasing
+    python benchmarks/real_teacher_quality.py slice --only "closed book + cyclic"   # one setting
     python benchmarks/real_teacher_quality.py pruning      # evenly spaced vs block influence, 24 and 20 layers
     python benchmarks/real_teacher_quality.py compression  # fp32 / bf16 vs gptq, nf4, int8, int8_dynamic
 
@@ -127,7 +128,13 @@ def _teacher(catalog, dtype):
     return load_bundle(Path(teacher.path), dtype, False, teacher.name), Path(teacher.path)
 
 
-def part_slice(catalog, questions, labels) -> dict:
+SLICE_SETTINGS = ["closed book", "retrieval", *(f"{base} + {method}" for base in ("closed book", "retrieval")
+                                                 for method in ("pride", "cyclic"))]
+
+
+def part_slice(catalog, questions, labels, only: list[str] | None = None) -> dict:
+    """Closed book and retrieval, then the better of the two with each debiasing method; ``only``
+    measures just the named settings."""
     from fsku_kedro.parameters.inference import DebiasSettings
     from fsku_kedro.pipelines.inference.nodes import retrieve_passages
 
@@ -139,16 +146,24 @@ def part_slice(catalog, questions, labels) -> dict:
                                     {}, catalog.load("params:retrieval"))
     mc = [q for q in questions if q.question_type == "multiple_choice"]
     results = Results("slice")
-    for name, use_context in (("closed book", False), ("retrieval", True)):
-        if name not in results:
-            variant = settings.model_copy(update={"use_context": use_context})
-            results[name] = answer(model, questions, labels, passages, catalog, variant, embedder)
-    best = max(("closed book", "retrieval"), key=lambda n: results[n]["mc_accuracy"])
-    for method in ("pride", "cyclic"):
-        if f"{best} + {method}" not in results:
-            variant = settings.model_copy(update={"use_context": best == "retrieval",
-                                                  "debias": DebiasSettings(method=method)})
-            results[f"{best} + {method}"] = answer(model, mc, labels, passages, catalog, variant, embedder)
+
+    def measure(name: str) -> None:
+        base, _, method = name.partition(" + ")
+        variant = settings.model_copy(update={"use_context": base == "retrieval",
+                                              "debias": DebiasSettings(method=method or "none")})
+        results[name] = answer(model, mc if method else questions, labels, passages, catalog, variant, embedder)
+
+    if only:
+        for name in only:
+            measure(name)
+    else:
+        for name in ("closed book", "retrieval"):
+            if name not in results:
+                measure(name)
+        best = max(("closed book", "retrieval"), key=lambda n: results[n]["mc_accuracy"])
+        for method in ("pride", "cyclic"):
+            if f"{best} + {method}" not in results:
+                measure(f"{best} + {method}")
     return {"model": model.name, "dtype": settings.dtype, "questions": len(questions), "settings": results}
 
 
@@ -218,15 +233,20 @@ def part_compression(catalog, questions, labels) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["slice", "pruning", "compression"])
+    parser.add_argument("--only", nargs="+", choices=SLICE_SETTINGS, help="slice: measure just these settings")
     args = parser.parse_args()
+    if args.only and args.part != "slice":
+        parser.error("--only applies to the slice part")
     logging.basicConfig(level=logging.WARNING)
     loaded = context()
     if loaded is None:
         print("FSKU benchmark files not found; nothing to measure")
         return 2
     catalog, questions, labels = loaded
-    result = {"slice": part_slice, "pruning": part_pruning, "compression": part_compression}[args.part](
-        catalog, questions, labels)
+    if args.part == "slice":
+        result = part_slice(catalog, questions, labels, args.only)
+    else:
+        result = {"pruning": part_pruning, "compression": part_compression}[args.part](catalog, questions, labels)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{args.part}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     columns = ["mc_accuracy", "descriptive_score", "fsku_score", "seconds_per_question", "forward_passes",
