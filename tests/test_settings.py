@@ -139,3 +139,9 @@ def test_bad_schedules_are_refused_with_the_allowed_losses(tmp_path):
     assert "rounds is 3 but schedule has 1 entries" in message
     message = _problems(tmp_path / "d", {"distillation": {"schedule": [{"loss": "kd", "distillm": {"bta": 1}}]}})
     assert "schedule entry 1: distillm.bta: Extra inputs are not permitted" in message
+    never_adapts = {"loss": "distillm_v2", "distillm": {"adaptive_alpha": True}, "training": {"max_steps": 10}}
+    message = _problems(tmp_path / "e", {"distillation": {"schedule": [{"loss": "seqkd"}, never_adapts]}})
+    assert ("schedule entry 2: distillm.adaptive_alpha is on, but alpha adapts only after the "
+            "distillm.alpha_anchor_steps (10) anchor steps and the round trains training.max_steps 10") in message
+    never_adapts["distillm"]["alpha_anchor_steps"] = 2
+    assert DistillationSettings.model_validate({"schedule": [never_adapts]}).for_round(1).distillm.adaptive_alpha

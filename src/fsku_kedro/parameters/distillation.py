@@ -181,6 +181,13 @@ class DistillationSettings(Settings):
                          "TrainingSettings": "training"}.get(error.title)
                 where = ".".join(str(part) for part in ([block] if block else []) + list(problem["loc"]))
                 raise ValueError(f"schedule entry {number}: {where}: {problem['msg']}") from error
+            trained = self.for_round(number)
+            anchor, steps = trained.distillm.alpha_anchor_steps, trained.training.max_steps
+            if trained.losses == ["distillm_v2"] and trained.distillm.adaptive_alpha and 0 < steps <= anchor:
+                raise ValueError(
+                    f"schedule entry {number}: distillm.adaptive_alpha is on, but alpha adapts only after the "
+                    f"distillm.alpha_anchor_steps ({anchor}) anchor steps and the round trains "
+                    f"training.max_steps {steps}: lower alpha_anchor_steps or raise max_steps")
         return self
 
     def for_round(self, number: int) -> DistillationSettings:
