@@ -5,7 +5,7 @@ built from those MLflow runs by the pipeline's own comparison node.
     python benchmarks/distillation_effect.py [--steps 20] [--env qwen_coder_cpu] [--arms seqkd "seqkd→distillm_v2"]
 
 Arms: seqkd; kd; distillm_v2; seqkd→distillm_v2; seqkd→kd; dpo; seqkd→distillm_v2 with adaptive
-alpha (anchored on the round's first 2 steps); seqkd→distillm_v2 with 3× the learning rate in its
+alpha (anchored on the first fifth of its round); seqkd→distillm_v2 with 3× the learning rate in its
 DistiLLM-2 round. Every arm starts from the same student, reads the same pair dataset version (round 1; later
 rounds regenerate the student's responses, as the recipe does) and trains ``--steps`` optimizer
 steps in all, split evenly over its rounds; everything else is the environment's distillation
@@ -44,8 +44,7 @@ ARMS = {
     "seqkd→distillm_v2": [{"loss": "seqkd"}, {"loss": "distillm_v2"}],
     "seqkd→kd": [{"loss": "seqkd"}, {"loss": "kd"}],
     "dpo": [{"loss": "dpo"}],
-    # The anchor is the mean gap over the round's first steps; alpha adapts only after them.
-    ADAPTIVE: [{"loss": "seqkd"}, {"loss": "distillm_v2", "distillm": {"adaptive_alpha": True, "alpha_anchor_steps": 2}}],
+    ADAPTIVE: [{"loss": "seqkd"}, {"loss": "distillm_v2", "distillm": {"adaptive_alpha": True}}],
     "seqkd→distillm_v2 (3× learning rate)": [{"loss": "seqkd"},
                                             {"loss": "distillm_v2", "training": {"learning_rate": 3.0e-3}}],
 }
@@ -57,7 +56,15 @@ def schedule_for(arm: str, steps: int) -> list[dict]:
     rounds = ARMS[arm]
     if steps % len(rounds):
         raise SystemExit(f"--steps {steps} does not split evenly over the {len(rounds)} rounds of {arm}")
-    return [{**entry, "training": {**entry.get("training", {}), "max_steps": steps // len(rounds)}} for entry in rounds]
+    per_round = steps // len(rounds)
+    schedule = []
+    for entry in rounds:
+        entry = {**entry, "training": {**entry.get("training", {}), "max_steps": per_round}}
+        if entry.get("distillm", {}).get("adaptive_alpha"):
+            # The anchor is the mean gap over the round's first fifth; alpha adapts after it.
+            entry["distillm"] = {"alpha_anchor_steps": max(1, per_round // 5), **entry["distillm"]}
+        schedule.append(entry)
+    return schedule
 
 
 def pair_version(env: str | None) -> str | None:
