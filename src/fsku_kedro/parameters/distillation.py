@@ -174,14 +174,13 @@ class DistillationSettings(Settings):
             raise ValueError("launcher.type accelerate needs launcher.config_file (conf/accelerate/...)")
         for number in range(1, len(self.schedule) + 1):
             try:
-                self.for_round(number)
+                trained = self.for_round(number)
             except ValidationError as error:
                 problem = error.errors()[0]
                 block = {"DistillMSettings": "distillm", "DPOSettings": "dpo", "ORPOSettings": "orpo",
                          "TrainingSettings": "training"}.get(error.title)
                 where = ".".join(str(part) for part in ([block] if block else []) + list(problem["loc"]))
                 raise ValueError(f"schedule entry {number}: {where}: {problem['msg']}") from error
-            trained = self.for_round(number)
             anchor, steps = trained.distillm.alpha_anchor_steps, trained.training.max_steps
             if trained.losses == ["distillm_v2"] and trained.distillm.adaptive_alpha and 0 < steps <= anchor:
                 raise ValueError(
