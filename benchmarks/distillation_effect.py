@@ -5,8 +5,8 @@ built from those MLflow runs by the pipeline's own comparison node.
     python benchmarks/distillation_effect.py [--steps 20] [--env qwen_coder_cpu] [--arms seqkd "seqkd→distillm_v2"]
 
 Arms: seqkd; kd; distillm_v2; seqkd→distillm_v2; seqkd→kd; dpo; seqkd→distillm_v2 with adaptive
-alpha (anchored on the first fifth of its round); seqkd→distillm_v2 with 3× the learning rate in its
-DistiLLM-2 round. Every arm starts from the same student, reads the same pair dataset version (round 1; later
+alpha (anchored on the first fifth of its round); seqkd→distillm_v2 with learning rate 3e-3 (3× the base
+environment's) in its DistiLLM-2 round. Every arm starts from the same student, reads the same pair dataset version (round 1; later
 rounds regenerate the student's responses, as the recipe does) and trains ``--steps`` optimizer
 steps in all, split evenly over its rounds; everything else is the environment's distillation
 settings. Reported per arm, for its last round: held-out token KL(teacher || student) and
@@ -45,7 +45,7 @@ ARMS = {
     "seqkd→kd": [{"loss": "seqkd"}, {"loss": "kd"}],
     "dpo": [{"loss": "dpo"}],
     ADAPTIVE: [{"loss": "seqkd"}, {"loss": "distillm_v2", "distillm": {"adaptive_alpha": True}}],
-    "seqkd→distillm_v2 (3× learning rate)": [{"loss": "seqkd"},
+    "seqkd→distillm_v2 (learning rate 3e-3)": [{"loss": "seqkd"},
                                             {"loss": "distillm_v2", "training": {"learning_rate": 3.0e-3}}],
 }
 CURVES = ("loss", "kl.chosen", "kl.rejected")
