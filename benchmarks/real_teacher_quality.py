@@ -125,7 +125,16 @@ def _teacher(catalog, dtype):
     from fsku_kedro.models.loading import load_bundle
 
     teacher = catalog.load("teacher_model")  # materialised (and verified) once, then read from its cache
-    return load_bundle(Path(teacher.path), dtype, False, teacher.name), Path(teacher.path)
+    return load_bundle(Path(teacher.path), dtype, False, teacher.name)
+
+
+def _plain(catalog):
+    """The environment's inference settings, closed book, without debiasing: the pruning and
+    compression parts compare weights, each judged by one pass per question."""
+    from fsku_kedro.parameters.inference import DebiasSettings
+
+    return catalog.load("params:inference").model_copy(
+        update={"use_context": False, "debias": DebiasSettings(method="none")})
 
 
 SLICE_SETTINGS = ["closed book", "retrieval", *(f"{base} + {method}" for base in ("closed book", "retrieval")
@@ -139,7 +148,7 @@ def part_slice(catalog, questions, labels, only: list[str] | None = None) -> dic
     from fsku_kedro.pipelines.inference.nodes import retrieve_passages
 
     settings = catalog.load("params:inference")
-    model, _ = _teacher(catalog, settings.dtype)
+    model = _teacher(catalog, settings.dtype)
     embedder = catalog.load("score_embedder")
     passages, _ = retrieve_passages(questions, catalog.load("chunks"), catalog.load("bm25_index"),
                                     catalog.load("faiss_index"), catalog.load("embedder"), catalog.load("reranker"),
@@ -170,10 +179,10 @@ def part_slice(catalog, questions, labels, only: list[str] | None = None) -> dic
 def part_pruning(catalog, questions, labels) -> dict:
     from fsku_kedro.models.loading import load_bundle, materialise_pretrained
 
-    settings = catalog.load("params:inference").model_copy(update={"use_context": False})
+    settings = _plain(catalog)
     embedder = catalog.load("score_embedder")
     mc = [q for q in questions if q.question_type == "multiple_choice"]
-    _, teacher_dir = _teacher(catalog, "float32")
+    teacher_dir = Path(catalog.load("teacher_model").path)
     results = Results("pruning")
     for selection in ("evenly_spaced", "block_influence"):
         for keep in (24, 20):
@@ -189,8 +198,13 @@ def part_pruning(catalog, questions, labels) -> dict:
     return {"questions": len(mc), "settings": results}
 
 
+METHODS = ("nf4", "gptq", "int8_dynamic", "int8")  # the two with targets first, the quick one first
+
+
 def part_compression(catalog, questions, labels) -> dict:
+    """fp32 (the reference), each quantization method, then bf16."""
     import pandas as pd
+    from transformers import AutoConfig
 
     from fsku_kedro.compression.methods import check_configuration, quantize
     from fsku_kedro.models.bundle import ModelBundle
@@ -198,34 +212,29 @@ def part_compression(catalog, questions, labels) -> dict:
     from fsku_kedro.models.sources import load_tokenizer
     from fsku_kedro.pipelines.compression.nodes import build_calibration_set, perplexity
 
-    settings = catalog.load("params:inference").model_copy(update={"use_context": False})
-    compression = catalog.load("params:compression")
+    settings = _plain(catalog)
+    compression = catalog.load("params:compression").model_copy(update={"methods": list(METHODS)})
     embedder = catalog.load("score_embedder")
     mc = [q for q in questions if q.question_type == "multiple_choice"]
-    teacher, teacher_dir = _teacher(catalog, "float32")
+    teacher_dir = Path(catalog.load("teacher_model").path)  # materialised (and verified) once, then cached
     texts = build_calibration_set(catalog.load("chunks"), pd.DataFrame(columns=["prompt", "split"]), compression)
-    from transformers import AutoConfig
-
     check_configuration(compression, AutoConfig.from_pretrained(teacher_dir), cuda=False)
-    results = Results("compression")
-    for dtype in ("float32", "bfloat16"):
-        if dtype in results:
-            continue
-        model = teacher if dtype == "float32" else load_bundle(teacher_dir, dtype, False)
-        results[dtype] = {"quantize_s": 0.0, "perplexity": perplexity(model, texts["held_out"], 256),
-                          **answer(model, mc, labels, {}, catalog, settings, embedder)}
-    del teacher
     tokenizer = load_tokenizer(str(teacher_dir))
-    for method in compression.methods:
-        if method in results:
-            continue
+    results = Results("compression")
+
+    def measure(name: str, model, quantize_s: float = 0.0) -> None:
+        results[name] = {"quantize_s": quantize_s, "perplexity": perplexity(model, texts["held_out"], 256),
+                         **answer(model, mc, labels, {}, catalog, settings, embedder)}
+
+    if "float32" not in results:
+        measure("float32", load_bundle(teacher_dir, "float32", False))
+    for method in (m for m in METHODS if m not in results):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as work:
             quantized = quantize(method, str(teacher_dir), tokenizer, texts["calibration"], compression, Path(work))
-            seconds = time.perf_counter() - start
-            bundle = ModelBundle(quantized, tokenizer, f"teacher-{method}")
-            results[method] = {"quantize_s": seconds, "perplexity": perplexity(bundle, texts["held_out"], 256),
-                               **answer(bundle, mc, labels, {}, catalog, settings, embedder)}
+            measure(method, ModelBundle(quantized, tokenizer, f"teacher-{method}"), time.perf_counter() - start)
+    if "bfloat16" not in results:
+        measure("bfloat16", load_bundle(teacher_dir, "bfloat16", False))
     return {"questions": len(mc), "calibration_texts": len(texts["calibration"]),
             "held_out_chunks": len(texts["held_out"]), "settings": results}
 
