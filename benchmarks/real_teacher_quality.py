@@ -121,11 +121,17 @@ def answer(model, questions, labels, passages, catalog, settings, embedder):
     }
 
 
+def _teacher_source(catalog):
+    """The teacher's directory and name: materialised (and verified) once, then read from its cache."""
+    teacher = catalog.load("teacher_model")
+    return Path(teacher.path), teacher.name
+
+
 def _teacher(catalog, dtype):
     from fsku_kedro.models.loading import load_bundle
 
-    teacher = catalog.load("teacher_model")  # materialised (and verified) once, then read from its cache
-    return load_bundle(Path(teacher.path), dtype, False, teacher.name)
+    directory, name = _teacher_source(catalog)
+    return load_bundle(directory, dtype, False, name)
 
 
 def _plain(catalog):
@@ -182,7 +188,7 @@ def part_pruning(catalog, questions, labels) -> dict:
     settings = _plain(catalog)
     embedder = catalog.load("score_embedder")
     mc = [q for q in questions if q.question_type == "multiple_choice"]
-    teacher_dir = Path(catalog.load("teacher_model").path)
+    teacher_dir, _ = _teacher_source(catalog)
     results = Results("pruning")
     for selection in ("evenly_spaced", "block_influence"):
         for keep in (24, 20):
@@ -216,7 +222,7 @@ def part_compression(catalog, questions, labels) -> dict:
     compression = catalog.load("params:compression").model_copy(update={"methods": list(METHODS)})
     embedder = catalog.load("score_embedder")
     mc = [q for q in questions if q.question_type == "multiple_choice"]
-    teacher_dir = Path(catalog.load("teacher_model").path)  # materialised (and verified) once, then cached
+    teacher_dir, _ = _teacher_source(catalog)
     texts = build_calibration_set(catalog.load("chunks"), pd.DataFrame(columns=["prompt", "split"]), compression)
     check_configuration(compression, AutoConfig.from_pretrained(teacher_dir), cuda=False)
     tokenizer = load_tokenizer(str(teacher_dir))
