@@ -169,3 +169,38 @@ def test_quantized_forward_is_the_same_at_every_torch_cpu_capability(quantized_d
             tolerance = {"gptq": 2**-6, "int8_dynamic": 2 / 127}.get(method, 1e-4)
             difference = np.abs(got - expected).max() / np.abs(expected).max()
             assert difference <= tolerance, f"{method} at {capability}: {difference:.2e}"
+
+
+AUTO_DTYPE_CODE = """
+import json, sys, torch
+from fsku_kedro.answering.choice_scoring import score_choices
+from fsku_kedro.models.compute_dtype import auto_dtype
+from fsku_kedro.models.loading import load_any_model
+bundle = load_any_model(__import__("pathlib").Path(sys.argv[1]))
+chats = [[{"role": "user", "content": f"전자금융거래법 문제 {i}\\n1 접근매체\\n2 전자서명\\n3 망분리\\n4 암호화"}] for i in range(6)]
+choices = score_choices(bundle, chats, [4] * 6, batch_size=3)
+print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "auto": auto_dtype().dtype,
+                  "weights": str(next(bundle.model.parameters()).dtype),
+                  "probabilities": [[c.probabilities[n] for n in range(1, 5)] for c in choices]}))
+"""
+
+
+@pytest.mark.skipif(not X86, reason="the forced PyTorch capabilities below are x86 ones")
+def test_auto_dtype_follows_the_kernel_level_and_scores_agree(tiny_llama_dir):
+    """``auto`` is bfloat16 only where the CPU's bf16 units may be used: held to AVX2 kernels, a CPU with
+    AVX512-BF16 computes in float32, as an AVX2-only CPU does; choice scoring agrees across levels
+    (to bfloat16's rounding where one level computes in it)."""
+    native_bf16 = bool({"avx512_bf16", "amx_bf16"} & FLAGS)
+    levels = {"default": {"ATEN_CPU_CAPABILITY": "default"},
+              "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= FLAGS:
+        levels["avx512"] = {"ATEN_CPU_CAPABILITY": "avx512"}
+    results = {level: _run(AUTO_DTYPE_CODE, env, str(tiny_llama_dir)) for level, env in levels.items()}
+    for level, result in results.items():
+        expected = "bfloat16" if native_bf16 and level == "avx512" else "float32"
+        assert result["auto"] == expected, f"{level}: auto is {result['auto']}"
+        assert result["weights"] == f"torch.{expected}"
+    reference = np.array(results["avx2"]["probabilities"])
+    for level, result in results.items():
+        tolerance = 2**-6 if result["auto"] == "bfloat16" else 1e-5
+        np.testing.assert_allclose(result["probabilities"], reference, atol=tolerance, err_msg=level)

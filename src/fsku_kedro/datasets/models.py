@@ -27,7 +27,7 @@ class ModelDirectoryDataset(LocalDirectoryDataset):
           versioned: true
     """
 
-    def __init__(self, filepath: str, version: Version | None = None, dtype: str = "float32",
+    def __init__(self, filepath: str, version: Version | None = None, dtype: str = "auto",
                  trust_remote_code: bool = False, metadata: dict | None = None):
         super().__init__(filepath, version, metadata)
         self._dtype = dtype
@@ -58,7 +58,7 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
 
     def __init__(self, source: Any, name: str | None = None, cache_dir: str | None = None,
                  keep_layers: int | list[int] | None = None, layer_selection: str = "evenly_spaced",
-                 calibration: str | None = None, dtype: str = "float32", trust_remote_code: bool = False,
+                 calibration: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
                  metadata: dict | None = None):
         if layer_selection not in ("evenly_spaced", "block_influence"):
             raise DatasetError(f"layer_selection must be evenly_spaced or block_influence, got {layer_selection!r}")
@@ -258,16 +258,17 @@ class QuantizedModelDataset(LocalDirectoryDataset):
     """A quantized causal LM (GPTQ, bitsandbytes or torchao) saved as safetensors; the quantization
     settings travel in its config.json."""
 
-    def __init__(self, filepath: str, version: Version | None = None, trust_remote_code: bool = False,
-                 metadata: dict | None = None):
+    def __init__(self, filepath: str, version: Version | None = None, dtype: str = "auto",
+                 trust_remote_code: bool = False, metadata: dict | None = None):
         super().__init__(filepath, version, metadata)
+        self._dtype = dtype
         self._trust_remote_code = trust_remote_code
 
     def _write(self, directory: Path, data: ModelBundle) -> None:
         loading.save_bundle(directory, data)
 
     def _read(self, directory: Path) -> ModelBundle:
-        return loading.load_quantized(directory, self._trust_remote_code)
+        return loading.load_quantized(directory, self._trust_remote_code, self._dtype)
 
 
 class QuantizedModelsDataset(QuantizedModelDataset):
@@ -280,7 +281,7 @@ class QuantizedModelsDataset(QuantizedModelDataset):
 
     def _read(self, directory: Path) -> dict[str, ModelBundle]:
         return {
-            child.name: loading.load_quantized(child, self._trust_remote_code)
+            child.name: loading.load_quantized(child, self._trust_remote_code, self._dtype)
             for child in sorted(directory.iterdir())
             if (child / loading.MODEL_INFO).is_file()
         }

@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from datasets import load_from_disk
 
     from fsku_kedro.distillation.merging import extract_adapter, save_adapter
-    from fsku_kedro.distillation.training import train_round
+    from fsku_kedro.distillation.training import train_round, trainer_bf16
     from fsku_kedro.models.loading import load_bundle
 
     parser = argparse.ArgumentParser(description="One distillation round under accelerate launch")
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("MLFLOW_RUN_ID"):
         training = TrainingSettings.model_validate({**settings.training.as_kwargs(), "report_to": ["mlflow"]})
         settings = settings.model_copy(update={"training": training})
-    dtype = "bfloat16" if settings.training.bf16 else "float32"
+    dtype = "bfloat16" if trainer_bf16(settings.training.bf16) else "float32"
     student = load_bundle(Path(spec["student_dir"]), dtype, False, spec["student_name"])
     teacher = load_bundle(Path(spec["teacher_dir"]), dtype, False, spec["teacher_name"])
     pairs = load_from_disk(spec["pairs_dir"])

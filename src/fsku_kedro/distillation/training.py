@@ -17,6 +17,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from fsku_kedro.hashing import json_hash
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.compute_dtype import auto_dtype
 from fsku_kedro.parameters.distillation import LOSS_TYPES, DistillationSettings, LoraSettings
 
 logger = logging.getLogger(__name__)
@@ -74,9 +75,16 @@ def run_fingerprint(*parts: Any) -> str:
     return json_hash(parts, length=12)
 
 
+def trainer_bf16(setting: bool | str) -> bool:
+    """The trainer's ``bf16``: as set, or for ``auto`` whether this machine's compute dtype is bfloat16
+    (on a CPU, TRL's bf16 means bf16 autocast, which is slow without native bf16)."""
+    return auto_dtype().dtype == "bfloat16" if setting == "auto" else bool(setting)
+
+
 def _common_arguments(settings: DistillationSettings, output_dir: Path) -> dict[str, Any]:
     # Unset (None) training fields keep the trainer's own defaults.
     training = {key: value for key, value in settings.training.as_kwargs().items() if value is not None}
+    training["bf16"] = trainer_bf16(settings.training.bf16)
     return {
         "output_dir": str(output_dir),
         "report_to": "none",  # the node returns the history; the catalog logs it to MLflow
@@ -86,8 +94,6 @@ def _common_arguments(settings: DistillationSettings, output_dir: Path) -> dict[
         "remove_unused_columns": False,
         "include_num_input_tokens_seen": "non_padding",  # for the training tokens/s of the run
         "use_cpu": not torch.cuda.is_available(),
-        # TRL turns bf16 on by default, which on CPU means bf16 autocast: off unless a GPU supports it.
-        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
         **training,
     }
 

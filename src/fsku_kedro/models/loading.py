@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.compute_dtype import resolve_dtype
 from fsku_kedro.models.pruning import block_influence, depth_prune, evenly_spaced_layers, influential_layers
 from fsku_kedro.models.sources import distribution_file, load_causal_lm, load_tokenizer, resolve_source
 
@@ -82,26 +83,30 @@ def load_bundle(directory: Path, dtype: str, trust_remote_code: bool, name: str 
     )
 
 
-def load_quantized(directory: Path, trust_remote_code: bool) -> ModelBundle:
-    """A quantized model directory, on the GPU when there is one."""
+def load_quantized(directory: Path, trust_remote_code: bool, dtype: str = "auto") -> ModelBundle:
+    """A quantized model directory, on the GPU when there is one; the layers that stay in floating point
+    (and the activations) in ``dtype``, never the dtype the checkpoint's config.json happens to name."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from fsku_kedro.models.compute_dtype import torch_dtype
+
     model = AutoModelForCausalLM.from_pretrained(
-        directory, device_map="auto" if torch.cuda.is_available() else "cpu", trust_remote_code=trust_remote_code
+        directory, device_map="auto" if torch.cuda.is_available() else "cpu", dtype=torch_dtype(dtype),
+        trust_remote_code=trust_remote_code,
     )
     model.eval()
     return ModelBundle(model, load_tokenizer(str(directory), trust_remote_code), stored_name(directory), str(directory))
 
 
-def load_any_model(directory: Path, dtype: str = "float32", trust_remote_code: bool = False) -> ModelBundle:
+def load_any_model(directory: Path, dtype: str = "auto", trust_remote_code: bool = False) -> ModelBundle:
     """A model directory as saved by transformers: quantized (its config.json carries a
     ``quantization_config``) or full precision in ``dtype``."""
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise ModelDirectoryError(f"{directory} is not a model directory (no config.json)")
     if "quantization_config" in json.loads(config_file.read_text(encoding="utf-8")):
-        return load_quantized(directory, trust_remote_code)
+        return load_quantized(directory, trust_remote_code, dtype)
     return load_bundle(directory, dtype, trust_remote_code)
 
 
@@ -142,7 +147,7 @@ def materialise_pretrained(
     name: str,
     cache_dir: Path | None = None,
     keep_layers: int | list[int] | None = None,
-    dtype: str = "float32",
+    dtype: str = "auto",
     trust_remote_code: bool = False,
     layer_selection: str = "evenly_spaced",
     calibration: str | None = None,
@@ -150,6 +155,7 @@ def materialise_pretrained(
     """The model at ``source``, depth-pruned to ``keep_layers`` when given (chosen by
     ``layer_selection``). With ``cache_dir`` the first call writes safetensors there (atomically) and
     later calls read them, until the source or the pruning changes."""
+    dtype = resolve_dtype(dtype)  # the cache holds weights in the dtype they were loaded in
     fingerprint = {"source": source, "keep_layers": keep_layers, "dtype": dtype}
     if keep_layers is not None and layer_selection != "evenly_spaced":
         fingerprint |= {"layer_selection": layer_selection, "calibration": calibration}

@@ -115,15 +115,17 @@ def load_tokenizer(source: str | Mapping[str, Any], trust_remote_code: bool = Fa
     return tokenizer
 
 
-def load_causal_lm(source: str | Mapping[str, Any], dtype: str = "float32", trust_remote_code: bool = False) -> Any:
-    """Load a causal LM from any source form; GGUF weights are dequantised to ``dtype``."""
-    import torch
+def load_causal_lm(source: str | Mapping[str, Any], dtype: str = "auto", trust_remote_code: bool = False) -> Any:
+    """Load a causal LM from any source form in ``dtype`` (``auto``: see ``compute_dtype``); GGUF weights
+    are dequantised to it."""
     from transformers import AutoModelForCausalLM
+
+    from fsku_kedro.models.compute_dtype import torch_dtype
 
     location, extra = split_gguf(resolve_source(source))
     logger.info("Loading causal LM from %s %s", location, extra or "")
     model = AutoModelForCausalLM.from_pretrained(
-        location, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, **extra
+        location, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **extra
     )
     if "gguf_file" in extra:
         _forget_gguf_origin(model)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BYTES_PER_VALUE = {"float32": 4, "bfloat16": 2, "float16": 2}
+# The competition's GPU (an RTX 4090) supports bfloat16, so ``auto`` computes in it there.
+TARGET_AUTO_DTYPE = "bfloat16"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def kv_cache_bytes(model_dir: Path, dtype: str, batch_size: int, tokens: int) ->
 
 def check_limits(model_dir: Path, dtype: str, batch_size: int, tokens: int, gpu_memory_gb: float,
                  seconds_per_question: float, questions: int, budget_minutes: float) -> list[LimitCheck]:
+    dtype = TARGET_AUTO_DTYPE if dtype == "auto" else dtype
     weights, cache = weight_bytes(model_dir, dtype), kv_cache_bytes(model_dir, dtype, batch_size, tokens)
     minutes = seconds_per_question * questions / 60
     return [

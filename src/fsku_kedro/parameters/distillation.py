@@ -77,7 +77,7 @@ class TrainingSettings(ConfigClassSettings):
     warmup_steps: NonNegativeInt = 0
     max_length: PositiveInt = 1024
     gradient_checkpointing: bool = False
-    bf16: bool | None = None  # None: on where a CUDA GPU supports it
+    bf16: bool | Literal["auto"] = "auto"  # auto: on where the compute dtype auto is bfloat16 (models/compute_dtype.py)
     logging_steps: PositiveInt = 1
     save_steps: PositiveInt = 5
     save_total_limit: PositiveInt | None = 2

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
+from fsku_kedro.models.compute_dtype import DtypeName
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings, SamplingSettings
 
@@ -45,7 +46,7 @@ class BenchmarkSliceSettings(Settings):
 
 
 class InferenceSettings(Settings):
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # for a full-precision model (bfloat16 on GPU)
+    dtype: DtypeName = "auto"  # compute dtype; auto follows the hardware (models/compute_dtype.py)
     trust_remote_code: bool = False
     mc_method: Literal["choice_scoring", "generate"] = "choice_scoring"  # generate: generation, then extraction
     batch_size: PositiveInt = 8
