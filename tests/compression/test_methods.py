@@ -16,6 +16,7 @@ from fsku_kedro.compression.methods import (
 )
 from fsku_kedro.datasets import QuantizedModelDataset
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.compute_dtype import torch_dtype
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
 from fsku_kedro.parameters.compression import CompressionSettings, GPTQSettings
 
@@ -75,6 +76,8 @@ def test_quantized_model_reloads_with_logits_close_to_the_original(method, nf4_p
     reloaded = QuantizedModelDataset(str(tmp_path / "saved"), version=Version(None, None)).load()
     assert reloaded.name == f"tiny-{method}"
     assert "quantization_config" in reloaded.model.config.to_dict()
+    floating = {p.dtype for p in reloaded.model.parameters() if p.is_floating_point()}
+    assert floating == {torch_dtype("auto")}, "what stays in floating point computes in the auto dtype"
     layers = _force_nf4_cpu_path(reloaded.model, nf4_packed) if method == "nf4" else []
     ids = tokenizer(CALIBRATION[0][:60], return_tensors="pt")["input_ids"]
     with torch.no_grad():

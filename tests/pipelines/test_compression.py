@@ -1,10 +1,14 @@
 """The compression pipeline on a tiny student: variants, the served model and the report."""
 
+import re
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from fsku_kedro.compression.calibration import calibration_texts
 from fsku_kedro.datasets import ModelDirectoryDataset, QuantizedModelsDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
@@ -26,7 +30,12 @@ CALIBRATION = CompressionSettings(calibration=CalibrationSettings(calibration_sa
 
 
 def _chunks(count=20):
-    return pd.DataFrame({"content": [f"전자금융거래법 제{i}조는 금융회사의 안전성 확보 의무를 정한다." for i in range(count)]})
+    return pd.DataFrame({
+        "doc_id": [f"doc{i % 4}" for i in range(count)],
+        "title": [f"문서 {i % 4}" for i in range(count)],
+        "content": [f"전자금융거래법 제{i}조는 금융회사의 안전성 확보 의무를 정한다. 접근매체 {i}번은 분실 즉시 신고한다."
+                    for i in range(count)],
+    })
 
 
 def _prompts():
@@ -34,12 +43,32 @@ def _prompts():
 
 
 def test_calibration_and_held_out_text_never_overlap():
-    sets = build_calibration_set(_chunks(), _prompts(), CALIBRATION)
-    assert len(sets["calibration"]) == 6 and sum(t.startswith("질문") for t in sets["calibration"]) == 3
+    sets = build_calibration_set(_chunks(), _prompts(), TEMPLATES, CALIBRATION)
+    assert len(sets["calibration"]) == 3 and len(sets["prompts"]) == 3, "half the texts are training prompts"
+    assert set(sets["prompts"]) < {"질문 0", "질문 1", "질문 2", "질문 3"}, "training prompts only"
     assert sets["held_out"] and not set(sets["held_out"]) & set(sets["calibration"])
-    assert not {"질문 4", "질문 5"} & set(sets["calibration"]), "validation prompts are not calibration text"
     with pytest.raises(ValueError, match="no calibration text"):
-        build_calibration_set(_chunks(0), _prompts().iloc[0:0], CALIBRATION)
+        build_calibration_set(_chunks(0), _prompts().iloc[0:0], TEMPLATES, CALIBRATION)
+
+
+def test_multiple_choice_prompts_are_made_from_calibration_chunks_in_the_inference_templates():
+    settings = CompressionSettings(calibration=CalibrationSettings(
+        calibration_samples=10, prompt_share=0.2, mc_prompt_share=0.4, held_out_share=0.3))
+    sets = build_calibration_set(_chunks(), _prompts(), TEMPLATES, settings)
+    mc = [p for p in sets["prompts"] if not p.startswith("질문")]
+    assert len(mc) == 4 and len(sets["prompts"]) == 6 and len(sets["calibration"]) == 4
+    closed, with_context = TEMPLATES["closed_book_multiple_choice"](), TEMPLATES["inference_multiple_choice"]()
+    assert mc[0].startswith(closed.split("$question")[0]) and mc[1].startswith(with_context.split("$context")[0])
+    held_out = " ".join(sets["held_out"])
+    for prompt in mc:
+        options = re.findall(r"^([1-4]) (.+)$", prompt, flags=re.MULTILINE)
+        assert [n for n, _ in options] == ["1", "2", "3", "4"]
+        assert all(text not in held_out for _, text in options), "no held-out chunk leaks into calibration"
+    # Rendered through the model's chat template with the assistant turn opened; chunks stay plain.
+    tokenizer = SimpleNamespace(chat_template="x", apply_chat_template=lambda chat, tokenize, add_generation_prompt:
+                                f"<user>{chat[0]['content']}</user><assistant>")
+    texts = calibration_texts(sets, tokenizer)
+    assert texts[:4] == sets["calibration"] and texts[4] == f"<user>{sets['prompts'][0]}</user><assistant>"
 
 
 @pytest.mark.slow

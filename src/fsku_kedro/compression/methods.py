@@ -21,6 +21,7 @@ import torch
 
 from fsku_kedro.errors import UserInputError
 from fsku_kedro.log_setup import LOG_FILE, console_to_log
+from fsku_kedro.models.compute_dtype import resolve_dtype, torch_dtype
 from fsku_kedro.parameters.compression import CompressionSettings, NF4Settings
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ def check_configuration(settings: CompressionSettings, model_config: Any, cuda: 
                 f"gptq: kernel backend {gptq.backend!r} needs a CUDA GPU; set compression.gptq.backend: torch on CPU"
             )
     if not cuda and "nf4" in methods:
-        if settings.nf4.compute_dtype == "float16":
-            raise CompressionConfigError("nf4: compute_dtype float16 is GPU-only here; use float32 or bfloat16 on CPU")
+        if resolve_dtype(settings.dtype) == "float16":
+            raise CompressionConfigError("nf4: compression.dtype float16 is GPU-only here; use auto, float32 or "
+                                         "bfloat16 on CPU")
         # Refused on every CPU, not only where bitsandbytes takes its packed AVX512-BF16 path, so the
         # same model is accepted or refused whatever machine runs the pipeline.
         misfits = nf4_cpu_packing_misfits(model_config)
@@ -105,7 +107,7 @@ def check_configuration(settings: CompressionSettings, model_config: Any, cuda: 
             )
 
 
-def _bnb_config(method: str, nf4: NF4Settings):
+def _bnb_config(method: str, nf4: NF4Settings, dtype: str):
     from transformers import BitsAndBytesConfig
 
     if method == "nf4":
@@ -113,12 +115,14 @@ def _bnb_config(method: str, nf4: NF4Settings):
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=nf4.double_quant,
-            bnb_4bit_compute_dtype=getattr(torch, nf4.compute_dtype),
+            bnb_4bit_compute_dtype=torch_dtype(dtype),
         )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
 def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: CompressionSettings, work_dir: Path) -> Path:
+    """GPTQModel's GPTQ, its calibration forward passes in ``settings.dtype`` (GPTQModel would pick bfloat16
+    on every CPU, which one without native bf16 runs about a hundred times slower than float32)."""
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
     from gptqmodel import GPTQModel, QuantizeConfig
 
@@ -127,19 +131,22 @@ def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: Compres
         bits=gptq.bits,
         group_size=gptq.group_size,
         desc_act=gptq.desc_act,
+        static_groups=gptq.static_groups,
         sym=gptq.sym,
         damp_percent=gptq.damp_percent,
         # GPTQModel 7.6's act-group-aware ordering (its default) gave layer outputs 0.54 off the
         # original on SmolLM2 instead of 0.17 without it; off unless asked for.
         act_group_aware=gptq.act_group_aware,
     )
-    samples = [tokenizer(text, truncation=True, max_length=gptq.max_calibration_tokens)["input_ids"]
+    samples = [tokenizer(text, truncation=True, max_length=settings.calibration.max_tokens)["input_ids"]
                for text in calibration]
     out = work_dir / "gptq"
-    logger.info("gptq: quantizing on %d calibration texts; GPTQModel's progress goes to %s", len(samples), LOG_FILE)
+    dtype = torch_dtype(settings.dtype)
+    logger.info("gptq: quantizing on %d calibration texts in %s; GPTQModel's progress goes to %s", len(samples),
+                str(dtype).removeprefix("torch."), LOG_FILE)
     with console_to_log(logging.getLogger("fsku_kedro.console.gptqmodel")):
-        model = GPTQModel.load(source, config, trust_remote_code=settings.trust_remote_code)
-        model.quantize(samples, batch_size=gptq.batch_size)
+        model = GPTQModel.load(source, config, dtype=dtype, trust_remote_code=settings.trust_remote_code)
+        model.quantize(samples, batch_size=settings.calibration.batch_size)
         model.save(str(out))
     return out
 
@@ -157,11 +164,13 @@ def quantize(
 
     trust = settings.trust_remote_code
     device_map = "auto" if torch.cuda.is_available() else "cpu"
+    dtype = torch_dtype(settings.dtype)
     if method == "gptq":
         directory = _gptq(source, tokenizer, calibration, settings, work_dir)
-        return AutoModelForCausalLM.from_pretrained(directory, device_map=device_map, trust_remote_code=trust)
+        return AutoModelForCausalLM.from_pretrained(directory, device_map=device_map, dtype=dtype,
+                                                    trust_remote_code=trust)
     if method in ("nf4", "int8"):
-        config = _bnb_config(method, settings.nf4)
+        config = _bnb_config(method, settings.nf4, settings.dtype)
     elif method == "int8_dynamic":
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig
         from transformers import TorchAoConfig
@@ -170,5 +179,5 @@ def quantize(
     else:
         raise CompressionConfigError(f"unknown compression method {method!r}")
     return AutoModelForCausalLM.from_pretrained(
-        source, quantization_config=config, device_map=device_map, trust_remote_code=trust
+        source, quantization_config=config, device_map=device_map, dtype=dtype, trust_remote_code=trust
     )

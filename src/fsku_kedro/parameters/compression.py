@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from fsku_kedro.models.compute_dtype import DtypeName
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings
 
@@ -14,17 +15,16 @@ QuantizationMethod = Literal["gptq", "nf4", "int8", "int8_dynamic"]
 
 
 class GPTQSettings(Settings):
-    """GPTQModel settings."""
+    """GPTQModel's GPTQ."""
 
     bits: Literal[2, 3, 4, 8] = 4
     group_size: int = 64  # must divide the hidden and intermediate sizes (SmolLM2: 576, 1536); -1: per column
-    desc_act: bool = False
+    desc_act: bool = False  # act-order: columns quantized by decreasing activation size
+    static_groups: bool = False  # with desc_act: groups fixed before the reordering, so no regrouping at run time
     sym: bool = True
     damp_percent: float = Field(0.05, gt=0.0, lt=1.0)
     act_group_aware: bool = False  # GPTQModel's default (true) damaged SmolLM2's layers with desc_act false
     backend: str = "auto"  # CPU: auto or torch; marlin / exllama kernels need CUDA
-    batch_size: PositiveInt = 4
-    max_calibration_tokens: PositiveInt = 512
 
     @field_validator("group_size")
     @classmethod
@@ -35,16 +35,29 @@ class GPTQSettings(Settings):
 
 
 class NF4Settings(Settings):
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # bfloat16 on GPU
     double_quant: bool = True
 
 
 class CalibrationSettings(Settings):
-    calibration_samples: PositiveInt = 64  # texts: knowledge-base chunks plus training prompts
-    prompt_share: float = Field(0.25, ge=0.0, le=1.0)
+    """What GPTQ calibrates on: knowledge-base chunks, the prompt set's training prompts and
+    FSKU-style multiple-choice prompts made from the chunks (both prompt kinds in the model's chat
+    template, as it reads them when answering); held-out chunks measure perplexity."""
+
+    calibration_samples: PositiveInt = 64  # texts in all
+    prompt_share: float = Field(0.25, ge=0.0, le=1.0)  # training prompts
+    mc_prompt_share: float = Field(0.0, ge=0.0, le=1.0)  # multiple-choice prompts made from the knowledge base
     held_out_share: float = Field(0.15, ge=0.0, lt=1.0)  # chunks kept out of calibration, for perplexity
     held_out_chunks: NonNegativeInt = 32
+    max_tokens: PositiveInt = 512  # per calibration text
+    batch_size: PositiveInt = 4
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> CalibrationSettings:
+        if self.prompt_share + self.mc_prompt_share > 1.0:
+            raise ValueError(f"prompt_share + mc_prompt_share is {self.prompt_share + self.mc_prompt_share}; "
+                             "at most 1 (the rest are chunks)")
+        return self
 
 
 class CompressionReportSettings(Settings):
@@ -61,6 +74,9 @@ class CompressionSettings(Settings):
     # The served variant only, by default; list more to compare them in the report.
     methods: list[QuantizationMethod] = Field(default_factory=lambda: ["gptq"], min_length=1)
     serve_method: QuantizationMethod = "gptq"  # the variant saved as compressed_student (the inference default)
+    # Compute dtype of the calibration forward passes, the kernels and the unquantized baseline;
+    # auto follows the hardware (models/compute_dtype.py).
+    dtype: DtypeName = "auto"
     trust_remote_code: bool = False
     gptq: GPTQSettings = GPTQSettings()
     nf4: NF4Settings = NF4Settings()

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fsku_kedro.compression.calibration import calibration_texts, multiple_choice_prompts
 from fsku_kedro.compression.methods import check_configuration, quantize
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
 from fsku_kedro.evaluation.closed_book import fsku_validation
@@ -36,25 +37,31 @@ from fsku_kedro.prompt_templates import read_templates
 logger = logging.getLogger(__name__)
 
 
-def build_calibration_set(chunks: pd.DataFrame, prompt_set: pd.DataFrame, compression: CompressionSettings) -> dict:
-    """Calibration text (knowledge-base chunks and training prompts) and held-out chunks for
-    perplexity; a seeded hash of each chunk decides its side, so the two never overlap."""
+def build_calibration_set(chunks: pd.DataFrame, prompt_set: pd.DataFrame,
+                          prompt_templates: dict[str, Callable[[], str]], compression: CompressionSettings) -> dict:
+    """Calibration text and held-out chunks for perplexity; a seeded hash of each chunk decides its
+    side, so the two never overlap. Calibration holds chunks (``calibration``) and user prompts
+    (``prompts``: training prompts and multiple-choice prompts made from the calibration chunks, which
+    the quantizer puts in the model's chat template)."""
     settings = compression.calibration
     seed = settings.seed
-    texts = [t for t in chunks["content"].astype(str) if t.strip()]
-    held_out = [t for t in texts if unit_hash(seed, "held_out", t) < settings.held_out_share]
-    rest = [t for t in texts if unit_hash(seed, "held_out", t) >= settings.held_out_share]
-    rest.sort(key=lambda t: unit_hash(seed, "calibration", t))
+    usable = chunks[chunks["content"].astype(str).str.strip() != ""]
+    side = usable["content"].astype(str).map(lambda t: unit_hash(seed, "held_out", t) < settings.held_out_share)
+    held_out, rest = list(usable.loc[side, "content"].astype(str)), usable.loc[~side]
+    texts = sorted(rest["content"].astype(str), key=lambda t: unit_hash(seed, "calibration", t))
     prompts = sorted(prompt_set.loc[prompt_set["split"] == "train", "prompt"].astype(str),
                      key=lambda t: unit_hash(seed, "calibration", t))
     n = settings.calibration_samples
-    n_prompts = min(len(prompts), int(round(n * settings.prompt_share)))
-    calibration = rest[: n - n_prompts] + prompts[:n_prompts]
-    if not calibration:
+    n_prompts = min(len(prompts), round(n * settings.prompt_share))
+    n_mc = round(n * settings.mc_prompt_share) if len(rest) else 0
+    mc = multiple_choice_prompts(rest, n_mc, seed, read_templates(prompt_templates)) if n_mc else []
+    calibration = texts[: n - n_prompts - n_mc]
+    if not calibration and not prompts[:n_prompts] and not mc:
         raise ValueError("no calibration text: the knowledge base has no chunks and the prompt set no train prompts")
     held_out = held_out[: settings.held_out_chunks]
-    logger.info("Calibration: %d texts (%d prompts); %d held-out chunks", len(calibration), n_prompts, len(held_out))
-    return {"calibration": calibration, "held_out": held_out}
+    logger.info("Calibration: %d chunks, %d training prompts, %d multiple-choice prompts; %d held-out chunks",
+                len(calibration), n_prompts, len(mc), len(held_out))
+    return {"calibration": calibration, "prompts": prompts[:n_prompts] + mc, "held_out": held_out}
 
 
 def _source_directory(model_path: str | None) -> Path:
@@ -81,7 +88,8 @@ def quantize_student(model_path: str | None, calibration_set: dict, settings: Co
     for method in settings.methods:
         start = time.perf_counter()
         work = tempfile.mkdtemp(prefix=f"fsku_{method}_")
-        model = quantize(method, str(source), tokenizer, calibration_set["calibration"], settings, Path(work))
+        model = quantize(method, str(source), tokenizer, calibration_texts(calibration_set, tokenizer), settings,
+                         Path(work))
         # A GPTQ model is saved from the checkpoint in ``work``: keep it as long as the model lives.
         weakref.finalize(model, shutil.rmtree, work, True)
         logger.info("%s: quantized in %.1f s", method, time.perf_counter() - start)
@@ -153,7 +161,7 @@ def compression_report(
     templates = read_templates(prompt_templates)
     held_out = calibration_set["held_out"]
     speed_texts = held_out[: report_settings.speed_prompts] or calibration_set["calibration"][:4]
-    baseline = load_any_model(_source_directory(model_path), "float32", settings.trust_remote_code)
+    baseline = load_any_model(_source_directory(model_path), settings.dtype, settings.trust_remote_code)
     rows = []
     full = report_settings.level == "full"
     nan = float("nan")

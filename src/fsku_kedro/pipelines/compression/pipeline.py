@@ -9,7 +9,7 @@ from .nodes import build_calibration_set, compression_report, quantize_student, 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
-            node(build_calibration_set, inputs=["chunks", "prompt_set", "params:compression"],
+            node(build_calibration_set, inputs=["chunks", "prompt_set", "prompt_templates", "params:compression"],
                  outputs="calibration_set", name="build_calibration_set"),
             node(quantize_student, inputs=["distilled_student@path", "calibration_set", "params:compression"],
                  outputs="quantized_students", name="quantize_student"),
