@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from fsku_kedro.log_setup import install_error_display, install_repeat_filter
 from fsku_kedro.parameters import SettingsError, resolve_parameters
 from fsku_kedro.parameters.sources import ParameterSources
+from fsku_kedro.run_timing import NODE_TIMES_FILE, NodeTimes
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,76 @@ class ModelLocationHook:
 
         if mlflow.active_run() is not None:
             mlflow.set_tag(f"model_location.{dataset_name.split('@')[0]}", str(path))
+
+
+class RunTimingHook:
+    """Logs the compute dtype ``auto`` stands for, then times every node (from loading its first input
+    to saving its last output); at the end of the run, failed or not, logs the per-node table, writes it
+    to ``logs/node_times.json`` and, while an MLflow run is open, logs each node's seconds
+    (``node_seconds.<node>``)."""
+
+    def __init__(self) -> None:
+        self._times: NodeTimes | None = None
+        self._project = Path.cwd()
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._project = Path(context.project_path)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from fsku_kedro.models.compute_dtype import log_choice
+
+        log_choice()
+        self._times = NodeTimes()
+
+    def _mark(self, node: Any) -> None:
+        if self._times is not None and node is not None:
+            self._times.mark(node.name)
+
+    @hook_impl
+    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
+        self._mark(node)
+
+    @hook_impl
+    def before_node_run(self, node: Any) -> None:
+        self._mark(node)
+
+    @hook_impl
+    def after_node_run(self, node: Any) -> None:
+        self._mark(node)
+        if self._times is None:
+            return
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            start, end = self._times.spans[node.name]
+            mlflow.log_metric(f"node_seconds.{node.name}", round(end - start, 3))
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        self._mark(node)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Any) -> None:
+        self._mark(node)
+        if self._times is not None:
+            self._times.failed.add(node.name)
+
+    def _report(self) -> None:
+        if self._times is None:
+            return
+        self._times.finish()
+        self._times.report(self._project / NODE_TIMES_FILE)
+        self._times = None
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._report()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._report()
 
 
 # A model-training experiment. MLflow 3 UIs before the GenAI / Model training switch open such an

@@ -9,6 +9,7 @@ from fsku_kedro.hooks import (
     ModelLocationHook,
     ModelPreflightHook,
     ProjectMlflowHook,
+    RunTimingHook,
     SettingsHook,
 )
 from fsku_kedro.log_setup import install_log_filters
@@ -36,6 +37,7 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-HOOKS = (SettingsHook(), ModelPreflightHook(), InputVersionsHook(), ModelLocationHook(), ProjectMlflowHook())
+HOOKS = (SettingsHook(), ModelPreflightHook(), InputVersionsHook(), ModelLocationHook(), RunTimingHook(),
+         ProjectMlflowHook())
 # kedro-mlflow's own hook is replaced by ProjectMlflowHook, which extends it.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)
