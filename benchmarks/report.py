@@ -1,8 +1,18 @@
-"""Printing benchmark results: Markdown tables and the target verdict (the exit code)."""
+"""Printing benchmark results: Markdown tables, the target verdict (the exit code), and the committed
+record of a run (``benchmarks/results/<name>.json``: the command, the commit, the CPU, the figures)."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -16,3 +26,48 @@ def verdict(met: bool, description: str) -> int:
     """Print whether the target ``description`` was met; return the script's exit code."""
     print(("target met: " if met else "TARGET MISSED: ") + description)
     return 0 if met else 1
+
+
+def cpu_line() -> str:
+    """The CPU as `.ci/run` prints it: model, cores and the SIMD extensions kernels are chosen by."""
+    model, flags = "unknown", []
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = sorted(f for f in line.split(":", 1)[1].split() if f == "avx2" or f.startswith(("avx512", "amx")))
+    except OSError:
+        pass
+    return f"{model} ({os.cpu_count()} cores); SIMD: {' '.join(flags) or 'none reported'}"
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                              check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def write_result(name: str, figures: dict, **context: object) -> Path:
+    """``benchmarks/results/<name>.json``: the figures with the command that made them, the commit
+    (marked ``+changes`` when the tree differed from it), the CPU, the date and ``context`` (models,
+    settings)."""
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    script = Path(sys.argv[0]).resolve()
+    script_name = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else sys.argv[0]
+    record = {
+        "command": " ".join(["python", script_name, *sys.argv[1:]]),
+        "commit": commit,
+        "cpu": cpu_line(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **context,
+        "figures": figures,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return path
