@@ -29,6 +29,24 @@ def test_every_method_lowers_its_loss_on_a_fixed_batch(method, teacher, student,
     assert losses[-1] < losses[0], losses
 
 
+def test_seqkd_runs_the_student_on_the_chosen_rows_only_with_the_same_loss(teacher, student, fixed_pairs, tmp_path):
+    from fsku_kedro.distillation.losses import reference_distillation_loss
+
+    trainer = build_trainer("seqkd", student, teacher, fixed_pairs, training_parameters(), tmp_path)
+    batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items() if torch.is_tensor(v)}
+    with torch.no_grad():
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = reference_distillation_loss(logits[:, :-1], None, batch["input_ids"][:, 1:],
+                                           batch["completion_mask"][:, 1:].bool(), loss_type="seqkd")
+    rows = []
+    hook = trainer.model.get_input_embeddings().register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+    hook.remove()
+    assert rows == [batch["input_ids"].shape[0] // 2], "the rejected half is not run"
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-4)
+
+
 def test_distillm_v2_logs_the_terms_of_its_loss(teacher, student, fixed_pairs, tmp_path):
     params = training_parameters(
         distillm={"adaptive_alpha": True, "alpha_anchor_steps": 1, "beta_start": 0.0, "beta_warmup_steps": 2},

@@ -66,6 +66,11 @@ def needs_teacher(loss_type: str) -> bool:
     return _divergences(loss_type)[0] != "nll"
 
 
+def scores_rejected(loss_type: str) -> bool:
+    """Whether the loss reads the rejected (student-response) rows at all (seqkd does not)."""
+    return _divergences(loss_type)[1] is not None
+
+
 def _divergences(loss_type: str) -> tuple[str, str | None]:
     if loss_type not in _DIVERGENCES:
         raise ValueError(f"unknown distillation loss type {loss_type!r}; expected one of {', '.join(_DIVERGENCES)}")

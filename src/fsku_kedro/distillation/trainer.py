@@ -17,7 +17,7 @@ from trl import DPOTrainer
 
 from fsku_kedro.distillation.config import DistillationConfig
 from fsku_kedro.distillation.heads import final_hidden_states, head_rows, head_weight
-from fsku_kedro.distillation.losses import distillation_loss, needs_teacher, sequence_log_prob_gap
+from fsku_kedro.distillation.losses import distillation_loss, needs_teacher, scores_rejected, sequence_log_prob_gap
 from fsku_kedro.distillation.schedules import AdaptiveAlpha, gradual_beta
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,12 @@ class DistillationTrainer(DPOTrainer):
         input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
         labels = input_ids[:, 1:]
         mask = inputs["completion_mask"][:, 1:].bool()
-        student_hidden = final_hidden_states(model, input_ids, attention_mask)[:, :-1]
+        if scores_rejected(args.distillation_loss):
+            student_hidden = final_hidden_states(model, input_ids, attention_mask)[:, :-1]
+        else:  # the rejected rows are never scored: the student reads the chosen half only
+            pairs = input_ids.shape[0] // 2
+            chosen = final_hidden_states(model, input_ids[:pairs], attention_mask[:pairs])[:, :-1]
+            student_hidden = torch.cat([chosen, torch.zeros_like(chosen)])
         teacher_hidden = None
         if needs_teacher(args.distillation_loss):
             with torch.no_grad():
