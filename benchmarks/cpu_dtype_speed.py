@@ -63,7 +63,8 @@ def _one_layer_model(directory: Path, dtype: str, quick: bool):
     if quick:
         config = shrunken(config, layers=1, hidden=256, intermediate=512, heads=4, kv_heads=2)
     else:
-        config.num_hidden_layers, config.max_window_layers, config.layer_types = 1, 1, None
+        config = shrunken(config, layers=1, hidden=config.hidden_size, intermediate=config.intermediate_size,
+                          heads=config.num_attention_heads, kv_heads=config.num_key_value_heads)
     model = random_model(config, dtype)
     if not (directory / "config.json").exists():
         model.to(torch.float32).save_pretrained(directory, safe_serialization=True)

@@ -65,7 +65,9 @@ def main() -> int:
                                      "setup_s": round(setup_s, 1), "nodes": times["nodes"]},
                         models={"teacher": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
                                 "student": "the teacher pruned to 10 of 30 layers"},
-                        fsku_benchmark_slice=with_fsku, target_s=TARGET_S)
+                        fsku_benchmark_slice=with_fsku, target_s=TARGET_S,
+                        commit=subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True,
+                                              text=True, check=True).stdout.strip())  # what the clone ran
     print(f"recorded in {path.relative_to(ROOT)}; clone in {clone}")
     return verdict(run_s <= TARGET_S, f"`kedro run` from a fresh clone within {TARGET_S // 60} minutes")
 
