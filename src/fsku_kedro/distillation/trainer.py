@@ -17,7 +17,12 @@ from trl import DPOTrainer
 
 from fsku_kedro.distillation.config import DistillationConfig
 from fsku_kedro.distillation.heads import final_hidden_states, head_rows, head_weight
-from fsku_kedro.distillation.losses import distillation_loss, needs_teacher, scores_rejected, sequence_log_prob_gap
+from fsku_kedro.distillation.losses import (
+    distillation_loss,
+    needs_teacher,
+    scores_rejected,
+    sequence_log_prob_gap,
+)
 from fsku_kedro.distillation.schedules import AdaptiveAlpha, gradual_beta
 
 logger = logging.getLogger(__name__)
