@@ -277,9 +277,9 @@ def part_compression(catalog, questions, labels, only: list[str] | None = None) 
     tokenizer = load_tokenizer(str(teacher_dir))
     chunks, prompts, templates = catalog.load("chunks"), _prompt_set(catalog), catalog.load("prompt_templates")
     results = Results("compression", RESULTS / "real_teacher_compression.json")
+    held_out = build_calibration_set(chunks, prompts, templates, CompressionSettings())["held_out"]
 
     def measure(name: str, model, **extra) -> None:
-        held_out = build_calibration_set(chunks, prompts, templates, CompressionSettings())["held_out"]
         results[name] = {**extra, "perplexity": perplexity(model, held_out, 256),
                          **answer(model, mc, labels, {}, catalog, settings, embedder)}
         record_compression(results, len(mc))  # committed as it grows

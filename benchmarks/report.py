@@ -30,15 +30,16 @@ def verdict(met: bool, description: str) -> int:
 
 def cpu_line() -> str:
     """The CPU as `.ci/run` prints it: model, cores and the SIMD extensions kernels are chosen by."""
-    model, flags = "unknown", []
+    from fsku_kedro.models.compute_dtype import cpu_flags
+
+    model = "unknown"
     try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name") and model == "unknown":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = sorted(f for f in line.split(":", 1)[1].split() if f == "avx2" or f.startswith(("avx512", "amx")))
+        model = next((line.split(":", 1)[1].strip() for line in
+                      Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+                      if line.startswith("model name")), model)
     except OSError:
         pass
+    flags = sorted(f for f in cpu_flags() if f == "avx2" or f.startswith(("avx512", "amx")))
     return f"{model} ({os.cpu_count()} cores); SIMD: {' '.join(flags) or 'none reported'}"
 
 

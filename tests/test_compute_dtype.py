@@ -1,24 +1,15 @@
 """The compute dtype ``auto``: bfloat16 only where the hardware computes it natively, explicit dtypes as given."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from fsku_kedro.distillation.training import trainer_bf16
 from fsku_kedro.models import compute_dtype
-from fsku_kedro.models.compute_dtype import auto_dtype, cpu_bfloat16, resolve_dtype
+from fsku_kedro.models.compute_dtype import auto_dtype, cpu_bfloat16, cpu_flags, resolve_dtype
 from fsku_kedro.models.loading import load_any_model
 from fsku_kedro.parameters.compression import CompressionSettings
 from fsku_kedro.parameters.distillation import TrainingSettings
 from fsku_kedro.parameters.inference import InferenceSettings
-
-
-def _flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 @pytest.fixture
@@ -59,16 +50,16 @@ def test_native_bf16_units_choose_bfloat16_unless_the_kernels_are_held_below_the
 def test_without_native_bf16_the_cpu_computes_in_float32(x86_cpu, monkeypatch):
     x86_cpu(avx512_bf16=False, amx=False, capability="AVX2")
     assert cpu_bfloat16("x86_64") == (False, "the CPU has neither AVX512-BF16 nor AMX (PyTorch kernels: AVX2)")
-    monkeypatch.setattr(compute_dtype, "_arm_features", lambda: {"fp", "asimd", "bf16"})
+    monkeypatch.setattr(compute_dtype, "cpu_flags", lambda: {"fp", "asimd", "bf16"})
     assert cpu_bfloat16("aarch64") == (True, "the CPU has the Arm BF16 extension")
-    monkeypatch.setattr(compute_dtype, "_arm_features", lambda: {"fp", "asimd"})
+    monkeypatch.setattr(compute_dtype, "cpu_flags", lambda: {"fp", "asimd"})
     assert not cpu_bfloat16("aarch64")[0]
     assert not cpu_bfloat16("riscv64")[0]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU rule")
 def test_auto_on_this_machine_follows_its_cpu_flags():
-    native = bool({"avx512_bf16", "amx_bf16"} & _flags()) and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags()) and torch.backends.cpu.get_cpu_capability() == "AVX512"
     assert auto_dtype().dtype == ("bfloat16" if native else "float32")
     assert resolve_dtype("auto") == auto_dtype().dtype
     assert trainer_bf16("auto") is native

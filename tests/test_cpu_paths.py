@@ -26,23 +26,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fsku_kedro.models.compute_dtype import cpu_flags
 from tests.conftest import CORPUS_DIR, PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-FLAGS = _cpu_flags()
+FLAGS = cpu_flags()
 X86 = "sse2" in FLAGS
 
 

@@ -37,13 +37,15 @@ class DtypeChoice:
     reason: str
 
 
-def _arm_features() -> set[str]:
+def cpu_flags() -> set[str]:
+    """The first CPU's feature flags from /proc/cpuinfo (``flags`` on x86, ``Features`` on Arm);
+    empty where the file is missing."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return set()
     for line in text.splitlines():
-        if line.lower().startswith("features"):
+        if line.lower().startswith(("flags", "features")):
             return set(line.split(":", 1)[1].split())
     return set()
 
@@ -66,7 +68,7 @@ def cpu_bfloat16(machine: str | None = None) -> tuple[bool, str]:
             return False, f"the CPU has {' and '.join(units)}, but oneDNN is limited to {cap}"
         return True, f"the CPU has {' and '.join(units)}"
     if machine in ("aarch64", "arm64"):
-        if "bf16" in _arm_features():
+        if "bf16" in cpu_flags():
             return True, "the CPU has the Arm BF16 extension"
         return False, "the CPU has no Arm BF16 extension"
     return False, f"no native bfloat16 is known for {machine} CPUs"
