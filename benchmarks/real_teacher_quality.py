@@ -223,6 +223,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "gptq g128 act-order static": ("gptq", {"gptq": {"desc_act": True, "static_groups": True}}),
     "gptq g128 task calibration": ("gptq", {"calibration": {"prompt_share": 0.25, "mc_prompt_share": 0.5}}),
     "gptq g128 256 texts": ("gptq", {"calibration": {"calibration_samples": 256}}),
+    "gptq g32 act-order static task": ("gptq", {
+        "gptq": {"group_size": 32, "desc_act": True, "static_groups": True},
+        "calibration": {"prompt_share": 0.25, "mc_prompt_share": 0.5}}),
     "gptq g32 act-order static task 256": ("gptq", {
         "gptq": {"group_size": 32, "desc_act": True, "static_groups": True},
         "calibration": {"calibration_samples": 256, "prompt_share": 0.25, "mc_prompt_share": 0.5}}),

@@ -32,6 +32,10 @@ class DecontaminationSettings(Settings):
     ngram: int = Field(8, ge=3)  # characters per n-gram, spaces and punctuation removed
     min_containment: float = Field(0.5, gt=0.0, le=1.0)  # share of the shorter text's n-grams that marks a copy
     min_shared: PositiveInt = 20  # and at least this many n-grams in common
+    # An evaluation stem (question without options) found in a prompt with at most this share of its
+    # characters edited (at least one edit) marks a copy, whatever template or options surround it.
+    stem_max_edit_share: float = Field(0.12, ge=0.0, lt=0.5)
+    stem_min_chars: PositiveInt = 12  # shorter stems (normalised characters) are too generic to match alone
 
 
 class PairSettings(Settings):

@@ -18,7 +18,7 @@ import pandas as pd
 from fsku_kedro.contracts import CompetitionQuestion, SyntheticQAPair, validate_records
 from fsku_kedro.evaluation.fsku_benchmark import descriptive_id, mc_id
 from fsku_kedro.generation.backends import GenerationBackend, make_backend
-from fsku_kedro.generation.decontamination import ContaminationIndex, EvaluationItem
+from fsku_kedro.generation.decontamination import ContaminationIndex, EvaluationItem, StemRule
 from fsku_kedro.generation.synthetic_qa import (
     ItemRejected,
     build_item,
@@ -44,7 +44,8 @@ PROMPT_SET_COLUMNS = ["prompt_id", "prompt", "source", "question_type", "referen
 
 
 SPLIT_COLUMNS = ["ID", "split"]
-REPORT_COLUMNS = ["source", "prompt_id", "prompt", "evaluation_set", "evaluation_id", "evaluation_text", "containment"]
+REPORT_COLUMNS = ["source", "prompt_id", "prompt", "evaluation_set", "evaluation_id", "evaluation_text", "rule",
+                  "containment", "stem_edits"]
 
 
 def prompt_id(prompt: str) -> str:
@@ -201,21 +202,24 @@ def decontaminate(
               for i, text in enumerate(fsku_benchmark_mc.get("Question", pd.Series(dtype=str)).astype(str))]
     items += [EvaluationItem("fsku_benchmark", descriptive_id(i), text)
               for i, text in enumerate(fsku_benchmark_descriptive.get("Question", pd.Series(dtype=str)).astype(str))]
-    index = ContaminationIndex(items, settings.ngram, settings.min_containment, settings.min_shared)
+    index = ContaminationIndex(items, settings.ngram, settings.min_containment, settings.min_shared,
+                               StemRule(settings.stem_max_edit_share, settings.stem_min_chars))
+    records = prompt_set.to_dict("records")
     rows, keep = [], []
-    for record in prompt_set.to_dict("records"):
-        found = index.match(record["prompt"])
+    for record, found in zip(records, index.match_all([record["prompt"] for record in records])):
         keep.append(found is None)
         if found is not None:
             rows.append({"source": record["source"], "prompt_id": record["prompt_id"], "prompt": record["prompt"][:200],
                          "evaluation_set": found.item.evaluation_set, "evaluation_id": found.item.item_id,
-                         "evaluation_text": found.item.text[:200], "containment": round(found.containment, 4)})
+                         "evaluation_text": found.item.text[:200], "rule": found.rule,
+                         "containment": round(found.containment, 4), "stem_edits": found.stem_edits})
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     clean = prompt_set[keep].reset_index(drop=True)
     counts: Counter[str] = Counter({"checked": len(prompt_set), "dropped": len(report),
                                     "evaluation_items": len(items)})
     counts.update(f"dropped.{source}" for source in report["source"])
     counts.update(f"matched.{name}" for name in report["evaluation_set"])
+    counts.update(f"rule.{name}" for name in report["rule"])
     logger.info("Decontamination: %d of %d prompts dropped against %d evaluation questions: %s", len(report),
                 len(prompt_set), len(items), dict(counts))
     if clean.empty:
