@@ -9,6 +9,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from datasets import Dataset, DatasetDict
 
 from fsku_kedro.datasets import ModelDirectoryDataset
+from fsku_kedro.distillation.choice_targets import target_frame
 from fsku_kedro.distillation.launch import launch_command
 from fsku_kedro.parameters.distillation import (
     DistillationSettings,
@@ -48,12 +49,13 @@ def test_launched_training_matches_in_process_and_logs_to_the_run(teacher, stude
                                       "use_cpu": True, "num_processes": 1, "mixed_precision": "no",
                                       "num_machines": 1, "machine_rank": 0}))
     base = training_parameters(max_steps=2)
-    in_process, history, _ = train_student(pairs, bundles["teacher"], bundles["student"],
+    no_targets = target_frame([])
+    in_process, history, _ = train_student(pairs, no_targets, bundles["teacher"], bundles["student"],
                                            base.model_copy(update={"checkpoint_dir": str(tmp_path / "a")}))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
         launched, launched_history, log = train_student(
-            pairs, bundles["teacher"], bundles["student"],
+            pairs, no_targets, bundles["teacher"], bundles["student"],
             base.model_copy(update={"checkpoint_dir": str(tmp_path / "b"), "launcher": LauncherSettings(
                 type="accelerate", config_file=str(config), num_processes=1)}),
         )
@@ -124,5 +126,6 @@ def test_a_refused_launch_stops_the_node_before_it_writes_anything(teacher, stud
     settings = training_parameters().model_copy(update={"launcher": launcher,
                                                         "checkpoint_dir": str(tmp_path / "checkpoints")})
     with pytest.raises(UserInputError, match="fsdp_version 1"):
-        train_student(DatasetDict({"train": Dataset.from_list(pair_rows(2))}), teacher, student, settings)
+        train_student(DatasetDict({"train": Dataset.from_list(pair_rows(2))}), target_frame([]), teacher, student,
+                      settings)
     assert not (tmp_path / "checkpoints").exists()

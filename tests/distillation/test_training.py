@@ -11,7 +11,7 @@ from fsku_kedro.distillation.merging import extract_adapter
 from fsku_kedro.distillation.trainer import DistillationTrainer, TokenizerMismatchError
 from fsku_kedro.distillation.training import StopAfterSteps, build_trainer, train_round
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.parameters.distillation import METHODS, DistillationSettings
+from fsku_kedro.parameters.distillation import BASELINES, LOSS_TYPES, DistillationSettings
 from tests.distillation.conftest import pair_rows, training_parameters
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ def _losses(history):
     return [record["loss"] for record in history if "loss" in record]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", LOSS_TYPES + BASELINES)  # choice_target: test_choice_targets.py
 def test_every_method_lowers_its_loss_on_a_fixed_batch(method, teacher, student, fixed_pairs, tmp_path):
     _, history = train_round(method, student, teacher, fixed_pairs, training_parameters(), tmp_path)
     losses = _losses(history)

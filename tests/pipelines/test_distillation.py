@@ -28,7 +28,7 @@ def sample_labels():
 def test_rounds_shape_the_graph():
     one = distillation.create_pipeline(rounds=1)
     assert {n.name for n in one.nodes} == {
-        "round_0.validate_student", "round_1.train_student", "round_1.plot_training_curves",
+        "teacher_choice_targets", "round_0.validate_student", "round_1.train_student", "round_1.plot_training_curves",
         "round_1.merge_student", "round_1.validate_student", "select_best_round", "compare_distillation_runs"}
     three = {n.name: n for n in distillation.create_pipeline(rounds=3).nodes}
     assert three["round_2.student.generate_responses"].inputs == [
@@ -36,7 +36,7 @@ def test_rounds_shape_the_graph():
     assert three["round_3.build_pairs"].inputs == [
         "prompt_set", "teacher.responses", "round_3.student.responses", "params:response_generation.pairs"]
     assert three["round_3.train_student"].inputs == [
-        "round_3.pair_dataset", "teacher_model", "round_2.distilled_student", "params:distillation"]
+        "round_3.pair_dataset", "choice_targets", "teacher_model", "round_2.distilled_student", "params:distillation"]
     assert three["round_1.train_student"].inputs[0] == "pair_dataset"
     assert three["select_best_round"].outputs == ["distilled_student@model", "distillation_summary"]
 
@@ -85,6 +85,7 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         "fsku_benchmark_mc": pd.DataFrame(columns=["Question"]),
         "fsku_benchmark_descriptive": pd.DataFrame(columns=["Question"]),
         "distillation_runs": pd.DataFrame(),
+        "chunks": pd.DataFrame(columns=["doc_id", "title", "content"]),
         "embedder": tiny_embedder,
         **settings_params("response_generation", ResponseGenerationSettings(prompt_set=PROMPT_SET)),
         "params:teacher.generation": generation,
@@ -94,7 +95,9 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     for side in ("teacher", "student", "round_2.student"):
         catalog[f"{side}.response_store"] = ResponseStoreDataset(str(tmp_path / f"{side}.jsonl"))
+    catalog["choice_target_progress"] = ResponseStoreDataset(str(tmp_path / "choice_targets.jsonl"))
     catalog["distillation_summary"] = KeptDataset(copy_mode="assign")
+    catalog["choice_targets"] = KeptDataset(copy_mode="assign")
     for n in (1, 2):  # intermediate models on disk, as in the project's catalog
         catalog[f"round_{n}.distilled_student"] = ModelDirectoryDataset(str(tmp_path / f"round_{n}"))
     generation_only = response_generation.create_pipeline().from_nodes("build_prompt_set")
@@ -113,6 +116,7 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     assert [p["step"] for p in history["loss"]] == [1, 2] and "kl.rejected" not in history, "round 1: the SFT warm-up"
     assert "kl.rejected" in catalog.load("round_2.training_history"), "round 2: DistiLLM-2 uses the student's responses"
     assert history["summary.steps"][0]["value"] == 2 and history["summary.tokens_per_second"][0]["value"] > 0
+    assert catalog.load("choice_targets").empty, "no choice_target round: the teacher scores no option"
     metrics = catalog.load("round_2.validation_metrics")
     assert 0.0 <= metrics["fsku_score"]["value"] <= 1.0
     assert catalog.load("round_1.training_curves").axes, "training curves are plotted"

@@ -30,10 +30,9 @@ def _sentences(text: str) -> list[str]:
     return [s for s in pieces if OPTION_CHARS[0] <= len(s) <= OPTION_CHARS[1]]
 
 
-def multiple_choice_prompts(chunks: pd.DataFrame, count: int, seed: int, templates: dict[str, str]) -> list[str]:
-    """``count`` user prompts, each a four-option question about one chunk: the correct option is one of
-    its sentences, the others are sentences of other documents. Even-numbered prompts are closed book
-    (``closed_book_multiple_choice``), odd ones carry the chunk as context (``inference_multiple_choice``)."""
+def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int) -> list[tuple[str, str]]:
+    """``count`` four-option questions, each about one chunk, as (the chunk's text, the question): the
+    correct option is one of its sentences, the others are sentences of other documents."""
     if count == 0:
         return []
     rows = [(str(r.doc_id), str(r.title or r.doc_id), _sentences(str(r.content))) for r in chunks.itertuples()]
@@ -41,8 +40,8 @@ def multiple_choice_prompts(chunks: pd.DataFrame, count: int, seed: int, templat
     rows.sort(key=lambda row: unit_hash(seed, "mc_prompt", row[2][0]))
     pool = [(doc, sentence) for doc, _, sentences in rows for sentence in sentences]
     if len({doc for doc, _ in pool}) < 2:
-        raise ValueError("multiple-choice calibration prompts need sentences from at least two documents")
-    prompts = []
+        raise ValueError("multiple-choice questions from the corpus need sentences from at least two documents")
+    questions = []
     for n in range(count):
         doc, topic, sentences = rows[n % len(rows)]
         answer = sentences[n // len(rows) % len(sentences)]
@@ -50,13 +49,21 @@ def multiple_choice_prompts(chunks: pd.DataFrame, count: int, seed: int, templat
         options = [answer] + [sentence for _, sentence in others[:3]]
         options.sort(key=lambda text: unit_hash(seed, "order", n, text))
         stem = STEMS[n % len(STEMS)].format(topic=topic)
-        question = "\n".join([stem] + [f"{i} {text}" for i, text in enumerate(options, start=1)])
+        questions.append((" ".join(sentences),
+                          "\n".join([stem] + [f"{i} {text}" for i, text in enumerate(options, start=1)])))
+    return questions
+
+
+def multiple_choice_prompts(chunks: pd.DataFrame, count: int, seed: int, templates: dict[str, str]) -> list[str]:
+    """``count`` user prompts of ``multiple_choice_questions``: even-numbered ones closed book
+    (``closed_book_multiple_choice``), odd ones with the chunk as context (``inference_multiple_choice``)."""
+    prompts = []
+    for n, (chunk, question) in enumerate(multiple_choice_questions(chunks, count, seed)):
         if n % 2 == 0:
             prompts.append(Template(templates["closed_book_multiple_choice"]).substitute(question=question))
         else:
-            context = "[1] " + " ".join(sentences)
             prompts.append(Template(templates["inference_multiple_choice"]).substitute(question=question,
-                                                                                        context=context))
+                                                                                        context=f"[1] {chunk}"))
     return prompts
 
 

@@ -2,7 +2,8 @@
 
 ``settings.loss`` selects the method over the same pair data: the distillation losses of
 ``DistillationTrainer`` (distillm_v2, distillm_v1, kd, rkl, gkd, seqkd) or TRL's own preference
-trainers as baselines (``dpo``: ``trl.DPOTrainer``; ``orpo``: ``trl.experimental.orpo``).
+trainers as baselines (``dpo``: ``trl.DPOTrainer``; ``orpo``: ``trl.experimental.orpo``). A
+``choice_target`` round trains on the teacher's debiased multiple-choice targets instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from fsku_kedro.hashing import json_hash
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.compute_dtype import auto_dtype
-from fsku_kedro.parameters.distillation import LOSS_TYPES, DistillationSettings, LoraSettings
+from fsku_kedro.parameters.distillation import CHOICE_TARGET, LOSS_TYPES, DistillationSettings, LoraSettings
 
 logger = logging.getLogger(__name__)
 
@@ -106,21 +107,29 @@ def build_trainer(
     settings: DistillationSettings,
     output_dir: Path,
     callbacks: list[TrainerCallback] | None = None,
+    choice_targets: Any = None,
 ):
-    """The trainer for ``method`` over the train (and, if present, validation) pairs."""
+    """The trainer for ``method`` over the train (and, if present, validation) pairs, or for
+    ``choice_target`` over the rows of ``choice_targets``."""
     def pair_columns(split):
         return split.remove_columns([c for c in split.column_names if c not in ("prompt", "chosen", "rejected")])
 
-    train = pair_columns(pairs["train"])
-    evaluation = pair_columns(pairs["validation"]) if "validation" in pairs else None
+    if method == CHOICE_TARGET and (choice_targets is None or choice_targets.empty):
+        raise ValueError("a choice_target round needs the teacher's choice targets; none were computed")
     common = _common_arguments(settings, output_dir)
-    if evaluation is None:
-        common["eval_strategy"] = "no"
     model = student.model
     if settings.qlora:
         check_qlora(student)
         model = quantized_base(student)
     peft_config = lora_config(settings.lora)
+    if method == CHOICE_TARGET:
+        from fsku_kedro.distillation.choice_trainer import choice_trainer
+
+        return choice_trainer(model, student.tokenizer, choice_targets, common, peft_config, callbacks)
+    train = pair_columns(pairs["train"])
+    evaluation = pair_columns(pairs["validation"]) if "validation" in pairs else None
+    if evaluation is None:
+        common["eval_strategy"] = "no"
     kwargs = {
         "train_dataset": train,
         "eval_dataset": evaluation,
@@ -156,13 +165,14 @@ def train_round(
     settings: DistillationSettings,
     output_dir: Path,
     extra_callbacks: list[TrainerCallback] | None = None,
+    choice_targets: Any = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Train, resuming from the newest checkpoint in ``output_dir`` if one exists.
 
     Returns the trained model (a PEFT model) and the logged records of every step, those
     before a resume included (they travel in the checkpoint's trainer state).
     """
-    trainer = build_trainer(method, student, teacher, pairs, settings, output_dir, extra_callbacks)
+    trainer = build_trainer(method, student, teacher, pairs, settings, output_dir, extra_callbacks, choice_targets)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
         logger.info("Resuming %s training from %s", method, last)

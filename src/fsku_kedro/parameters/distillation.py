@@ -12,8 +12,9 @@ from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
 
 LOSS_TYPES = ("distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd")
 BASELINES = ("dpo", "orpo")  # TRL's own preference trainers over the same pairs
-METHODS = LOSS_TYPES + BASELINES
-Method = Literal["distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd", "dpo", "orpo"]
+CHOICE_TARGET = "choice_target"  # the teacher's debiased option distribution (distillation/choice_trainer.py)
+METHODS = LOSS_TYPES + BASELINES + (CHOICE_TARGET,)
+Method = Literal["distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd", "dpo", "orpo", "choice_target"]
 
 
 class LauncherSettings(Settings):
@@ -52,6 +53,17 @@ class ORPOSettings(ConfigClassSettings):
 
     config_class = "trl.experimental.orpo:ORPOConfig"
     beta: float = Field(0.1, gt=0.0)
+
+
+class ChoiceTargetSettings(Settings):
+    """The questions of ``choice_target`` rounds and their teacher targets (distillation/choice_targets.py):
+    the prompt set's multiple-choice items and FSKU-style questions made from the knowledge base."""
+
+    template: str = "closed_book_multiple_choice"  # the served prompt the teacher and the student read
+    corpus_questions: NonNegativeInt = 0  # questions made from the knowledge base, besides the prompt set's
+    validation_share: float = Field(0.2, ge=0.0, lt=1.0)  # of the corpus questions (seeded by their id)
+    seed: int = 0  # option shuffles and the corpus questions
+    batch_size: PositiveInt = 8  # teacher choice scoring
 
 
 class LoraSettings(Settings):
@@ -140,6 +152,7 @@ class DistillationSettings(Settings):
     distillm: DistillMSettings = DistillMSettings()
     dpo: DPOSettings = DPOSettings()
     orpo: ORPOSettings = ORPOSettings()
+    choice_targets: ChoiceTargetSettings = ChoiceTargetSettings()
     lora: LoraSettings = LoraSettings()
     training: TrainingSettings = TrainingSettings()
     validation: ValidationSettings = ValidationSettings()
@@ -172,6 +185,8 @@ class DistillationSettings(Settings):
     def _rounds_are_valid(self) -> DistillationSettings:
         if self.launcher.type == "accelerate" and not self.launcher.config_file:
             raise ValueError("launcher.type accelerate needs launcher.config_file (conf/accelerate/...)")
+        if self.launcher.type == "accelerate" and CHOICE_TARGET in self.losses:
+            raise ValueError("a choice_target round trains in process only; set launcher.type in_process")
         for number in range(1, len(self.schedule) + 1):
             try:
                 trained = self.for_round(number)

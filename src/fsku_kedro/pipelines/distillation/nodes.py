@@ -12,19 +12,29 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from fsku_kedro.compression.calibration import multiple_choice_questions
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
+from fsku_kedro.distillation.choice_targets import (
+    question_of,
+    served_chat,
+    shuffled,
+    target_frame,
+    teacher_targets,
+)
 from fsku_kedro.distillation.launch import run_launched
 from fsku_kedro.distillation.merging import LoraAdapter, extract_adapter, merge_adapter
 from fsku_kedro.distillation.training import run_fingerprint, train_round
 from fsku_kedro.distillation.validation import teacher_agreement
 from fsku_kedro.evaluation.closed_book import fsku_validation
 from fsku_kedro.evaluation.held_out import held_out_questions
-from fsku_kedro.hashing import json_hash
+from fsku_kedro.generation.store import ResponseStore
+from fsku_kedro.hashing import json_hash, unit_hash
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.parameters.distillation import DistillationSettings
+from fsku_kedro.parameters.distillation import CHOICE_TARGET, DistillationSettings
 from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
+from fsku_kedro.questions import parse_question
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +45,68 @@ def _content_hash(pairs: Any) -> str:
     return json_hash(pairs["train"].to_list())
 
 
+def teacher_choice_targets(
+    prompt_set: pd.DataFrame,
+    chunks: pd.DataFrame,
+    teacher_model: ModelBundle,
+    prompt_templates: dict[str, Callable[[], str]],
+    progress: ResponseStore,
+    settings: DistillationSettings,
+) -> pd.DataFrame:
+    """The questions of ``choice_target`` rounds with the teacher's cyclic-averaged option distribution:
+    the prompt set's multiple-choice items (in its train / validation split) and
+    ``choice_targets.corpus_questions`` made from the knowledge base, each with its options shuffled
+    (seeded). Empty when no round of the schedule is a ``choice_target`` round."""
+    options = settings.choice_targets
+    if CHOICE_TARGET not in settings.losses:
+        logger.info("Choice targets: no choice_target round in the schedule, none computed")
+        return target_frame([])
+    templates = read_templates(prompt_templates)
+    questions: list[tuple[CompetitionQuestion, str, str]] = []
+    unparsed = 0
+    for row in prompt_set[prompt_set["question_type"] == "multiple_choice"].itertuples(index=False):
+        text = question_of(str(row.prompt), templates["answer_multiple_choice"])
+        question = parse_question(str(row.prompt_id), text) if text else None
+        if question is None or not question.choices:
+            unparsed += 1
+            continue
+        questions.append((question, str(row.source), str(row.split)))
+    if unparsed:
+        logger.warning("Choice targets: %d multiple-choice prompts of the prompt set are not in the "
+                       "answer_multiple_choice template with numbered options; left out", unparsed)
+    for n, (_, text) in enumerate(multiple_choice_questions(chunks, options.corpus_questions, options.seed)):
+        question_id = f"corpus-mc-{options.seed}-{n}"
+        split = "validation" if unit_hash(options.seed, question_id) < options.validation_share else "train"
+        questions.append((parse_question(question_id, text), "corpus", split))
+    if not questions:
+        raise ValueError("a choice_target round has no question: the prompt set holds no multiple-choice item in "
+                         "the answer_multiple_choice template and distillation.choice_targets.corpus_questions is 0")
+    served = [shuffled(question, options.seed) for question, _, _ in questions]
+    template = templates[options.template]
+    targets = teacher_targets(served, teacher_model, template, progress,
+                              {"seed": options.seed}, options.batch_size)
+    rows = [{"question_id": q.ID, "source": source, "split": split, "question": q.Question,
+             "prompt": served_chat(q, template)[0]["content"], "option_count": len(q.choices or {}),
+             "target": targets[q.ID]["target"], "one_pass": targets[q.ID]["one_pass"]}
+            for q, (_, source, split) in zip(served, questions)]
+    frame = target_frame(rows)
+    agree = sum(int(np.argmax(r["target"]) == np.argmax(r["one_pass"])) for r in rows)
+    logger.info("Choice targets: %d questions (%s); the averaged and the one-pass choice agree on %d",
+                len(frame), frame.groupby(["source", "split"]).size().to_dict(), agree)
+    return frame
+
+
 def train_student(
     pair_dataset: Any,
+    choice_targets: pd.DataFrame,
     teacher_model: ModelBundle,
     student_model: ModelBundle,
     settings: DistillationSettings,
     round_number: int = 1,
 ) -> tuple[LoraAdapter, dict[str, list[dict[str, float]]], pd.DataFrame]:
-    """Train a LoRA adapter on the pairs with round ``round_number``'s entry of ``settings.schedule``
-    (its loss, and its overrides of the loss settings and trainer arguments).
+    """Train a LoRA adapter on the pairs (on ``choice_targets`` in a ``choice_target`` round) with round
+    ``round_number``'s entry of ``settings.schedule`` (its loss, and its overrides of the loss
+    settings and trainer arguments).
 
     Checkpoints go to ``checkpoint_dir/round_<n>/<fingerprint>``; a restart with the same
     pairs, models and settings resumes from the newest one.
@@ -51,18 +114,20 @@ def train_student(
     settings = settings.for_round(round_number)
     method = settings.losses[0]
     training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher"})
-    run = run_fingerprint(
-        method, training_settings, student_model.name, student_model.path, teacher_model.name,
-        _content_hash(pair_dataset),
-    )
+    data = (json_hash(choice_targets.to_dict("records")) if method == CHOICE_TARGET
+            else _content_hash(pair_dataset))
+    run = run_fingerprint(method, training_settings, student_model.name, student_model.path, teacher_model.name, data)
     output_dir = Path(settings.checkpoint_dir) / f"round_{round_number}" / run
-    logger.info("Round %d: %s on %d pairs, checkpoints in %s", round_number, method, len(pair_dataset["train"]), output_dir)
+    what = (f"{int((choice_targets['split'] == 'train').sum())} choice targets" if method == CHOICE_TARGET
+            else f"{len(pair_dataset['train'])} pairs")
+    logger.info("Round %d: %s on %s, checkpoints in %s", round_number, method, what, output_dir)
     if settings.launcher.type == "accelerate":  # one node run; accelerate starts the ranks
         adapter, log_history = run_launched(method, student_model, teacher_model, pair_dataset, settings, output_dir)
     else:
         # The trainer wraps the model with LoRA in place; the input bundle stays untouched.
         student = ModelBundle(copy.deepcopy(student_model.model), student_model.tokenizer, student_model.name)
-        trained, log_history = train_round(method, student, teacher_model, pair_dataset, settings, output_dir)
+        trained, log_history = train_round(method, student, teacher_model, pair_dataset, settings, output_dir,
+                                           choice_targets=choice_targets)
         adapter = extract_adapter(trained)
     history: dict[str, list[dict[str, float]]] = {}
     steps = max((int(r.get("step", 0)) for r in log_history), default=0)
@@ -165,7 +230,7 @@ def compare_distillation_runs(runs: pd.DataFrame, distillation_summary: pd.DataF
         if not isinstance(losses, str) or not losses:
             continue
         count = len(losses.split(","))
-        metric = lambda name: run.get(f"metrics.{name}", float("nan"))  # noqa: E731
+        metric = lambda name: run.get(f"metrics.{name}", float("nan"))
         per_round = [metric(f"round_{n}.validation_metrics.fsku_score") for n in range(1, count + 1)]
         speeds = [metric(f"round_{n}.training_history.summary.tokens_per_second") for n in range(1, count + 1)]
         rows.append({

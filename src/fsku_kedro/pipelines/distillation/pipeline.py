@@ -25,6 +25,7 @@ from .nodes import (
     compare_distillation_runs,
     merge_student,
     select_best_round,
+    teacher_choice_targets,
     train_student,
     training_curves,
     validate_student,
@@ -106,7 +107,7 @@ def round_template(round_number: int) -> Pipeline:
             [
                 node(
                     _for_round(train_student, round_number),
-                    inputs=["pair_dataset", "teacher_model", "base_student", "params:distillation"],
+                    inputs=["pair_dataset", "choice_targets", "teacher_model", "base_student", "params:distillation"],
                     outputs=["student_adapter", "training_history", "training_log"],
                     name="train_student",
                 ),
@@ -131,7 +132,17 @@ def create_pipeline(**kwargs) -> Pipeline:
     evaluation_inputs = ["teacher_model", "sample_questions", "sample_labels", "sample_split", "prompt_templates",
                          "embedder"]
     evaluation_params = ["params:distillation"]
+    targets = pipeline([
+        node(
+            teacher_choice_targets,
+            inputs=["prompt_set", "chunks", "teacher_model", "prompt_templates", "choice_target_progress",
+                    "params:distillation"],
+            outputs="choice_targets",
+            name="teacher_choice_targets",
+        )
+    ])
     stages = [
+        targets,
         pipeline(
             _validation("student_model"),
             namespace="round_0",
@@ -140,7 +151,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         )
     ]
     for number in range(1, rounds + 1):
-        inputs = {name: name for name in evaluation_inputs}
+        inputs = {name: name for name in [*evaluation_inputs, "choice_targets"]}
         inputs["base_student"] = "student_model" if number == 1 else f"round_{number - 1}.distilled_student"
         parameters = set(evaluation_params)
         if number == 1:

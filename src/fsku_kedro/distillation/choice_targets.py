@@ -1,0 +1,106 @@
+"""The debiased multiple-choice target: the teacher's option distribution averaged over the cyclic
+rotations of the options, for the student to learn in one pass.
+
+The teacher answers multiple choice better when its option probabilities are averaged over every
+cyclic rotation (answering/debias.py), at n forward passes per question of n options. Here that
+averaged distribution is computed once per training question and kept, so a ``choice_target``
+round can distil it into the student at the answer position (the first token the assistant would
+write) of a single pass. Each question's options are shuffled first (seeded by its id), so the
+targets do not teach the benchmark's own option order; the served closed-book prompt template
+frames it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from string import Template
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from fsku_kedro.answering.choice_scoring import option_token_sequences, score_choices
+from fsku_kedro.answering.debias import cyclic_scores
+from fsku_kedro.contracts import CompetitionQuestion
+from fsku_kedro.generation.store import ResponseStore, fingerprint
+from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.questions import parse_question
+
+logger = logging.getLogger(__name__)
+
+TARGET_COLUMNS = ["question_id", "source", "split", "question", "prompt", "option_count", "target", "one_pass"]
+
+
+def question_of(prompt: str, template: str) -> str | None:
+    """The question a prompt-set prompt carries: the text after the part of ``template`` that
+    precedes ``$question``; None when the prompt is not in that template."""
+    head = template.split("$question", 1)[0]
+    return prompt[len(head):].strip() if head and prompt.startswith(head) else None
+
+
+def shuffled(question: CompetitionQuestion, seed: int) -> CompetitionQuestion:
+    """The question with its options in an order seeded by ``seed`` and its id, renumbered from 1."""
+    options = list((question.choices or {}).values())
+    random.Random(f"{seed}:{question.ID}").shuffle(options)
+    text = "\n".join([question.parsed_question, *(f"{n} {t}" for n, t in enumerate(options, start=1))])
+    return parse_question(question.ID, text)
+
+
+def served_chat(question: CompetitionQuestion, template: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": Template(template).substitute(question=question.Question)}]
+
+
+def _softmax(log_probs: dict[int, float]) -> list[float]:
+    top = max(log_probs.values())
+    weights = [math.exp(log_probs[n] - top) for n in sorted(log_probs)]
+    return [w / sum(weights) for w in weights]
+
+
+def teacher_targets(
+    questions: list[CompetitionQuestion],
+    teacher: ModelBundle,
+    template: str,
+    store: ResponseStore,
+    settings: dict[str, Any],
+    batch_size: int,
+    questions_per_save: int = 8,
+) -> dict[str, dict[str, list[float]]]:
+    """Per question id, the teacher's cyclic-averaged option distribution (``target``) and its one-pass
+    distribution (``one_pass``), both in the question's own option order. Finished questions are
+    appended to ``store`` as they complete, so a restarted run computes only the rest."""
+    run = fingerprint(teacher.name, {"template": template, **settings})
+    done = store.finished(run)
+    todo = [q for q in questions if q.ID not in done]
+    if done:
+        logger.info("Choice targets: %d of %d questions already computed with %s", len(questions) - len(todo),
+                    len(questions), teacher.name)
+
+    def score(batch: list[CompetitionQuestion]) -> list[dict[int, float]]:
+        choices = score_choices(teacher, [served_chat(q, template) for q in batch],
+                                [len(q.choices or {}) for q in batch], batch_size=batch_size)
+        return [choice.probabilities for choice in choices]
+
+    with tqdm(total=len(todo), desc=f"choice targets ({teacher.name})", unit="question") as progress:
+        for start in range(0, len(todo), questions_per_save):
+            batch = todo[start : start + questions_per_save]
+            averaged = cyclic_scores(batch, score)
+            one_pass = score(batch)
+            records = [{"fingerprint": run, "prompt_id": q.ID, "target": _softmax(avg),
+                        "one_pass": [probs[n] for n in sorted(probs)]}
+                       for q, avg, probs in zip(batch, averaged, one_pass)]
+            store.append(records)
+            done.update({record["prompt_id"]: record for record in records})
+            progress.update(len(batch))
+    return {q.ID: {"target": done[q.ID]["target"], "one_pass": done[q.ID]["one_pass"]} for q in questions}
+
+
+def single_token_options(tokenizer: Any, count: int) -> list[int] | None:
+    """The token of each option number 1..count, or None when some number takes several tokens."""
+    sequences = option_token_sequences(tokenizer, count)
+    return [sequence[0] for sequence in sequences] if all(len(s) == 1 for s in sequences) else None
+
+
+def target_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=TARGET_COLUMNS)

@@ -1,0 +1,110 @@
+"""A ``choice_target`` round: the student learns the teacher's debiased option distribution.
+
+A plain ``transformers.Trainer`` over (served prompt, option tokens, target distribution) rows. The
+loss is KL(target || student) between the teacher's cyclic-averaged distribution over the options
+and the student's softmax over the option-number tokens at the answer position, the quantity
+choice scoring reads when it answers (answering/choice_scoring.py), in one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from fsku_kedro.distillation.choice_targets import single_token_options
+
+logger = logging.getLogger(__name__)
+
+
+def choice_rows(targets: Any, tokenizer: Any) -> list[dict[str, Any]]:
+    """Tokenised rows (served prompt ids, option tokens, target) of a choice-target frame; questions
+    whose option numbers take several tokens are left out and counted."""
+    rows, skipped = [], 0
+    for record in targets.to_dict("records"):
+        options = single_token_options(tokenizer, int(record["option_count"]))
+        if options is None:
+            skipped += 1
+            continue
+        chat = [{"role": "user", "content": str(record["prompt"])}]
+        ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
+                        add_special_tokens=False)["input_ids"]
+        rows.append({"input_ids": ids, "option_tokens": options, "target": [float(p) for p in record["target"]]})
+    if skipped:
+        logger.warning("Choice targets: %d questions left out, their option numbers take several tokens", skipped)
+    return rows
+
+
+class ChoiceCollator:
+    """Left-padded prompts (the answer position is the last column) and padded option rows."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        length = max(len(row["input_ids"]) for row in rows)
+        width = max(len(row["option_tokens"]) for row in rows)
+        batch = {
+            "input_ids": torch.full((len(rows), length), self.pad_token_id, dtype=torch.long),
+            "attention_mask": torch.zeros((len(rows), length), dtype=torch.long),
+            "option_tokens": torch.zeros((len(rows), width), dtype=torch.long),
+            "option_mask": torch.zeros((len(rows), width), dtype=torch.bool),
+            "target": torch.zeros((len(rows), width), dtype=torch.float32),
+        }
+        for i, row in enumerate(rows):
+            ids, count = row["input_ids"], len(row["option_tokens"])
+            batch["input_ids"][i, length - len(ids):] = torch.tensor(ids)
+            batch["attention_mask"][i, length - len(ids):] = 1
+            batch["option_tokens"][i, :count] = torch.tensor(row["option_tokens"])
+            batch["option_mask"][i, :count] = True
+            batch["target"][i, :count] = torch.tensor(row["target"])
+        return batch
+
+
+def choice_kl(logits: torch.Tensor, option_tokens: torch.Tensor, option_mask: torch.Tensor,
+              target: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(target || softmax of the option tokens' logits at the answer position)."""
+    scores = logits.float().gather(1, option_tokens).masked_fill(~option_mask, float("-inf"))
+    log_student = torch.log_softmax(scores, dim=-1)
+    log_target = torch.log(target.clamp_min(1e-12))
+    terms = torch.where(option_mask & (target > 0), target * (log_target - log_student), torch.zeros_like(target))
+    return terms.sum(dim=-1).mean()
+
+
+class ChoiceTargetTrainer(Trainer):
+    """``Trainer`` whose loss is ``choice_kl`` on the student's logits at the last prompt position."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
+                        logits_to_keep=1)
+        loss = choice_kl(outputs.logits[:, -1], inputs["option_tokens"], inputs["option_mask"], inputs["target"])
+        return (loss, outputs) if return_outputs else loss
+
+
+def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str, Any],
+                   peft_config: Any, callbacks: list | None = None) -> ChoiceTargetTrainer:
+    """The trainer over the train split of ``targets`` (validation rows, when present, for its eval loss)."""
+    from datasets import Dataset
+    from peft import get_peft_model
+
+    train = choice_rows(targets[targets["split"] == "train"], tokenizer)
+    if not train:
+        raise ValueError("a choice_target round has no training question: the prompt set holds no multiple-choice "
+                         "item and distillation.choice_targets.corpus_questions is 0")
+    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer)
+    if not evaluation:
+        arguments = {**arguments, "eval_strategy": "no"}
+    # TrainingArguments ignores the TRL-only fields the other rounds share.
+    fields = set(TrainingArguments.__dataclass_fields__)
+    args = TrainingArguments(**{key: value for key, value in arguments.items() if key in fields})
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return ChoiceTargetTrainer(
+        model=get_peft_model(model, peft_config),
+        args=args,
+        train_dataset=Dataset.from_list(train),
+        eval_dataset=Dataset.from_list(evaluation) if evaluation else None,
+        data_collator=ChoiceCollator(pad),
+        callbacks=callbacks,
+    )
