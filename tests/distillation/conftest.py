@@ -54,6 +54,7 @@ def fixed_pairs():
 def training_parameters(distillm: dict | None = None, **training) -> DistillationSettings:
     """Distillation settings for a few quick steps on the tiny models; ``training`` overrides trainer fields."""
     return DistillationSettings(
+        teacher_signal_dir=None,  # the teacher runs every step; tests of the cache set a folder
         lora=LoraSettings(r=4, alpha=8, target_modules="all-linear"),
         distillm=DistillMSettings(loss_chunk_size=16, **(distillm or {})),
         training=TrainingSettings(**{

@@ -24,6 +24,7 @@ from fsku_kedro.distillation.losses import (
     sequence_log_prob_gap,
 )
 from fsku_kedro.distillation.schedules import AdaptiveAlpha, gradual_beta
+from fsku_kedro.distillation.teacher_signal import TeacherSignalStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class DistillationTrainer(DPOTrainer):
         if processing_class is None:
             raise ValueError("DistillationTrainer needs the student's tokenizer as processing_class")
         teacher_tokenizer = kwargs.pop("teacher_tokenizer", processing_class)
+        self.teacher_signal: TeacherSignalStore | None = kwargs.pop("teacher_signal", None)
         self.vocab_size = shared_vocabulary(
             teacher_tokenizer,
             processing_class,
@@ -85,6 +87,25 @@ class DistillationTrainer(DPOTrainer):
                 AdaptiveAlpha("rejected", args.alpha_student, args.alpha_anchor_steps, args.min_alpha),
             ]
         super().__init__(model=model, ref_model=ref_model, args=args, callbacks=callbacks, **kwargs)
+
+    def train(self, *args: Any, **kwargs: Any):
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            if self.teacher_signal is not None:
+                self.teacher_signal.flush()
+                logger.info("Teacher signal: %d rows read from the cache, %d computed", self.teacher_signal.hits,
+                            self.teacher_signal.misses)
+
+    def _teacher_hidden(self, input_ids, attention_mask, mask) -> torch.Tensor:
+        """The teacher's final hidden states ``[B, T-1, H]``: from the teacher-signal cache where one is
+        set (valid at the response positions ``mask``, which are all the loss reads), else a forward."""
+        def forward(ids, attention):
+            return final_hidden_states(self.ref_model, ids, attention)[:, :-1]
+
+        if self.teacher_signal is None:
+            return forward(input_ids, attention_mask)
+        return self.teacher_signal.hidden_states(forward, input_ids, attention_mask, mask)
 
     def _alpha_schedule(self, side: str) -> AdaptiveAlpha | None:
         for callback in self.callback_handler.callbacks:
@@ -132,7 +153,7 @@ class DistillationTrainer(DPOTrainer):
         teacher_hidden = None
         if needs_teacher(args.distillation_loss):
             with torch.no_grad():
-                teacher_hidden = final_hidden_states(self.ref_model, input_ids, attention_mask)[:, :-1]
+                teacher_hidden = self._teacher_hidden(input_ids, attention_mask, mask)
         beta = gradual_beta(self.state.global_step, args.beta, args.beta_start, args.beta_warmup_steps)
         with ExitStack() as heads:
             student_head = heads.enter_context(head_weight(model))

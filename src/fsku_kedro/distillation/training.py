@@ -35,16 +35,26 @@ class StopAfterSteps(TrainerCallback):
             control.should_training_stop = True
 
 
-def lora_config(settings: LoraSettings):
-    """A PEFT LoraConfig from the ``lora`` settings (rank, alpha, dropout, target modules)."""
+def lora_config(settings: LoraSettings, model: Any = None):
+    """A PEFT LoraConfig from the ``lora`` settings (rank, alpha, dropout, target modules, and the
+    layers next to the pruning's cuts when ``layers`` is ``next_to_removed``)."""
     from peft import LoraConfig
 
+    from fsku_kedro.models.pruning import next_to_removed
+
+    layers = {}
+    if settings.layers == "next_to_removed":
+        if model is None:
+            raise ValueError("lora.layers next_to_removed needs the student to find its pruned layers")
+        layers = {"layers_to_transform": next_to_removed(model.config), "layers_pattern": "layers"}
+        logger.info("LoRA on the layers next to the removed blocks: %s", layers["layers_to_transform"])
     return LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
+        **layers,
     )
 
 
@@ -121,7 +131,7 @@ def build_trainer(
     if settings.qlora:
         check_qlora(student)
         model = quantized_base(student)
-    peft_config = lora_config(settings.lora)
+    peft_config = lora_config(settings.lora, model)
     if method == CHOICE_TARGET:
         from fsku_kedro.distillation.choice_trainer import choice_trainer
 
@@ -139,9 +149,14 @@ def build_trainer(
     }
     if method in LOSS_TYPES:
         from fsku_kedro.distillation.config import DistillationConfig
+        from fsku_kedro.distillation.losses import needs_teacher
+        from fsku_kedro.distillation.teacher_signal import TeacherSignalStore, teacher_key
         from fsku_kedro.distillation.trainer import DistillationTrainer
 
         args = DistillationConfig(distillation_loss=method, **settings.distillm.model_dump(), **common)
+        if settings.teacher_signal_dir and needs_teacher(method):
+            kwargs["teacher_signal"] = TeacherSignalStore(
+                settings.teacher_signal_dir, teacher_key(teacher.name, teacher.path, teacher.model))
         return DistillationTrainer(
             model=model, ref_model=teacher.model, args=args, teacher_tokenizer=teacher.tokenizer, **kwargs
         )

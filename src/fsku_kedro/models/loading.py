@@ -159,6 +159,8 @@ def materialise_pretrained(
     fingerprint = {"source": source, "keep_layers": keep_layers, "dtype": dtype}
     if keep_layers is not None and layer_selection != "evenly_spaced":
         fingerprint |= {"layer_selection": layer_selection, "calibration": calibration}
+    if keep_layers is not None:
+        fingerprint["config_records"] = "depth_kept_layers"  # caches written before the record are rebuilt
     marker = cache_dir / SOURCE_MARKER if cache_dir else None
     if marker is not None and marker.exists() and json.loads(marker.read_text()) == fingerprint:
         return load_bundle(cache_dir, dtype, trust_remote_code, name)

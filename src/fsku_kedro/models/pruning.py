@@ -43,8 +43,28 @@ def depth_prune(model: Any, keep_layers: list[int]) -> Any:
     layer_types = getattr(config, "layer_types", None)
     if layer_types:
         config.layer_types = [layer_types[i] for i in sorted(set(keep_layers))]
+    # Which layers of the original stack remain (saved in config.json), for training next to the cuts.
+    previous = getattr(config, "depth_kept_layers", None) or list(range(total))
+    config.depth_kept_layers = [previous[i] for i in sorted(set(keep_layers))]
+    config.depth_pruned_from = getattr(config, "depth_pruned_from", None) or total
     logger.info("Depth-pruned %d -> %d layers (kept %s)", total, len(kept), sorted(set(keep_layers)))
     return model
+
+
+def next_to_removed(config: Any) -> list[int]:
+    """The layers (indices in the pruned stack) on either side of each removed block, from the record
+    ``depth_prune`` leaves in the config; every layer when the model was not pruned."""
+    kept = getattr(config, "depth_kept_layers", None)
+    if not kept:
+        return list(range(config.num_hidden_layers))
+    total = config.depth_pruned_from
+    chosen = set()
+    for index, original in enumerate(kept):
+        before = kept[index - 1] if index > 0 else -1
+        after = kept[index + 1] if index + 1 < len(kept) else total
+        if original - before > 1 or after - original > 1:
+            chosen.add(index)
+    return sorted(chosen)
 
 
 def block_influence(model: Any, tokenizer: Any, texts: list[str], max_tokens: int = 256) -> list[float]:

@@ -73,6 +73,16 @@ class LoraSettings(Settings):
     target_modules: list[str] | Literal["all-linear"] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # Which decoder layers get adapters: all, or only those on either side of a block the depth
+    # pruning removed (models/pruning.py records the cuts; every layer for an unpruned student).
+    layers: Literal["all", "next_to_removed"] = "all"
+
+    @model_validator(mode="after")
+    def _layers_need_named_modules(self) -> LoraSettings:
+        if self.layers == "next_to_removed" and not isinstance(self.target_modules, list):
+            raise ValueError("lora.layers next_to_removed needs target_modules as a list of module names "
+                             "(PEFT cannot pick layers for 'all-linear')")
+        return self
 
 
 class TrainingSettings(ConfigClassSettings):
@@ -147,6 +157,9 @@ class DistillationSettings(Settings):
     loss: Method | None = None
     keep_base_if_better: bool = True  # the score check may keep the undistilled student
     checkpoint_dir: str = "data/06_models/distillation/checkpoints"
+    # The teacher's hidden states on each pair row's response tokens, kept per teacher and reused by
+    # every epoch, round and arm (distillation/teacher_signal.py); None runs the teacher every step.
+    teacher_signal_dir: str | None = "data/06_models/distillation/teacher_signal"
     qlora: bool = False  # 4-bit base (bitsandbytes); CUDA only
     launcher: LauncherSettings = LauncherSettings()
     distillm: DistillMSettings = DistillMSettings()

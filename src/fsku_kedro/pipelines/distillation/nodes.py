@@ -113,7 +113,8 @@ def train_student(
     """
     settings = settings.for_round(round_number)
     method = settings.losses[0]
-    training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher"})
+    training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher",
+                                                     "teacher_signal_dir", "choice_targets"})
     data = (json_hash(choice_targets.to_dict("records")) if method == CHOICE_TARGET
             else _content_hash(pair_dataset))
     run = run_fingerprint(method, training_settings, student_model.name, student_model.path, teacher_model.name, data)
