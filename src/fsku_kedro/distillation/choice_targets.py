@@ -77,19 +77,24 @@ def teacher_targets(
         logger.info("Choice targets: %d of %d questions already computed with %s", len(questions) - len(todo),
                     len(questions), teacher.name)
 
+    shown = {q.ID: q.choices for q in todo}
+    one_pass: dict[str, dict[int, float]] = {}
+
     def score(batch: list[CompetitionQuestion]) -> list[dict[int, float]]:
         choices = score_choices(teacher, [served_chat(q, template) for q in batch],
                                 [len(q.choices or {}) for q in batch], batch_size=batch_size)
+        for question, choice in zip(batch, choices):
+            if question.choices == shown[question.ID]:  # the unrotated pass is the one-pass answer
+                one_pass[question.ID] = choice.probabilities
         return [choice.probabilities for choice in choices]
 
     with tqdm(total=len(todo), desc=f"choice targets ({teacher.name})", unit="question") as progress:
         for start in range(0, len(todo), questions_per_save):
             batch = todo[start : start + questions_per_save]
             averaged = cyclic_scores(batch, score)
-            one_pass = score(batch)
             records = [{"fingerprint": run, "prompt_id": q.ID, "target": _softmax(avg),
-                        "one_pass": [probs[n] for n in sorted(probs)]}
-                       for q, avg, probs in zip(batch, averaged, one_pass)]
+                        "one_pass": [one_pass[q.ID][n] for n in sorted(one_pass[q.ID])]}
+                       for q, avg in zip(batch, averaged)]
             store.append(records)
             done.update({record["prompt_id"]: record for record in records})
             progress.update(len(batch))
