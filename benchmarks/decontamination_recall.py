@@ -30,7 +30,7 @@ from string import Template
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import ROOT, print_table, verdict, write_result
+from report import ROOT, catalog_with_chunks, print_table, verdict, write_result
 
 FSKU = ROOT.parent / "shared" / "fsku-benchmark"
 PARTICLE = re.compile(r"(?<=[가-힣])(으로|은|는|이|가|을|를|의|에|와|과|로)(?=\s)")
@@ -92,8 +92,6 @@ def main() -> int:
         print(f"no FSKU benchmark at {FSKU}: nothing to measure")
         return 0
 
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
 
     from fsku_kedro.compression.calibration import multiple_choice_prompts
     from fsku_kedro.evaluation.fsku_benchmark import mc_id
@@ -103,11 +101,7 @@ def main() -> int:
     from fsku_kedro.prompt_templates import read_templates
     from fsku_kedro.questions import split_options
 
-    bootstrap_project(ROOT)
-    env = None if args.env == "base" else args.env
-    catalog = KedroSession.create(project_path=ROOT, env=env).load_context().catalog
-    if not catalog.exists("chunks"):
-        KedroSession.create(project_path=ROOT, env=env).run(pipeline_names=["knowledge_base"])
+    catalog = catalog_with_chunks(None if args.env == "base" else args.env)
     mc, descriptive = catalog.load("fsku_benchmark_mc"), catalog.load("fsku_benchmark_descriptive")
     templates = read_templates(catalog.load("prompt_templates"))
     questions = mc["Question"].astype(str).tolist()

@@ -31,9 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-from report import RESULTS, cpu_line, print_table, verdict, write_result
+from report import RESULTS, catalog_with_chunks, cpu_line, print_table, verdict, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "qwen_coder_cpu"
@@ -62,16 +60,7 @@ def context():
     from fsku_kedro.evaluation.fsku_benchmark import benchmark_set
     from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 
-    bootstrap_project(ROOT)
-    session = KedroSession.create(project_path=ROOT, env=ENV)
-    catalog = session.load_context().catalog
-    if not catalog.exists("chunks"):
-        from kedro.framework.project import pipelines
-
-        session.run(pipeline_names=["knowledge_base"])
-        pipelines.set_requested(None)  # the next context types every pipeline's parameters again
-        session = KedroSession.create(project_path=ROOT, env=ENV)
-        catalog = session.load_context().catalog
+    catalog = catalog_with_chunks(ENV)
     mc = catalog.load("fsku_benchmark_mc")
     if mc.empty:
         return None

@@ -72,3 +72,20 @@ def write_result(name: str, figures: dict, **context: object) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def catalog_with_chunks(env: str | None):
+    """The data catalog of environment ``env`` (None: base), after a knowledge_base run if the
+    environment has no chunks yet."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(ROOT)
+    session = KedroSession.create(project_path=ROOT, env=env)
+    catalog = session.load_context().catalog
+    if not catalog.exists("chunks"):
+        session.run(pipeline_names=["knowledge_base"])
+        pipelines.set_requested(None)  # the next context types every pipeline's parameters again
+        catalog = KedroSession.create(project_path=ROOT, env=env).load_context().catalog
+    return catalog

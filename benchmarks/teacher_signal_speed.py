@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import ROOT, print_table, verdict, write_result
+from report import catalog_with_chunks, print_table, verdict, write_result
 
 TARGET = 1.3
 
@@ -35,19 +35,13 @@ def main() -> int:
     args = parser.parse_args()
 
     from datasets import Dataset, DatasetDict
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
     from transformers import TrainerCallback
 
     from fsku_kedro.distillation.training import build_trainer
     from fsku_kedro.models.bundle import ModelBundle
     from fsku_kedro.parameters.distillation import DistillationSettings
 
-    bootstrap_project(ROOT)
-    env = None if args.env == "base" else args.env
-    catalog = KedroSession.create(project_path=ROOT, env=env).load_context().catalog
-    if not catalog.exists("chunks"):
-        KedroSession.create(project_path=ROOT, env=env).run(pipeline_names=["knowledge_base"])
+    catalog = catalog_with_chunks(None if args.env == "base" else args.env)
     teacher, student = catalog.load("teacher_model"), catalog.load("student_model")
     questions = catalog.load("sample_questions")
     chunks = catalog.load("chunks")["content"].astype(str).tolist()
