@@ -28,9 +28,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from fsku_kedro.distillation.choice_targets import shuffled, teacher_targets
+    from fsku_kedro.distillation.choice_targets import teacher_targets
     from fsku_kedro.generation.store import ResponseStore
     from fsku_kedro.prompt_templates import read_templates
+    from fsku_kedro.questions import shuffled
 
     found = context()
     if found is None:

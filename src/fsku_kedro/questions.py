@@ -7,6 +7,7 @@ Options are the trailing run of lines numbered consecutively from 1 ("1 text", "
 
 from __future__ import annotations
 
+import random
 import re
 
 import pandas as pd
@@ -61,6 +62,20 @@ def parse_question(question_id: str, text: str) -> CompetitionQuestion:
         parsed_question=stem,
         choices=options,
     )
+
+
+def shuffled_order(question: CompetitionQuestion, seed: int) -> list[int]:
+    """The original option numbers in an order seeded by ``seed`` and the question's id."""
+    order = list(range(1, len(question.choices or {}) + 1))
+    random.Random(f"{seed}:{question.ID}").shuffle(order)
+    return order
+
+
+def shuffled(question: CompetitionQuestion, seed: int) -> CompetitionQuestion:
+    """The question with its options in ``shuffled_order``, renumbered from 1."""
+    options = question.choices or {}
+    lines = (f"{n} {options[str(original)]}" for n, original in enumerate(shuffled_order(question, seed), start=1))
+    return parse_question(question.ID, "\n".join([question.parsed_question, *lines]))
 
 
 def retrieval_query(question: CompetitionQuestion) -> str:

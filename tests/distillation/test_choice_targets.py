@@ -9,7 +9,8 @@ import torch
 
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.debias import cyclic_scores
-from fsku_kedro.distillation.choice_targets import question_of, served_chat, shuffled, teacher_targets
+from fsku_kedro.distillation.choice_targets import question_of, served_chat, teacher_targets
+from fsku_kedro.questions import shuffled
 from fsku_kedro.distillation.choice_trainer import choice_kl
 from fsku_kedro.distillation.training import train_round
 from fsku_kedro.generation.store import ResponseStore

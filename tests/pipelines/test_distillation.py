@@ -10,8 +10,13 @@ from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import ModelDirectoryDataset, PretrainedModelDataset, ResponseStoreDataset
 from fsku_kedro.evaluation.held_out import held_out_questions
-from fsku_kedro.parameters.distillation import DistillationSettings, ValidationSettings
+from fsku_kedro.parameters.distillation import (
+    DistillationSettings,
+    HeldOutBenchmarkSettings,
+    ValidationSettings,
+)
 from fsku_kedro.parameters.generation import GenerationSettings, RoleGenerationSettings
+from fsku_kedro.parameters.inference import BenchmarkSliceSettings, InferenceSettings
 from fsku_kedro.parameters.response_generation import ResponseGenerationSettings
 from fsku_kedro.pipelines import distillation, response_generation
 from fsku_kedro.pipelines.distillation.nodes import select_best_round
@@ -19,6 +24,7 @@ from tests.conftest import sample_set, settings_params
 from tests.distillation.conftest import training_parameters
 from tests.pipelines.test_knowledge_base import KeptDataset
 from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions
+from tests.test_benchmark_validation import _benchmark
 
 
 def sample_labels():
@@ -71,8 +77,12 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     generation = RoleGenerationSettings(batch_size=8, max_new_tokens=6, do_sample=True)
     parameters = training_parameters(max_steps=2, learning_rate=5e-3).model_copy(update={
         "rounds": 2, "checkpoint_dir": str(tmp_path / "checkpoints"),
-        "validation": ValidationSettings(max_pairs=4, generation=GenerationSettings(batch_size=8, max_new_tokens=6)),
+        "validation": ValidationSettings(max_pairs=4, generation=GenerationSettings(batch_size=8, max_new_tokens=6),
+                                         fsku_benchmark=HeldOutBenchmarkSettings(
+                                             mc_questions=3, descriptive_questions=1,
+                                             excluded=BenchmarkSliceSettings(mc_limit=4, descriptive_limit=1))),
     })
+    benchmark_mc, benchmark_answers, benchmark_descriptive = _benchmark(12, 2)
     data = {
         "teacher_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-teacher").load(),
         "student_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-student", keep_layers=2).load(),
@@ -82,8 +92,9 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         "user_instructions": no_user_data(),
         "synthetic_qa": pd.DataFrame(columns=["qa_id"]),
         "test_questions": sample_questions(),
-        "fsku_benchmark_mc": pd.DataFrame(columns=["Question"]),
-        "fsku_benchmark_descriptive": pd.DataFrame(columns=["Question"]),
+        "fsku_benchmark_mc": benchmark_mc,
+        "fsku_benchmark_mc_answers": benchmark_answers,
+        "fsku_benchmark_descriptive": benchmark_descriptive,
         "distillation_runs": pd.DataFrame(),
         "chunks": pd.DataFrame(columns=["doc_id", "title", "content"]),
         "embedder": tiny_embedder,
@@ -91,11 +102,13 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         "params:teacher.generation": generation,
         "params:student.generation": generation,
         **settings_params("distillation", parameters),
+        **settings_params("inference", InferenceSettings(batch_size=4, generation=GenerationSettings(max_new_tokens=6))),
     }
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     for side in ("teacher", "student", "round_2.student"):
         catalog[f"{side}.response_store"] = ResponseStoreDataset(str(tmp_path / f"{side}.jsonl"))
     catalog["choice_target_progress"] = ResponseStoreDataset(str(tmp_path / "choice_targets.jsonl"))
+    catalog["benchmark_validation_progress"] = ResponseStoreDataset(str(tmp_path / "benchmark.jsonl"))
     catalog["distillation_summary"] = KeptDataset(copy_mode="assign")
     catalog["choice_targets"] = KeptDataset(copy_mode="assign")
     for n in (1, 2):  # intermediate models on disk, as in the project's catalog
@@ -119,4 +132,13 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     assert catalog.load("choice_targets").empty, "no choice_target round: the teacher scores no option"
     metrics = catalog.load("round_2.validation_metrics")
     assert 0.0 <= metrics["fsku_score"]["value"] <= 1.0
+    # Held-out FSKU benchmark questions, by the served path, in both option orders.
+    for order in ("own", "shuffled"):
+        assert 0.0 <= metrics[f"benchmark_{order}_mc_accuracy"]["value"] <= 1.0
+    assert "benchmark_own_descriptive_score" in metrics and "benchmark_shuffled_descriptive_score" not in metrics
+    answered = [json.loads(line) for line in (tmp_path / "benchmark.jsonl").read_text(encoding="utf-8").splitlines()]
+    per_student = {}
+    for record in answered:
+        per_student.setdefault(record["fingerprint"], set()).add(record["prompt_id"])
+    assert sorted(map(len, per_student.values())) == [3 + 1 + 3] * 3, "each round's student answers each item once"
     assert catalog.load("round_1.training_curves").axes, "training curves are plotted"

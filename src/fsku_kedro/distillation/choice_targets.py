@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from string import Template
 from typing import Any
 
@@ -26,7 +25,6 @@ from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.contracts import CompetitionQuestion
 from fsku_kedro.generation.store import ResponseStore, fingerprint
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.questions import parse_question
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +36,6 @@ def question_of(prompt: str, template: str) -> str | None:
     precedes ``$question``; None when the prompt is not in that template."""
     head = template.split("$question", 1)[0]
     return prompt[len(head):].strip() if head and prompt.startswith(head) else None
-
-
-def shuffled(question: CompetitionQuestion, seed: int) -> CompetitionQuestion:
-    """The question with its options in an order seeded by ``seed`` and its id, renumbered from 1."""
-    options = list((question.choices or {}).values())
-    random.Random(f"{seed}:{question.ID}").shuffle(options)
-    text = "\n".join([question.parsed_question, *(f"{n} {t}" for n, t in enumerate(options, start=1))])
-    return parse_question(question.ID, text)
 
 
 def served_chat(question: CompetitionQuestion, template: str) -> list[dict[str, str]]:

@@ -15,27 +15,12 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from fsku_kedro.hashing import json_hash
-
 logger = logging.getLogger(__name__)
-
-
-def teacher_key(name: str, path: str | None, model: Any) -> str:
-    """The teacher's folder name: its name, directory, dtype, hidden size and a sample of its weights
-    (64 strided values of every tensor, so a retrained or merged teacher gets a folder of its own)."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            flat = parameter.detach().reshape(-1)
-            digest.update(flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes())
-    dtype = str(next(model.parameters()).dtype)
-    return json_hash([name, path, dtype, int(model.config.hidden_size), digest.hexdigest()], length=16)
 
 
 def row_key(input_ids: torch.Tensor, attention_mask: torch.Tensor, response_mask: torch.Tensor) -> str:

@@ -150,13 +150,14 @@ def build_trainer(
     if method in LOSS_TYPES:
         from fsku_kedro.distillation.config import DistillationConfig
         from fsku_kedro.distillation.losses import needs_teacher
-        from fsku_kedro.distillation.teacher_signal import TeacherSignalStore, teacher_key
+        from fsku_kedro.distillation.teacher_signal import TeacherSignalStore
         from fsku_kedro.distillation.trainer import DistillationTrainer
+        from fsku_kedro.models.bundle import weights_key
 
         args = DistillationConfig(distillation_loss=method, **settings.distillm.model_dump(), **common)
         if settings.teacher_signal_dir and needs_teacher(method):
             kwargs["teacher_signal"] = TeacherSignalStore(
-                settings.teacher_signal_dir, teacher_key(teacher.name, teacher.path, teacher.model))
+                settings.teacher_signal_dir, weights_key(teacher.name, teacher.path, teacher.model))
         return DistillationTrainer(
             model=model, ref_model=teacher.model, args=args, teacher_tokenizer=teacher.tokenizer, **kwargs
         )

@@ -11,8 +11,9 @@ import pandas as pd
 
 from fsku_kedro.contracts import CompetitionQuestion, DataContractError, LabelledAnswer, validate_records
 from fsku_kedro.hashing import unit_hash
+from fsku_kedro.parameters.distillation import HeldOutBenchmarkSettings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
-from fsku_kedro.questions import parse_test_table
+from fsku_kedro.questions import parse_test_table, shuffled, shuffled_order
 
 QUESTION_COLUMNS = ["ID", "Question"]
 LABEL_COLUMNS = ["ID", "question_type", "answer", "keywords", "domain"]
@@ -66,3 +67,32 @@ def benchmark_set(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.Da
     questions, labels = benchmark_tables(mc, mc_answers, descriptive, settings)
     parsed = parse_test_table(questions, "FSKU benchmark") if len(questions) else []
     return parsed, validate_records(labels.to_dict("records"), LabelledAnswer, source="FSKU benchmark labels")
+
+
+def held_out_benchmark(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
+                       settings: HeldOutBenchmarkSettings) -> dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]]:
+    """Questions and labels outside the ``settings.excluded`` slice: ``mc_questions`` and
+    ``descriptive_questions`` of them chosen by a seeded hash (file order kept), per option order
+    (``own``: as published; ``shuffled``: each question's options shuffled by the seed, the answer
+    renumbered). Descriptive questions go with the first order only."""
+    questions, labels = benchmark_set(mc, mc_answers, descriptive, BenchmarkSliceSettings(mc_limit=None,
+                                                                                          descriptive_limit=None))
+    excluded, _ = benchmark_set(mc, mc_answers, descriptive, settings.excluded)
+    taken = {q.ID for q in excluded}
+    chosen: set[str] = set()
+    for kind, limit in (("multiple_choice", settings.mc_questions), ("descriptive", settings.descriptive_questions)):
+        rest = [q.ID for q in questions if q.question_type == kind and q.ID not in taken]
+        chosen |= set(sorted(rest, key=lambda i: unit_hash(settings.seed, "held_out", i))[:limit])
+    questions = [q for q in questions if q.ID in chosen]
+    labels = [label for label in labels if label.ID in chosen]
+    sets = {}
+    for n, order in enumerate(settings.option_orders):
+        kept = questions if n == 0 else [q for q in questions if q.question_type == "multiple_choice"]
+        if order == "own":
+            sets[order] = (kept, [label for label in labels if label.ID in {q.ID for q in kept}])
+            continue
+        orders = {q.ID: shuffled_order(q, settings.seed) for q in kept if q.choices}
+        sets[order] = ([shuffled(q, settings.seed) if q.choices else q for q in kept], [
+            label.model_copy(update={"answer": str(orders[label.ID].index(int(label.answer)) + 1)})
+            if label.ID in orders else label for label in labels if label.ID in {q.ID for q in kept}])
+    return sets

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
+
+import torch
+
+from fsku_kedro.hashing import json_hash
 
 
 @dataclass
@@ -18,3 +23,15 @@ class ModelBundle:
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
+
+
+def weights_key(name: str, path: str | None, model: Any) -> str:
+    """A model's key: its name, directory, dtype, hidden size and a sample of its weights (64 strided
+    values of every tensor), so that a retrained or merged model under the same name gets another."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            flat = parameter.detach().reshape(-1)
+            digest.update(flat[:: max(1, flat.numel() // 64)].float().cpu().numpy().tobytes())
+    dtype = str(next(model.parameters()).dtype)
+    return json_hash([name, path, dtype, int(model.config.hidden_size), digest.hexdigest()], length=16)

@@ -8,6 +8,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_
 
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings
+from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
 
 LOSS_TYPES = ("distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd")
@@ -108,13 +109,27 @@ class TrainingSettings(ConfigClassSettings):
     dataloader_num_workers: NonNegativeInt = 0
 
 
+class HeldOutBenchmarkSettings(Settings):
+    """FSKU benchmark questions outside the slice that chose the inference settings, answered by the
+    served path (closed book, one pass) after each round; 0 questions of a kind: none."""
+
+    mc_questions: NonNegativeInt = 0
+    descriptive_questions: NonNegativeInt = 0
+    option_orders: list[Literal["own", "shuffled"]] = Field(default_factory=lambda: ["own", "shuffled"], min_length=1)
+    seed: int = 0  # which questions, and the shuffled option order
+    # The settings slice they stay out of (benchmarks/real_teacher_quality.py's 200 MC and 20 descriptive).
+    excluded: BenchmarkSliceSettings = BenchmarkSliceSettings(mc_limit=200, descriptive_limit=20, seed=0)
+
+
 class ValidationSettings(Settings):
-    """The FSKU score on held-out sample questions and the token KL on held-out pairs, after each round."""
+    """The FSKU score on held-out sample questions and the token KL on held-out pairs, after each round;
+    with ``fsku_benchmark``, also held-out FSKU benchmark questions."""
 
     batch_size: PositiveInt = 8  # choice scoring
     max_pairs: PositiveInt = 32  # held-out pairs for token KL / NLL
     max_length: PositiveInt = 1024
     generation: GenerationSettings = GenerationSettings(batch_size=8, max_new_tokens=64)  # descriptive answers
+    fsku_benchmark: HeldOutBenchmarkSettings = HeldOutBenchmarkSettings()
 
 
 DEFAULT_SCHEDULE = ("seqkd", "distillm_v2")  # an SFT warm-up on the teacher's responses, then DistiLLM-2

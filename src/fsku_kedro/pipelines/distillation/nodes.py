@@ -14,27 +14,24 @@ import pandas as pd
 
 from fsku_kedro.compression.calibration import multiple_choice_questions
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
-from fsku_kedro.distillation.choice_targets import (
-    question_of,
-    served_chat,
-    shuffled,
-    target_frame,
-    teacher_targets,
-)
+from fsku_kedro.distillation.choice_targets import question_of, served_chat, target_frame, teacher_targets
 from fsku_kedro.distillation.launch import run_launched
 from fsku_kedro.distillation.merging import LoraAdapter, extract_adapter, merge_adapter
 from fsku_kedro.distillation.training import run_fingerprint, train_round
 from fsku_kedro.distillation.validation import teacher_agreement
+from fsku_kedro.evaluation.benchmark_scores import benchmark_scores
 from fsku_kedro.evaluation.closed_book import fsku_validation
+from fsku_kedro.evaluation.fsku_benchmark import held_out_benchmark
 from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.hashing import json_hash, unit_hash
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.distillation import CHOICE_TARGET, DistillationSettings
+from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
-from fsku_kedro.questions import parse_question
+from fsku_kedro.questions import parse_question, shuffled
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +174,16 @@ def validate_student(
     sample_split: pd.DataFrame,
     prompt_templates: dict[str, Callable[[], str]],
     embedder: Embedder,
+    fsku_benchmark_mc: pd.DataFrame,
+    fsku_benchmark_mc_answers: pd.DataFrame,
+    fsku_benchmark_descriptive: pd.DataFrame,
+    benchmark_progress: ResponseStore,
+    inference: InferenceSettings,
     settings: DistillationSettings,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]], pd.DataFrame]:
-    """FSKU score on the held-out sample questions and token KL / NLL against the teacher on the
-    held-out pairs (the validation split, else the train split)."""
+    """FSKU score on the held-out sample questions, token KL / NLL against the teacher on the held-out
+    pairs (the validation split, else the train split), and with ``validation.fsku_benchmark`` the
+    served path's scores on held-out FSKU benchmark questions (``benchmark_*``)."""
     validation = settings.validation
     questions, labels = held_out_questions(sample_questions, sample_labels, sample_split)
     templates = read_templates(prompt_templates)
@@ -191,10 +194,19 @@ def validate_student(
     agreement = teacher_agreement(
         student, teacher_model, pairs, batch_size=validation.batch_size, max_length=validation.max_length
     )
-    report = {"model": student.name, "pair_split": split, **scores, **agreement}
+    held_out = validation.fsku_benchmark
+    benchmark, benchmark_answers = {}, []
+    if held_out.mc_questions or held_out.descriptive_questions:
+        if fsku_benchmark_mc.attrs.get("missing") and fsku_benchmark_descriptive.attrs.get("missing"):
+            logger.warning("Validation: the FSKU benchmark files are absent (%s); its held-out questions are skipped",
+                           fsku_benchmark_mc.attrs.get("source"))
+        sets = held_out_benchmark(fsku_benchmark_mc, fsku_benchmark_mc_answers, fsku_benchmark_descriptive, held_out)
+        benchmark, benchmark_answers = benchmark_scores(student, sets, templates, embedder, inference,
+                                                        benchmark_progress)
+    report = {"model": student.name, "pair_split": split, **scores, **agreement, **benchmark}
     logger.info("Validation of %s: %s", student.name, {k: v for k, v in report.items() if isinstance(v, float)})
     metrics = {k: {"value": float(v), "step": 0} for k, v in report.items() if isinstance(v, (int, float))}
-    return report, metrics, pd.DataFrame(answers)
+    return report, metrics, pd.DataFrame(answers + benchmark_answers)
 
 
 def select_best_round(settings: DistillationSettings, *reports_and_students: Any) -> tuple[ModelBundle, pd.DataFrame]:
@@ -218,13 +230,15 @@ def select_best_round(settings: DistillationSettings, *reports_and_students: Any
 
 
 COMPARISON_COLUMNS = ["run", "run_id", "started", "losses", "student", "rounds", "steps", "tokens_per_second",
-                      "token_kl", "teacher_response_nll", "fsku_score", "best_round_fsku_score"]
+                      "token_kl", "teacher_response_nll", "fsku_score", "best_round_fsku_score",
+                      "benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score"]
 
 
 def compare_distillation_runs(runs: pd.DataFrame, distillation_summary: pd.DataFrame) -> tuple[pd.DataFrame, plt.Figure]:
     """One row per distillation run of the MLflow experiment (this one included): its loss schedule,
     student, total optimizer steps, training tokens/s, and the last round's held-out token KL,
-    teacher-response NLL and FSKU score (with the best round's score)."""
+    teacher-response NLL and FSKU score (with the best round's score), and its held-out FSKU benchmark
+    scores where validation measured them."""
     rows = []
     for run in runs.to_dict("records") if len(runs) else []:
         losses = run.get("tags.losses")
@@ -242,6 +256,7 @@ def compare_distillation_runs(runs: pd.DataFrame, distillation_summary: pd.DataF
             "token_kl": metric(f"round_{count}.validation_metrics.token_kl"),
             "teacher_response_nll": metric(f"round_{count}.validation_metrics.teacher_response_nll"),
             "fsku_score": per_round[-1], "best_round_fsku_score": float(np.nanmax(per_round)) if per_round else float("nan"),
+            **{name: metric(f"round_{count}.validation_metrics.{name}") for name in COMPARISON_COLUMNS[-3:]},
         })
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS).sort_values("started").reset_index(drop=True)
     logger.info("Distillation runs compared: %d (this run's summary: %d rounds)", len(table), len(distillation_summary) - 1)

@@ -80,6 +80,11 @@ def _validation(student: str, output_prefix: str = "") -> Pipeline:
                     "sample_split",
                     "prompt_templates",
                     "embedder",
+                    "fsku_benchmark_mc",
+                    "fsku_benchmark_mc_answers",
+                    "fsku_benchmark_descriptive",
+                    "benchmark_validation_progress",
+                    "params:inference",
                     "params:distillation",
                 ],
                 outputs=[f"{output_prefix}validation_report", f"{output_prefix}validation_metrics",
@@ -130,8 +135,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     rounds = kwargs.get("rounds") or _rounds_for_run or configured_rounds()
     _built_with = rounds
     evaluation_inputs = ["teacher_model", "sample_questions", "sample_labels", "sample_split", "prompt_templates",
-                         "embedder"]
-    evaluation_params = ["params:distillation"]
+                         "embedder", "fsku_benchmark_mc", "fsku_benchmark_mc_answers", "fsku_benchmark_descriptive",
+                         "benchmark_validation_progress"]
+    evaluation_params = ["params:distillation", "params:inference"]
     targets = pipeline([
         node(
             teacher_choice_targets,

@@ -1,0 +1,46 @@
+"""A student judged on held-out FSKU benchmark questions by the served answering path: the inference
+settings' prompts and choice scoring, closed book, one pass (no debiasing), with its fallbacks."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions
+from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
+from fsku_kedro.evaluation.answer_report import answer_report, score_items
+from fsku_kedro.generation.store import ResponseStore
+from fsku_kedro.knowledge.embedding import Embedder
+from fsku_kedro.models.bundle import ModelBundle, weights_key
+from fsku_kedro.parameters.inference import DebiasSettings, InferenceSettings
+
+
+def benchmark_scores(
+    student: ModelBundle,
+    sets: dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]],
+    templates: dict[str, str],
+    embedder: Embedder,
+    inference: InferenceSettings,
+    store: ResponseStore,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Per option order in ``sets``: MC accuracy (``benchmark_<order>_mc_accuracy``), the descriptive
+    score where the set has descriptive questions, and the fallback count; and the answers. Answers
+    resume from ``store``, keyed by the student's weights, so a killed validation redoes only its
+    unfinished batches and another student never reuses them."""
+    if not any(questions for questions, _ in sets.values()):
+        return {}, []
+    served = inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
+    # The weights in the name: a student rebuilt at the same path and name is another model.
+    keyed = ModelBundle(student.model, student.tokenizer,
+                        f"{student.name}#{weights_key(student.name, student.path, student.model)}", student.path)
+    scores: dict[str, float] = {}
+    answers: list[dict[str, Any]] = []
+    for order, (questions, labels) in sets.items():
+        rows = answer_questions([PreparedQuestion(q) for q in questions], keyed, templates, served, store)
+        overall = answer_report(score_items(rows, questions, labels, embedder)).iloc[0]
+        scores[f"benchmark_{order}_mc_accuracy"] = float(overall["mc_accuracy"])
+        if not math.isnan(float(overall["descriptive_score"])):
+            scores[f"benchmark_{order}_descriptive_score"] = float(overall["descriptive_score"])
+        scores[f"benchmark_{order}_fallbacks"] = float(sum(row.used_fallback for row in rows))
+        answers += [{"order": order, **row.model_dump()} for row in rows]
+    return scores, answers
