@@ -2,7 +2,7 @@
 
     python benchmarks/compression_report.py [--skip-run]
 
-Runs the compression pipeline in a Kedro session (as `kedro run --pipeline compression` does;
+Runs the compression pipeline in a Kedro session (as `kedro run --pipelines compression` does;
 it needs a distilled student from an earlier run), then prints the versioned report and the
 size of the GPTQ-quantized linear weights against the same weights in fp16.
 ``--skip-run`` reads the newest report and variants without running the pipeline;

@@ -1,5 +1,5 @@
 """Which distillation recipe distils best at equal training? Each arm is a real
-`kedro run --pipeline distillation` (so an MLflow run) with its own loss schedule; the table is
+`kedro run --pipelines distillation` (so an MLflow run) with its own loss schedule; the table is
 built from those MLflow runs by the pipeline's own comparison node.
 
     python benchmarks/distillation_effect.py [--steps 20] [--env qwen_coder_cpu] [--arms seqkd "seqkd→distillm_v2"]
@@ -14,7 +14,7 @@ teacher-response NLL (validation pairs), the held-out FSKU score (the sample spl
 questions) and training tokens/s. The per-step training curves of every run go to
 data/08_reporting/distillation_effect/<env>.json.
 
-Needs a pair dataset (`kedro run --pipeline response_generation` in the same environment).
+Needs a pair dataset (`kedro run --pipelines response_generation` in the same environment).
 Target: seqkd→distillm_v2 ends with a lower held-out token KL than seqkd alone.
 """
 
@@ -77,7 +77,7 @@ def pair_version(env: str | None) -> str | None:
 
 
 def run_arm(arm: str, steps: int, env: str | None, version: str, learning_rate: float | None, work: Path) -> str:
-    """One `kedro run --pipeline distillation` for ``arm``; returns its MLflow run id. Checkpoints go to
+    """One `kedro run --pipelines distillation` for ``arm``; returns its MLflow run id. Checkpoints go to
     a folder of this arm's own, so no arm resumes another's identical first round."""
     settings: dict = {"schedule": schedule_for(arm, steps), "checkpoint_dir": str(work / f"arm_{len(list(work.iterdir()))}")}
     if learning_rate:
@@ -113,7 +113,7 @@ def main() -> int:
     bootstrap_project(ROOT)
     version = pair_version(args.env)
     if version is None:
-        print("no pair dataset yet: run `kedro run --pipeline response_generation` first")
+        print("no pair dataset yet: run `kedro run --pipelines response_generation` first")
         return 2
     run_ids, seconds = {}, {}
     checkpoints = ROOT / "data/06_models/distillation"

@@ -3,7 +3,7 @@ warm, and with every answer already in the progress file.
 
     python benchmarks/inference_pipeline.py
 
-Each run is `kedro run --pipeline inference` limited to the sample-set stages (model load,
+Each run is `kedro run --pipelines inference` limited to the sample-set stages (model load,
 parsing, retrieval, answering, submission, evaluation), in one Kedro session. The project's own
 progress file and retrieval cache are set aside during the benchmark and restored afterwards.
 

@@ -2,7 +2,7 @@
 
     python benchmarks/kill_resume.py [--points 5] [--seed 0]
 
-Each trial starts `kedro run --pipeline inference` (sample-set stages) from an empty progress
+Each trial starts `kedro run --pipelines inference` (sample-set stages) from an empty progress
 file, kills it with SIGKILL once a random number of answers is on disk (plus a random delay, so
 some kills land inside a batch), restarts it to completion, and compares submission.csv with the
 uninterrupted run's byte for byte. Records in the progress file beyond one per question would mean
@@ -25,7 +25,7 @@ import pandas as pd
 from inference_runs import PROGRESS, ROOT, SAMPLE_NODES, SUBMISSION, remove, set_aside
 from report import print_table, verdict
 
-COMMAND = [sys.executable, "-m", "kedro", "run", "--pipeline", "inference", "--nodes", ",".join(SAMPLE_NODES)]
+COMMAND = [sys.executable, "-m", "kedro", "run", "--pipelines", "inference", "--nodes", ",".join(SAMPLE_NODES)]
 
 
 def records() -> int:

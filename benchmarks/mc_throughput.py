@@ -6,7 +6,7 @@ followed by answer extraction, on the same prompts and batches.
 Questions: a fixed seeded slice of the FSKU benchmark's multiple-choice set (../shared/fsku-benchmark,
 as the catalog's fsku_benchmark_* entries locate it), or the sample set's multiple-choice questions
 when the benchmark is absent. Prompts are the inference pipeline's own (retrieved context included),
-and the model is the one `kedro run --pipeline inference` answers with; `--closed-book` drops the context.
+and the model is the one `kedro run --pipelines inference` answers with; `--closed-book` drops the context.
 Generation uses `inference.mc_generation.max_new_tokens`; an answer with no valid number is wrong.
 
 Target: choice scoring at least 5x the questions/s of generate-then-extract, with equal or better accuracy.

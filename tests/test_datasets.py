@@ -165,7 +165,7 @@ def test_model_path_follows_the_latest_version_without_loading_it(tmp_path, tiny
 
     root = str(tmp_path / "compressed_student")
     assert ModelPathDataset(root, version=Version(None, None)).load() is None, "nothing saved yet"
-    with pytest.raises(FileNotFoundError, match="run `kedro run --pipeline compression` first"):
+    with pytest.raises(FileNotFoundError, match="run `kedro run --pipelines compression` first"):
         load_inference_model(None, InferenceSettings())
     bundle = ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny")
     ModelDirectoryDataset(root, version=Version(None, None)).save(bundle)

@@ -11,8 +11,14 @@ from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
 
 
-def test_keyword_recall_ignores_spacing_and_case():
-    assert keyword_recall("전자 금융거래법에 따라 OTP를 사용한다", ["전자금융거래법", "otp", "망분리"]) == pytest.approx(2 / 3)
+def test_keyword_recall_follows_the_benchmark_scorers_rule():
+    # FSKU-benchmark's scorer: case ignored; a keyword is a substring, or each of its words is.
+    answer = "금융회사는 자본금을 차등화하고 OTP를 사용하며 업무 연속성 계획을 세운다"
+    assert keyword_recall(answer, ["자본금 차등화"]) == 1.0, "every word of a spaced keyword is in the text"
+    assert keyword_recall(answer, ["otp"]) == 1.0, "case is ignored"
+    assert keyword_recall(answer, ["업무연속성"]) == 0.0, "a keyword without spaces must appear as written"
+    assert keyword_recall(answer, ["차등화 망분리"]) == 0.0, "one word missing: not found"
+    assert keyword_recall(answer, ["자본금 차등화", "망분리", " "]) == pytest.approx(1 / 2), "blank keywords are dropped"
     assert keyword_recall("아무 답", []) == 1.0
     assert keyword_recall("", ["접근매체"]) == 0.0
 
@@ -40,7 +46,7 @@ def test_descriptive_scores_use_the_embedder(tiny_embedder):
 
 def test_choice_scoring_reads_the_option_logits_at_the_answer_position(tiny_llama_dir):
     tokenizer = load_tokenizer(str(tiny_llama_dir))
-    model = load_causal_lm(str(tiny_llama_dir))
+    model = load_causal_lm(str(tiny_llama_dir), dtype="float32")  # batched vs direct: no bf16 rounding
     bundle = ModelBundle(model, tokenizer, "tiny")
     chats = [[{"role": "user", "content": f"다음 중 옳은 것은?\n1 가\n2 나\n3 다\n4 라{'?' * i}"}] for i in range(3)]
     counts = [4, 2, 4]
@@ -120,6 +126,12 @@ def test_fsku_benchmark_tables_and_a_fixed_slice():
     first, _ = benchmark_tables(mc, answers, descriptive, sliced)
     again, _ = benchmark_tables(mc, answers, descriptive, sliced)
     assert len(first) == 3 and list(first["ID"]) == list(again["ID"]), "the slice is fixed by the seed"
+    many = pd.DataFrame({"Domain": "IT", "Sub_domain": "a", "Question": [f"문제{i}?\n1 가\n2 나" for i in range(30)]})
+    many_answers = pd.DataFrame({"Answer": ["1"] * 30})
+    slices = [set(benchmark_tables(many, many_answers, descriptive, BenchmarkSliceSettings(mc_limit=10, seed=seed))[0]
+                  ["ID"]) for seed in (0, 1)]
+    assert slices[0] != slices[1], "another seed, another slice"
+    assert all(len(ids) == 10 + 1 for ids in slices), "10 multiple-choice questions and the descriptive one"
     with pytest.raises(DataContractError, match="3 multiple-choice questions but 2 answers"):
         benchmark_tables(mc, answers.iloc[:2], descriptive, every)
     parsed, label_records = benchmark_set(mc, answers, descriptive, every)

@@ -99,7 +99,7 @@ def test_kedro_run_versions_artefacts_and_logs_to_mlflow(project_copy, monkeypat
     assert run.info.status == "FINISHED" and mlflow.active_run() is None, "the run ends with the session"
 
     # The command users type: a second run adds a version of every artefact and a second MLflow run.
-    result = _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test")
+    result = _kedro(project_copy, "run", "--pipelines", "knowledge_base", "--env", "test")
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list(data.glob("05_model_input/faiss_index/*/faiss_index"))) == 2
     assert len(list(data.glob("03_primary/chunks.parquet/*/chunks.parquet"))) == 2
@@ -124,8 +124,8 @@ def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_response_generation_run_is_versioned_and_resumable(project_copy):
     if not list((project_copy / "data").glob("03_primary/chunks.parquet/*")):
-        _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test")
-    result = _kedro(project_copy, "run", "--pipeline", "response_generation", "--env", "test")
+        _kedro(project_copy, "run", "--pipelines", "knowledge_base", "--env", "test")
+    result = _kedro(project_copy, "run", "--pipelines", "response_generation", "--env", "test")
     assert result.returncode == 0, result.stderr[-3000:]
     data = project_copy / "data"
     for artefact in [
@@ -148,7 +148,7 @@ def test_response_generation_run_is_versioned_and_resumable(project_copy):
     assert latest.data.metrics["pair_metrics.pairs.pairs_train"] >= 1
     assert latest.data.params["teacher.generation.max_new_tokens"] == "6"
 
-    again = _kedro(project_copy, "run", "--pipeline", "response_generation", "--env", "test")
+    again = _kedro(project_copy, "run", "--pipelines", "response_generation", "--env", "test")
     assert again.returncode == 0, again.stderr[-3000:]
     assert progress.read_text(encoding="utf-8").count("\n") == answered, "a re-run regenerates nothing"
 
@@ -157,8 +157,8 @@ def test_distillation_run_trains_validates_and_logs_every_round(project_copy):
     data = project_copy / "data"
     if not list(data.glob("05_model_input/pair_dataset/*")):
         for name in ("knowledge_base", "response_generation"):
-            assert _kedro(project_copy, "run", "--pipeline", name, "--env", "test").returncode == 0
-    result = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "test")
+            assert _kedro(project_copy, "run", "--pipelines", name, "--env", "test").returncode == 0
+    result = _kedro(project_copy, "run", "--pipelines", "distillation", "--env", "test")
     assert result.returncode == 0, result.stderr[-3000:]
     for artefact in [
         "06_models/distillation/round_1/student_adapter/*/student_adapter/adapter_model.safetensors",
@@ -189,6 +189,7 @@ def test_distillation_run_trains_validates_and_logs_every_round(project_copy):
     assert logs[1]["kl/rejected"].notna().any(), "DistiLLM-2 also trains on the student's responses"
     comparison = pd.read_csv(next(data.glob("08_reporting/distillation_comparison.csv/*/distillation_comparison.csv")))
     assert comparison["losses"].tolist()[-1] == "seqkd→distillm_v2" and comparison["steps"].iloc[-1] == 4
+    assert comparison["benchmark_own_mc_accuracy"].isna().all(), "no held-out benchmark in conf/base: left empty"
     losses = client.get_metric_history(run.info.run_id, "round_1.training_history.loss")
     assert [m.step for m in losses] == [1, 2]
     assert client.get_metric_history(run.info.run_id, "round_2.training_history.kl.chosen")
@@ -205,8 +206,8 @@ def test_inference_run_writes_the_submission_and_its_evaluation(project_copy, ti
 
     data = project_copy / "data"
     if not list(data.glob("05_model_input/faiss_index/*")):
-        assert _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test").returncode == 0
-    command = ("run", "--pipeline", "inference", "--env", "test", "--params", f"model_dirs.inference={tiny_llama_dir}")
+        assert _kedro(project_copy, "run", "--pipelines", "knowledge_base", "--env", "test").returncode == 0
+    command = ("run", "--pipelines", "inference", "--env", "test", "--params", f"model_dirs.inference={tiny_llama_dir}")
     result = _kedro(project_copy, *command)
     assert result.returncode == 0, result.stderr[-3000:]
     test = pd.read_csv(project_copy / "data/01_raw/sample/test.csv", dtype=str, encoding="utf-8-sig")
@@ -271,8 +272,8 @@ def test_exploration_notebook_runs_on_the_project_artefacts(project_copy, monkey
         marker = {"knowledge_base": "05_model_input/faiss_index/*", "response_generation": "05_model_input/pair_dataset/*",
                   "distillation": "06_models/distilled_student/*"}[name]
         if not list(data.glob(marker)):
-            assert _kedro(project_copy, "run", "--pipeline", name, "--env", "test").returncode == 0, name
-    kd = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "test", "--params", "distillation.loss=kd")
+            assert _kedro(project_copy, "run", "--pipelines", name, "--env", "test").returncode == 0, name
+    kd = _kedro(project_copy, "run", "--pipelines", "distillation", "--env", "test", "--params", "distillation.loss=kd")
     assert kd.returncode == 0, kd.stderr[-3000:]
     shutil.copytree(PROJECT_ROOT / "notebooks", project_copy / "notebooks", dirs_exist_ok=True)
     path = project_copy / "notebooks" / "exploration.ipynb"
@@ -459,7 +460,7 @@ def test_an_unknown_loss_in_the_schedule_stops_the_run_before_its_first_node(pro
 
 def test_errors_about_user_input_are_the_last_thing_on_screen(project_copy, tiny_llama_dir):
     """The command line prints a settings or data error alone, without a traceback; the log file keeps it."""
-    typo = _kedro(project_copy, "run", "--pipeline", "inference", "--env", "test",
+    typo = _kedro(project_copy, "run", "--pipelines", "inference", "--env", "test",
                   "--params", "inference.generation.max_new_token=8")
     assert typo.returncode == 1
     tail = typo.stderr.strip().splitlines()
@@ -476,7 +477,7 @@ def test_errors_about_user_input_are_the_last_thing_on_screen(project_copy, tiny
     catalog = yaml.safe_load((broken / "catalog.yml").read_text())
     catalog["test_questions"] = {"type": "fsku_kedro.datasets.QuestionsDataset", "filepath": str(bad_csv)}
     (broken / "catalog.yml").write_text(yaml.safe_dump(catalog), encoding="utf-8")
-    data_error = _kedro(project_copy, "run", "--pipeline", "inference", "--env", "broken_csv",
+    data_error = _kedro(project_copy, "run", "--pipelines", "inference", "--env", "broken_csv",
                         "--params", f"model_dirs.inference={tiny_llama_dir}")
     assert data_error.returncode == 1
     tail = data_error.stderr.strip().splitlines()[-6:]
@@ -505,8 +506,8 @@ def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):
     data = project_copy / "data"
     if not list(data.glob("05_model_input/pair_dataset/*")):
         for name in ("knowledge_base", "response_generation"):
-            assert _kedro(project_copy, "run", "--pipeline", name, "--env", "test").returncode == 0
-    three = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "test",
+            assert _kedro(project_copy, "run", "--pipelines", name, "--env", "test").returncode == 0
+    three = _kedro(project_copy, "run", "--pipelines", "distillation", "--env", "test",
                    "--params", "distillation.rounds=3")
     assert three.returncode == 0, three.stderr[-3000:]
     assert list(data.glob("06_models/distillation/round_3/distilled_student/*/distilled_student/model.safetensors"))
@@ -521,7 +522,7 @@ def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):
     settings = yaml.safe_load((one_round / "parameters_distillation.yml").read_text())
     settings["distillation"]["rounds"] = 1
     (one_round / "parameters_distillation.yml").write_text(yaml.safe_dump(settings))
-    one = _kedro(project_copy, "run", "--pipeline", "distillation", "--env", "one_round")
+    one = _kedro(project_copy, "run", "--pipelines", "distillation", "--env", "one_round")
     assert one.returncode == 0, one.stderr[-3000:]
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
     assert "round_1.validation_metrics.fsku_score" in run.data.metrics
@@ -540,10 +541,10 @@ def test_the_package_replays_its_submission_offline_and_refuses_tampering(projec
 
     data = project_copy / "data"
     if not list(data.glob("05_model_input/faiss_index/*")):
-        assert _kedro(project_copy, "run", "--pipeline", "knowledge_base", "--env", "test").returncode == 0
+        assert _kedro(project_copy, "run", "--pipelines", "knowledge_base", "--env", "test").returncode == 0
     served = ("--params", f"model_dirs.inference={tiny_llama_dir}")
-    assert _kedro(project_copy, "run", "--pipeline", "inference", "--env", "test", *served).returncode == 0
-    built = _kedro(project_copy, "run", "--pipeline", "package", "--env", "test", *served)
+    assert _kedro(project_copy, "run", "--pipelines", "inference", "--env", "test", *served).returncode == 0
+    built = _kedro(project_copy, "run", "--pipelines", "package", "--env", "test", *served)
     assert built.returncode == 0, built.stderr[-3000:]
     archive = next(data.glob("09_package/competition_package.zip/*/competition_package.zip"))
     replay = unpack(archive, tmp_path / "unpacked")
@@ -565,6 +566,14 @@ def test_the_package_replays_its_submission_offline_and_refuses_tampering(projec
     assert answered.returncode == 0, answered.stderr[-3000:]
     assert f"fsku_kedro from {replay / 'wheel'}" in answered.stderr, "the packaged wheel answers, not the checkout"
     assert (tmp_path / "out.csv").read_bytes() == (replay / "submission.csv").read_bytes()
+    # The same bytes could also come from two runs that fell back alike: the packaged model answered.
+    import pandas as pd
+
+    served = pd.read_csv(max(data.glob("07_model_output/submission_rows.csv/*/submission_rows.csv")))
+    replayed = pd.read_csv(tmp_path / "out.rows.csv")
+    assert replayed["method"].tolist() == served["method"].tolist()
+    assert replayed["used_fallback"].sum() == served["used_fallback"].sum()
+    assert (replayed["method"] == "choice_scoring").any(), "the packaged model scored options itself"
 
     (replay / "prompts" / "inference_multiple_choice.txt").write_text("다른 프롬프트 $question", encoding="utf-8")
     (replay / "knowledge" / "chunks.parquet").unlink()

@@ -99,7 +99,8 @@ class SubmissionRow(_Record):
 
     ID: str = Field(min_length=1)
     answer: str = Field(min_length=1)
-    confidence: float = Field(ge=0.0, le=1.0)
+    # Measured (an option probability, or exp of the mean token log-probability) or empty, never set.
+    confidence: float | None = Field(None, ge=0.0, le=1.0)
     inference_time: float = Field(ge=0.0)
     used_fallback: bool
     question_type: QuestionType

@@ -32,7 +32,6 @@ KNOWN_NOISE: tuple[tuple[str, str], ...] = (
     ("mlflow.store.db.utils", r"^(Creating initial MLflow database tables|Updating database tables)"),
     ("kedro.validation.parameter_validator", r"^No typed parameter requirements found"),
     ("kedro.io.data_catalog", r"^Replacing dataset '.*metrics'"),  # kedro-mlflow re-registering metrics datasets
-    ("py.warnings", r"Option '--pipeline' is deprecated"),
     ("py.warnings", r"Add type hints to the `predict` method"),
 )
 

@@ -7,7 +7,7 @@ from kedro.pipeline import Pipeline, pipeline
 
 # Stages that want a GPU in production (generation, training, quantization, answering).
 GPU_STAGES = ("response_generation", "distillation", "compression", "inference")
-# Stages run on request only, after the others (not part of `kedro run` without --pipeline).
+# Stages run on request only, after the others (not part of `kedro run` without --pipelines).
 ON_REQUEST = ("package",)
 
 

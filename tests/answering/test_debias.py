@@ -8,8 +8,11 @@ from fsku_kedro.questions import parse_question
 PRIOR = [0.1, 0.2, 0.3, 0.4]  # the scripted model's preference for positions 1..4
 
 
-def _question(i, right):
-    options = [f"보기{i}-{n}" + (" 정답" if n == right else "") for n in range(1, 5)]
+PRIOR_5 = [0.3, 0.25, 0.2, 0.15, 0.1]  # the same for five options
+
+
+def _question(i, right, count=4):
+    options = [f"보기{i}-{n}" + (" 정답" if n == right else "") for n in range(1, count + 1)]
     return parse_question(f"Q{i}", "\n".join([f"문제 {i}?", *(f"{n} {t}" for n, t in enumerate(options, 1))]))
 
 
@@ -18,7 +21,7 @@ def scripted_scorer(questions):
     results = []
     for question in questions:
         content = [0.3 if text.endswith("정답") else 0.1 for text in question.choices.values()]
-        raw = [p * c for p, c in zip(PRIOR, content)]
+        raw = [p * c for p, c in zip(PRIOR if len(content) == 4 else PRIOR_5, content)]
         results.append({j + 1: value / sum(raw) for j, value in enumerate(raw)})
     return results
 
@@ -48,6 +51,21 @@ def test_cyclic_averaging_finds_the_content_answer():
     scores = cyclic_scores(questions, lambda qs: calls.append(len(qs)) or scripted_scorer(qs))
     assert calls == [16], "one pass per rotation of each question"
     assert [max(s, key=s.get) for s in scores] == [1, 2, 3, 4]
+
+
+def test_cyclic_averaging_scores_each_question_once_per_option_five_options_included():
+    questions = [_question(0, right=2), _question(1, right=5, count=5), _question(2, right=1, count=5)]
+    seen = []
+    scores = cyclic_scores(questions, lambda qs: seen.extend(qs) or scripted_scorer(qs))
+    for question in questions:
+        passes = [q for q in seen if q.ID == question.ID]
+        count = len(question.choices)
+        assert len(passes) == count, f"{question.ID}: one pass per rotation of its {count} options"
+        assert len({tuple(q.choices.values()) for q in passes}) == count, "every rotation is a different order"
+        firsts = {q.choices["1"] for q in passes}
+        assert firsts == set(question.choices.values()), "each option leads once"
+    assert [max(s, key=s.get) for s in scores] == [2, 5, 1], "the content answer despite the position prior"
+    assert [len(s) for s in scores] == [4, 5, 5]
 
 
 @pytest.mark.parametrize("method", ["pride", "cyclic"])

@@ -6,7 +6,7 @@ def test_overlap_choice_prefers_the_option_found_in_the_context():
     options = {"1": "즉시", "2": "1주 이내", "3": "2주 이내", "4": "1개월 이내"}
     number, confidence = overlap_choice(options, "금융회사는 2주 이내에 처리 결과를 이용자에게 알려야 한다.")
     assert number == 3 and 0.0 < confidence <= 1.0
-    assert overlap_choice(options, "") == (1, 0.25), "no overlap at all: the first option, uniform confidence"
+    assert overlap_choice(options, "") == (1, None), "no overlap at all: the first option, no confidence"
 
 
 def test_extractive_answer_keeps_the_closest_sentences_in_order():

@@ -42,7 +42,11 @@ def _valid(items, rows):
             assert row.answer in item.question.choices
         else:
             assert row.answer.strip()
-        assert 0.0 <= row.confidence <= 1.0 and row.inference_time >= 0.0
+        assert row.inference_time >= 0.0
+        if row.method in ("choice_scoring", "fallback_closed_book", "generate"):
+            assert 0.0 <= row.confidence <= 1.0, "a measured probability"
+        elif row.method in ("generate_extract", "fallback_extractive"):
+            assert row.confidence is None, "nothing measured, no confidence"
 
 
 def test_every_question_is_answered_by_the_model(bundle):
@@ -96,6 +100,39 @@ def test_a_model_error_gives_retrieval_overlap_and_extractive_answers(bundle):
     mc = [row for row in rows if row.question_type == "multiple_choice" and row.ID != "Q_TEN"]
     assert {row.answer for row in mc} == {"3"}, "the option that appears in the passage"
     assert {row.method for row in mc} == {"fallback_overlap"}
+    assert all(0.0 < row.confidence <= 1.0 for row in mc), "the option's share of the overlap"
+    ten = next(row for row in rows if row.ID == "Q_TEN")
+    assert ten.confidence is None, "no option overlaps the passage: nothing measured"
+    assert orchestrator.fallback_counts(rows) == {"model_error": len(rows)}
+
+
+def test_a_programming_error_stops_the_run_instead_of_falling_back(bundle, monkeypatch):
+    def defective(*args, **kwargs):
+        raise TypeError("score_choices() got an unexpected keyword argument")
+
+    monkeypatch.setattr(orchestrator, "score_choices", defective)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        answer_questions(_items(mc=2)[:2], bundle, TEMPLATES, _settings(), show_progress=False)
+
+
+def test_max_fallback_share_fails_a_run_that_falls_back_more(bundle):
+    from fsku_kedro.errors import UserInputError
+    from fsku_kedro.pipelines.inference.nodes import answer_test_questions
+
+    items = _items()
+    broken = ModelBundle(BrokenModel(), bundle.tokenizer, "broken")
+    broken.model.generation_config = bundle.model.generation_config
+    questions = [item.question for item in items]
+    passages = {item.question.ID: [{"chunk_id": p.chunk_id, "score": p.score, "text": p.text} for p in item.passages]
+                for item in items}
+    templates = {name: (lambda text=text: text) for name, text in TEMPLATES.items()}
+    with pytest.raises(UserInputError, match=r"10 of 10 questions \(100.0%\) were answered by a fallback "
+                                             r"\(model_error 10\), more than inference.max_fallback_share"):
+        answer_test_questions(questions, passages, broken, templates, None, _settings(max_fallback_share=0.5))
+    rows = answer_test_questions(questions, passages, broken, templates, None, _settings())
+    assert len(rows) == 10, "off by default: the fallbacks answer"
+    rows = answer_test_questions(questions, passages, bundle, templates, None, _settings(max_fallback_share=0.5))
+    assert sum(row.used_fallback for row in rows) <= 5, "a working model stays under the limit"
 
 
 def test_a_spent_budget_answers_the_rest_without_the_model(bundle):

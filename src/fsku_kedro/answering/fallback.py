@@ -22,13 +22,14 @@ def overlap(a: Counter, b: Counter) -> int:
     return sum((a & b).values())
 
 
-def overlap_choice(options: dict[str, str], context: str) -> tuple[int, float]:
-    """(option number, its share of all options' overlap) by bigram overlap with ``context``."""
+def overlap_choice(options: dict[str, str], context: str) -> tuple[int, float | None]:
+    """(option number, its share of all options' overlap) by bigram overlap with ``context``; no
+    share (None) when no option overlaps it, as nothing was measured."""
     context_grams = bigrams(context)
     scores = [(overlap(bigrams(text), context_grams) / max(len(text), 1), int(number)) for number, text in options.items()]
     best_score, best_number = max(scores, key=lambda item: (item[0], -item[1]))
     total = sum(score for score, _ in scores)
-    return best_number, (best_score / total if total > 0 else 1.0 / len(scores))
+    return best_number, (best_score / total if total > 0 else None)
 
 
 def extractive_answer(question: str, passage: str, max_sentences: int = 2, max_chars: int = 300) -> str:

@@ -31,6 +31,7 @@ from fsku_kedro.answering.degenerate import degenerate_reason
 from fsku_kedro.answering.extraction import extract_choice
 from fsku_kedro.answering.fallback import extractive_answer, overlap_choice
 from fsku_kedro.contracts import CompetitionQuestion, SubmissionRow
+from fsku_kedro.errors import UserInputError
 from fsku_kedro.generation.backends import Completion, make_backend
 from fsku_kedro.generation.store import ResponseStore, fingerprint
 from fsku_kedro.hashing import stable_hash, unit_hash
@@ -38,6 +39,11 @@ from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.inference import InferenceSettings
 
 logger = logging.getLogger(__name__)
+
+# Errors of the project's own code: they stop the run. Model and runtime failures (out of memory,
+# timeouts, a broken model file: RuntimeError, OSError, ...) fall back with their reason.
+PROGRAMMING_ERRORS = (TypeError, AttributeError, KeyError, NameError, AssertionError, NotImplementedError,
+                      ImportError)
 
 TEMPLATES = {
     ("multiple_choice", True): "inference_multiple_choice",
@@ -157,8 +163,10 @@ class _Answerer:
         return self._backend
 
     @staticmethod
-    def _row(item: PreparedQuestion, answer: str, confidence: float, method: str, fallback_reason: str = "") -> SubmissionRow:
-        return SubmissionRow(ID=item.question.ID, answer=answer, confidence=min(max(confidence, 0.0), 1.0),
+    def _row(item: PreparedQuestion, answer: str, confidence: float | None, method: str,
+             fallback_reason: str = "") -> SubmissionRow:
+        measured = None if confidence is None else min(max(confidence, 0.0), 1.0)
+        return SubmissionRow(ID=item.question.ID, answer=answer, confidence=measured,
                              inference_time=0.0, used_fallback=bool(fallback_reason), method=method,
                              question_type=item.question.question_type, fallback_reason=fallback_reason)
 
@@ -174,18 +182,18 @@ class _Answerer:
             return [self._row(item, str(n), confidence, "choice_scoring") for item, (n, confidence) in zip(group, choices)]
         completions = self.backend().generate(chats, self.settings.mc_generation, max_time=deadline)
         found = [extract_choice(c.text, n) for c, n in zip(completions, counts)]
-        return [self._row(item, str(n), 1.0, "generate_extract") if n else None for item, n in zip(group, found)]
+        return [self._row(item, str(n), None, "generate_extract") if n else None for item, n in zip(group, found)]
 
     def _descriptive_row(self, item: PreparedQuestion, completion: Completion) -> SubmissionRow | str:
         """The answer, or the reason it is not usable; its confidence is the geometric mean of its
-        tokens' probabilities."""
+        tokens' probabilities (empty when the backend gives none)."""
         text = _clean(completion.text)
         fallback = self.settings.fallback
         reason = degenerate_reason(item.question.parsed_question, text, fallback.min_distinct_characters,
                                    fallback.max_repeated_unit)
         if reason:
             return reason
-        confidence = math.exp(completion.mean_logprob) if completion.mean_logprob is not None else 0.5
+        confidence = math.exp(completion.mean_logprob) if completion.mean_logprob is not None else None
         return self._row(item, text, confidence, "generate")
 
     def fallback(self, group: list[PreparedQuestion], reasons: list[str], use_model: bool) -> list[SubmissionRow]:
@@ -199,6 +207,8 @@ class _Answerer:
                 choices = self.choose([group[i] for i in mc], with_context=False)
                 for i, (number, confidence) in zip(mc, choices):
                     results[i] = self._row(group[i], str(number), confidence, "fallback_closed_book", reasons[i])
+            except PROGRAMMING_ERRORS:
+                raise
             except Exception as error:  # noqa: BLE001 - any model failure falls through to overlap
                 logger.warning("closed-book fallback failed (%s: %s); using retrieval overlap", type(error).__name__, error)
             finally:
@@ -214,8 +224,8 @@ class _Answerer:
                 top = item.passages[0].text if item.passages else ""
                 text = extractive_answer(item.question.parsed_question, top, self.settings.fallback.sentences,
                                          self.settings.fallback.max_chars)
-                results[i] = self._row(item, _clean(text) or item.question.parsed_question, 0.0, "fallback_extractive",
-                                       reasons[i])
+                results[i] = self._row(item, _clean(text) or item.question.parsed_question, None,
+                                       "fallback_extractive", reasons[i])
         return results  # type: ignore[return-value]
 
     def answer(self, group: list[PreparedQuestion]) -> list[SubmissionRow]:
@@ -229,6 +239,8 @@ class _Answerer:
         else:
             try:
                 answers = self.model_answers(group, self.breaker.deadline(len(group)))
+            except PROGRAMMING_ERRORS:
+                raise  # a defect in the code stops the run with its traceback, not a quiet fallback
             except Exception as error:  # noqa: BLE001 - a model failure must not cost the answers
                 logger.warning("model error on a batch of %d (%s: %s); using fallbacks", len(group),
                                type(error).__name__, error)
@@ -255,6 +267,29 @@ class _Answerer:
 
 
 PRIOR_KEY = "__option_prior__"
+
+
+def fallback_counts(rows: list[SubmissionRow]) -> dict[str, int]:
+    """How many answers each fallback reason gave."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.used_fallback:
+            counts[row.fallback_reason or "unknown"] = counts.get(row.fallback_reason or "unknown", 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def check_fallback_share(rows: list[SubmissionRow], limit: float | None) -> None:
+    """Fail when a larger share than ``limit`` (``inference.max_fallback_share``) of the answers came
+    from a fallback; None: no limit."""
+    counts = fallback_counts(rows)
+    share = sum(counts.values()) / len(rows) if rows else 0.0
+    if limit is not None and share > limit:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+        raise UserInputError(
+            f"{sum(counts.values())} of {len(rows)} questions ({share:.1%}) were answered by a fallback ({reasons}), "
+            f"more than inference.max_fallback_share ({limit:.1%}) allows. The answers are kept in the progress "
+            "file; see the log for each batch's reason, then fix the cause or raise the limit "
+            "(--params inference.max_fallback_share=...)")
 
 
 def _softmax(scores: dict[int, float]) -> dict[int, float]:

@@ -18,17 +18,16 @@ _COMPRESSION = {"compression": zipfile.ZIP_DEFLATED, "compresslevel": 1}
 
 class PackageArchiveDataset(AbstractVersionedDataset[CompetitionPackage, Path]):
     """Writes a ``CompetitionPackage`` as a zip archive (built in a temporary folder, then moved into
-    place); loading gives the archive's path. ``last_manifest`` holds the manifest of the last save."""
+    place); loading gives the archive's path."""
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict | None = None):
         super().__init__(filepath=PurePosixPath(Path(filepath).as_posix()), version=version)
         self.metadata = metadata
-        self.last_manifest: dict[str, Any] | None = None
 
     def load(self) -> Path:
         path = Path(str(self._get_load_path()))
         if not path.is_file():
-            raise DatasetError(f"no package archive at {path}; run `kedro run --pipeline package`")
+            raise DatasetError(f"no package archive at {path}; run `kedro run --pipelines package`")
         return path
 
     def save(self, data: CompetitionPackage) -> None:
@@ -37,7 +36,7 @@ class PackageArchiveDataset(AbstractVersionedDataset[CompetitionPackage, Path]):
         with tempfile.TemporaryDirectory(prefix=".package.", dir=final.parent) as staging:
             contents = Path(staging) / "package"
             contents.mkdir()
-            self.last_manifest = write_package(data, contents)
+            write_package(data, contents)
             partial = Path(staging) / final.name
             with zipfile.ZipFile(partial, "w", **_COMPRESSION) as archive:
                 for path in sorted(contents.rglob("*")):

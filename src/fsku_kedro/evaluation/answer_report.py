@@ -14,7 +14,9 @@ from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.plotting import use_korean_font
 
 REPORT_COLUMNS = ["domain", "questions", "mc_questions", "mc_accuracy", "descriptive_questions",
-                  "cosine_similarity", "keyword_recall", "descriptive_score", "fsku_score", "fallback_share"]
+                  "cosine_similarity", "keyword_recall", "descriptive_score", "fsku_score", "fallback_share",
+                  "fallbacks", "fallback_reasons"]
+TEXT_COLUMNS = {"domain", "fallback_reasons"}
 
 
 def score_items(answers: list[SubmissionRow], questions: list[CompetitionQuestion], labels: list[LabelledAnswer],
@@ -35,9 +37,10 @@ def score_items(answers: list[SubmissionRow], questions: list[CompetitionQuestio
             "expected": label.answer.strip(),
             "keywords": label.keywords,
             "used_fallback": answer.used_fallback,
+            "fallback_reason": answer.fallback_reason if answer.used_fallback else "",
         })
     items = pd.DataFrame(rows, columns=["ID", "domain", "question_type", "answer", "expected", "keywords",
-                                        "used_fallback"])
+                                        "used_fallback", "fallback_reason"])
     mc = items["question_type"] == "multiple_choice"
     items["correct"] = np.where(mc, items["answer"].str.strip() == items["expected"], np.nan)
     descriptive = items[~mc]
@@ -55,8 +58,11 @@ def _summary(domain: str, items: pd.DataFrame) -> dict[str, Any]:
     descriptive = items[items["question_type"] == "descriptive"]
     parts = fsku_score([bool(x) for x in mc["correct"]], descriptive["cosine_similarity"].to_numpy(float),
                        descriptive["keyword_recall"].to_numpy(float))
+    reasons = items.loc[items["used_fallback"].astype(bool), "fallback_reason"].value_counts()
     return {"domain": domain, "questions": len(items), **parts,
-            "fallback_share": float(items["used_fallback"].mean()) if len(items) else float("nan")}
+            "fallback_share": float(items["used_fallback"].mean()) if len(items) else float("nan"),
+            "fallbacks": int(reasons.sum()),
+            "fallback_reasons": "; ".join(f"{reason or 'unknown'}: {n}" for reason, n in sorted(reasons.items()))}
 
 
 def answer_report(items: pd.DataFrame) -> pd.DataFrame:
@@ -70,8 +76,8 @@ def report_metrics(report: pd.DataFrame) -> dict[str, dict[str, float]]:
     if report.empty:
         return {}
     overall = report.iloc[0]
-    return {column: {"value": float(overall[column]), "step": 0} for column in REPORT_COLUMNS[1:]
-            if pd.notna(overall[column])}
+    return {column: {"value": float(overall[column]), "step": 0} for column in REPORT_COLUMNS
+            if column not in TEXT_COLUMNS and pd.notna(overall[column])}
 
 
 def report_figure(report: pd.DataFrame, title: str) -> plt.Figure:

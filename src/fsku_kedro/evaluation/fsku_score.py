@@ -7,7 +7,6 @@ When a set has only one kind of question, the score is that kind's score.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,16 +16,21 @@ from fsku_kedro.knowledge.embedding import Embedder
 MC_WEIGHT, COSINE_WEIGHT, KEYWORD_WEIGHT = 0.5, 0.6, 0.4
 
 
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text).lower()
+def keyword_found(text: str, keyword: str) -> bool:
+    """FSKU-benchmark's own keyword rule on lower-cased text: the keyword is a substring, or it has
+    several space-separated words and each of them is a substring ("자본금 차등화" is found in
+    "자본금을 차등화"; "업무연속성" is not found in "업무 연속성")."""
+    words = keyword.split()
+    return keyword in text or (len(words) > 1 and all(word in text for word in words))
 
 
 def keyword_recall(answer: str, keywords: list[str]) -> float:
-    """Share of ``keywords`` found in ``answer`` (whitespace and case ignored); 1.0 without keywords."""
-    if not keywords:
+    """Share of ``keywords`` found in ``answer`` by ``keyword_found``, case ignored; 1.0 without keywords."""
+    wanted = [k.strip().lower() for k in keywords if k.strip()]
+    if not wanted:
         return 1.0
-    squashed = _squash(answer)
-    return sum(_squash(k) in squashed for k in keywords) / len(keywords)
+    text = answer.lower()
+    return sum(keyword_found(text, k) for k in wanted) / len(wanted)
 
 
 def cosine_similarities(embedder: Embedder, answers: list[str], references: list[str]) -> np.ndarray:

@@ -67,7 +67,8 @@ def _reranker(root: Path) -> Any:
 
 
 def answer_package(root: Path, test_csv: Path, out: Path, work: Path) -> Path:
-    """Write ``out`` (ID,Answer) for ``test_csv`` with the package at ``root``."""
+    """Write ``out`` (ID,Answer) for ``test_csv`` with the package at ``root``, and beside it
+    ``<out>.rows.csv``: how each answer was made (method, fallback and its reason, confidence)."""
     import pandas as pd
 
     from fsku_kedro.datasets.competition_csv import QuestionsDataset
@@ -98,9 +99,10 @@ def answer_package(root: Path, test_csv: Path, out: Path, work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     rows = answer_test_questions(questions, passages, model, prompts, ResponseStore(work / "answers.progress.jsonl"),
                                  inference)
-    submission, _ = write_submission(questions, rows)
+    submission, details = write_submission(questions, rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     submission.to_csv(out, index=False, encoding="utf-8-sig")
+    details.to_csv(out.with_suffix(".rows.csv"), index=False, encoding="utf-8")
     return out
 
 

@@ -10,7 +10,6 @@ from fsku_kedro.models.compute_dtype import DtypeName
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings
 
-QUANTIZATION_METHODS = ("gptq", "nf4", "int8", "int8_dynamic")
 QuantizationMethod = Literal["gptq", "nf4", "int8", "int8_dynamic"]
 
 

@@ -8,8 +8,6 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_va
 
 from fsku_kedro.parameters.base import Settings
 
-BACKENDS = ("transformers", "vllm")
-
 
 class SamplingSettings(Settings):
     """How each completion is decoded."""

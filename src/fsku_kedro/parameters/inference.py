@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from fsku_kedro.models.compute_dtype import DtypeName
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings, SamplingSettings
-
-MC_METHODS = ("choice_scoring", "generate")
 
 
 class TimeLimitSettings(Settings):
@@ -58,3 +56,5 @@ class InferenceSettings(Settings):
     time_limit: TimeLimitSettings = TimeLimitSettings()
     fallback: FallbackSettings = FallbackSettings()
     fsku_benchmark: BenchmarkSliceSettings = BenchmarkSliceSettings()
+    # The run fails when a larger share of the questions is answered by a fallback; None: no limit.
+    max_fallback_share: float | None = Field(None, ge=0.0, le=1.0)

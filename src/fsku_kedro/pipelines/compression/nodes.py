@@ -67,7 +67,7 @@ def build_calibration_set(chunks: pd.DataFrame, prompt_set: pd.DataFrame,
 def _source_directory(model_path: str | None) -> Path:
     if not model_path or not Path(model_path).is_dir():
         raise FileNotFoundError(
-            "no model to quantize: run `kedro run --pipeline distillation` first, or name a model directory with "
+            "no model to quantize: run `kedro run --pipelines distillation` first, or name a model directory with "
             "`--params model_dirs.compression=/path/to/model`"
         )
     return Path(model_path)

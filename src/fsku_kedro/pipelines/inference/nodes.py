@@ -11,7 +11,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from fsku_kedro.answering.orchestrator import Passage, PreparedQuestion, answer_questions
+from fsku_kedro.answering.orchestrator import (
+    Passage,
+    PreparedQuestion,
+    answer_questions,
+    check_fallback_share,
+    fallback_counts,
+)
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer, SubmissionRow
 from fsku_kedro.evaluation.answer_report import (
     REPORT_COLUMNS,
@@ -83,7 +89,7 @@ def load_inference_model(model_path: str | None, settings: InferenceSettings) ->
     names."""
     if not model_path:
         raise FileNotFoundError(
-            "no model to answer with: run `kedro run --pipeline compression` first, or name a model directory "
+            "no model to answer with: run `kedro run --pipelines compression` first, or name a model directory "
             "with `--params model_dirs.inference=/path/to/model`"
         )
     bundle = load_any_model(Path(model_path), settings.dtype, settings.trust_remote_code)
@@ -99,12 +105,15 @@ def answer_test_questions(
     answer_progress: ResponseStore,
     settings: InferenceSettings,
 ) -> list[SubmissionRow]:
-    """One answer per question (how it was made included), resumable."""
+    """One answer per question (how it was made included), resumable; fails when more of them fell
+    back than ``inference.max_fallback_share`` allows."""
     items = [
         PreparedQuestion(q, tuple(Passage(p["chunk_id"], p["score"], p["text"]) for p in passages.get(q.ID, [])))
         for q in questions
     ]
-    return answer_questions(items, inference_model, read_templates(prompt_templates), settings, answer_progress)
+    rows = answer_questions(items, inference_model, read_templates(prompt_templates), settings, answer_progress)
+    check_fallback_share(rows, settings.max_fallback_share)
+    return rows
 
 
 def write_submission(questions: list[CompetitionQuestion],
@@ -130,16 +139,20 @@ def evaluate_answers(
     labels: list[LabelledAnswer],
     score_embedder: Embedder,
 ) -> tuple[pd.DataFrame, dict[str, Any], plt.Figure]:
-    """FSKU score overall and per domain for the labelled questions (none labelled: an empty report)."""
+    """FSKU score overall and per domain for the labelled questions (none labelled: an empty report);
+    the metrics also count every answer's fallbacks by reason (``fallbacks.<reason>``)."""
     if not labels:
         logger.info("No labels for these questions; the evaluation report is empty")
     items = score_items(answers, questions, labels, score_embedder)
     report = answer_report(items) if len(items) else pd.DataFrame(columns=REPORT_COLUMNS)
+    counts = fallback_counts(answers)
+    fallbacks = {f"fallbacks.{reason}": {"value": float(n), "step": 0} for reason, n in counts.items()}
+    fallbacks["fallbacks.total"] = {"value": float(sum(counts.values())), "step": 0}
     if len(items):
         overall = report.iloc[0]
         logger.info("FSKU score %.4f over %d labelled questions (MC accuracy %s, descriptive score %s)",
                     overall["fsku_score"], len(items), overall["mc_accuracy"], overall["descriptive_score"])
-    return report, report_metrics(report), report_figure(report, f"FSKU score by domain ({len(items)} labelled)")
+    return report, report_metrics(report) | fallbacks, report_figure(report, f"FSKU score by domain ({len(items)} labelled)")
 
 
 def plot_answer_distribution(answers: list[SubmissionRow], questions: list[CompetitionQuestion],
