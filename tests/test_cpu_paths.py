@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fsku_kedro.models.compute_dtype import cpu_flags
+from fsku_kedro.models.compute_dtype import auto_dtype, cpu_flags
 from tests.conftest import CORPUS_DIR, PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -148,6 +148,7 @@ def test_quantized_forward_is_the_same_at_every_torch_cpu_capability(quantized_d
         for capability in capabilities
     }
     reference = results["default"]
+    native_bf16 = auto_dtype().dtype == "bfloat16"
     for capability, result in results.items():
         assert result["capability"] == capability.upper(), "the forced capability is the one PyTorch used"
         for method in methods:
@@ -157,6 +158,10 @@ def test_quantized_forward_is_the_same_at_every_torch_cpu_capability(quantized_d
             # CPU kernel computes in bfloat16 (a rounding step of 2^-8), and torchao's dynamic int8 path may
             # round an activation to the neighbouring int8 step (1/127 of its row's range).
             tolerance = {"gptq": 2**-6, "int8_dynamic": 2 / 127}.get(method, 1e-4)
+            if native_bf16:
+                # the models were quantized in auto, bfloat16 on this CPU, and compute in it: kernels of
+                # different capabilities then differ by bfloat16's rounding step
+                tolerance = max(tolerance, 2**-6)
             difference = np.abs(got - expected).max() / np.abs(expected).max()
             assert difference <= tolerance, f"{method} at {capability}: {difference:.2e}"
 
