@@ -17,7 +17,7 @@ Kernels, with Qwen2.5-1.5B-Instruct's real shapes (random weights: speed does no
 - gptq forward: the quantized layer's model scoring the same batch (GPTQModel's CPU kernel).
 
 Target: wherever the two dtypes differ by more than 10 %, ``auto`` picks the faster. The figures are
-recorded in benchmarks/results/cpu_dtype_speed.json.
+recorded in benchmarks/results/cpu_dtype_speed.<CPU kind>.json (native_bf16 or no_bf16).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main() -> int:
     for name, result in results.items():
         print(f"auto ({name}): {result['auto']}, because {result['reason']}")
     if not args.quick:
-        path = write_result("cpu_dtype_speed", results, settings=list(SETTINGS), margin=MARGIN,
+        path = write_result("cpu_dtype_speed", results, by_cpu_kind=True, settings=list(SETTINGS), margin=MARGIN,
                             shapes="Qwen2.5-1.5B-Instruct, one decoder layer, random weights")
         print(f"recorded in {path.relative_to(ROOT)}")
     return verdict(not misses, "auto picks the faster dtype for every kernel and ISA setting"

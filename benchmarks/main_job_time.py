@@ -7,7 +7,8 @@ The clone has nothing cached (no .venv, no data, no models materialised). When .
 exists beside this checkout, the clone sees it too, so the run includes the FSKU benchmark slice as a
 user's would. The set-up (`bash scripts/setup_env.sh`, which installs from the project's files) is timed
 apart; the target is on `kedro run` alone: at most 12 minutes. Prints the per-node table (from the run's
-logs/node_times.json) and records it in benchmarks/results/main_job.json. Run it alone on the machine.
+logs/node_times.json) and records it in benchmarks/results/main_job.<CPU kind>.json. Run it alone on
+the machine.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main() -> int:
          row["node"] + (" *" if row in slowest else "")] for row in times["nodes"]])
     print(f"\npipeline {pipeline_s:.1f} s; `bash scripts/run.sh` {run_s:.1f} s (kedro start-up included); "
           f"set-up {setup_s:.1f} s")
-    path = write_result("main_job", {"pipeline_s": pipeline_s, "kedro_run_s": round(run_s, 1),
+    path = write_result("main_job", by_cpu_kind=True, figures={"pipeline_s": pipeline_s, "kedro_run_s": round(run_s, 1),
                                      "setup_s": round(setup_s, 1), "nodes": times["nodes"]},
                         models={"teacher": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised)",
                                 "student": "the teacher pruned to 10 of 30 layers"},

@@ -15,7 +15,8 @@ The slice is fixed: 200 multiple-choice and 20 descriptive questions chosen by a
 (inference.fsku_benchmark with mc_limit 200, descriptive_limit 20, seed 0). The headline run over
 all 1108 items is `python benchmarks/fsku_benchmark_score.py --env qwen_coder_cpu ...` (see README).
 Targets (compression part): a 4-bit variant keeps >= 97 % of the fp32 MC accuracy with perplexity
-within +3 %, and nf4 >= 95 %; the figures are recorded in benchmarks/results/real_teacher_compression.json.
+within +3 %, and nf4 >= 95 %; the figures are recorded in
+benchmarks/results/real_teacher_compression.<CPU kind>.json (native_bf16 or no_bf16).
 Needs the environment's set-up (scripts/setup_qwen_coder_cpu.sh) and ../shared/fsku-benchmark; exits 2
 without.
 """
@@ -31,7 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from report import RESULTS, catalog_with_chunks, cpu_line, print_table, verdict, write_result
+from report import catalog_with_chunks, cpu_kind, cpu_line, print_table, result_path, verdict, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "qwen_coder_cpu"
@@ -268,7 +269,7 @@ def part_compression(catalog, questions, labels, only: list[str] | None = None) 
     teacher_dir, _ = _teacher_source(catalog)
     tokenizer = load_tokenizer(str(teacher_dir))
     chunks, prompts, templates = catalog.load("chunks"), _prompt_set(catalog), catalog.load("prompt_templates")
-    results = Results("compression", RESULTS / "real_teacher_compression.json")
+    results = Results(f"compression.{cpu_kind()}", result_path("real_teacher_compression", by_cpu_kind=True))
     held_out = build_calibration_set(chunks, prompts, templates, CompressionSettings())["held_out"]
 
     def measure(name: str, model, **extra) -> None:
@@ -347,7 +348,8 @@ def main() -> int:
 
 
 def record_compression(settings: dict, questions: int) -> Path:
-    return write_result("real_teacher_compression", dict(settings), questions=questions,
+    # One record per CPU kind: their dtypes, speeds and therefore figures differ.
+    return write_result("real_teacher_compression", dict(settings), by_cpu_kind=True, questions=questions,
                         models={"teacher": "Qwen2.5-Coder-1.5B-Instruct"},
                         evaluation="200 MC of the FSKU settings slice (seed 0), closed book, one pass, no "
                         "debiasing; perplexity on 32 held-out corpus chunks")

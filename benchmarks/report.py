@@ -43,6 +43,14 @@ def cpu_line() -> str:
     return f"{model} ({os.cpu_count()} cores); SIMD: {' '.join(flags) or 'none reported'}"
 
 
+def cpu_kind() -> str:
+    """``native_bf16`` where the CPU runs bfloat16 natively (``auto`` is bfloat16 there), else
+    ``no_bf16``: the two kinds whose real-model figures differ in dtype and speed."""
+    from fsku_kedro.models.compute_dtype import cpu_bfloat16
+
+    return "native_bf16" if cpu_bfloat16()[0] else "no_bf16"
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
@@ -51,8 +59,14 @@ def _git(*args: str) -> str:
         return ""
 
 
-def write_result(name: str, figures: dict, **context: object) -> Path:
-    """``benchmarks/results/<name>.json``: the figures with the command that made them, the commit
+def result_path(name: str, by_cpu_kind: bool = False) -> Path:
+    """``benchmarks/results/<name>.json``, or ``<name>.<cpu kind>.json`` for figures that depend on
+    the CPU kind (each kind keeps its own record)."""
+    return RESULTS / (f"{name}.{cpu_kind()}.json" if by_cpu_kind else f"{name}.json")
+
+
+def write_result(name: str, figures: dict, by_cpu_kind: bool = False, **context: object) -> Path:
+    """``result_path(name, by_cpu_kind)``: the figures with the command that made them, the commit
     (marked ``+changes`` when the tree differed from it), the CPU, the date and ``context`` (models,
     settings)."""
     commit = _git("rev-parse", "HEAD") or "unknown"
@@ -69,7 +83,7 @@ def write_result(name: str, figures: dict, **context: object) -> Path:
         "figures": figures,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = result_path(name, by_cpu_kind)
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
 
