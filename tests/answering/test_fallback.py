@@ -1,5 +1,6 @@
 from fsku_kedro.answering.circuit_breaker import CircuitBreaker, scaled_budget
 from fsku_kedro.answering.fallback import extractive_answer, overlap_choice
+from fsku_kedro.parameters.inference import TimeLimitSettings
 
 
 def test_overlap_choice_prefers_the_option_found_in_the_context():
@@ -11,14 +12,15 @@ def test_overlap_choice_prefers_the_option_found_in_the_context():
 
 def test_extractive_answer_keeps_the_closest_sentences_in_order():
     passage = "망분리는 내부망과 외부망을 나눈다. 날씨가 맑다. 망분리 예외는 승인을 받아야 한다. 점심은 김밥이다."
-    answer = extractive_answer("망분리 예외 요건을 설명하세요", passage, max_sentences=2)
+    answer = extractive_answer("망분리 예외 요건을 설명하세요", passage, max_sentences=2, max_chars=300)
     assert answer == "망분리는 내부망과 외부망을 나눈다. 망분리 예외는 승인을 받아야 한다."
-    assert extractive_answer("질문", "", max_chars=10) == "질문", "no passage: the question's own words"
+    assert extractive_answer("질문", "", max_sentences=2, max_chars=10) == "질문", "no passage: the question's own words"
 
 
 def test_budget_scales_with_the_set_and_the_breaker_opens_when_spent():
-    assert scaled_budget(515) == 270 * 60
-    assert scaled_budget(103) == 270 * 60 / 5
+    limits = TimeLimitSettings()  # the competition's 270 minutes for 515 questions
+    assert scaled_budget(515, limits.budget_minutes, limits.budget_questions) == 270 * 60
+    assert scaled_budget(103, limits.budget_minutes, limits.budget_questions) == 270 * 60 / 5
     breaker = CircuitBreaker(per_question_s=2.0, budget_s=10.0, spent_s=4.0)
     assert breaker.deadline(8) == 6.0, "a batch may use its limits only within what is left"
     assert breaker.over_limit(17.0, 8) and not breaker.over_limit(15.0, 8)

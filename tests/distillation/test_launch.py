@@ -48,7 +48,8 @@ def test_launched_training_matches_in_process_and_logs_to_the_run(teacher, stude
     config.write_text(yaml.safe_dump({"compute_environment": "LOCAL_MACHINE", "distributed_type": "NO",
                                       "use_cpu": True, "num_processes": 1, "mixed_precision": "no",
                                       "num_machines": 1, "machine_rank": 0}))
-    base = training_parameters(max_steps=2)
+    # auto: both paths load the saved models in the auto dtype and train in it
+    base = training_parameters(max_steps=2, bf16="auto")
     no_targets = target_frame([])
     in_process, history, _ = train_student(pairs, no_targets, bundles["teacher"], bundles["student"],
                                            base.model_copy(update={"checkpoint_dir": str(tmp_path / "a")}))

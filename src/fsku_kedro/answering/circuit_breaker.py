@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
-def scaled_budget(questions: int, budget_minutes: float = 270.0, per_questions: int = 515) -> float:
-    """Seconds allowed for ``questions`` at the rate of ``budget_minutes`` per ``per_questions``."""
+def scaled_budget(questions: int, budget_minutes: float, per_questions: int) -> float:
+    """Seconds allowed for ``questions`` at the rate of ``budget_minutes`` per ``per_questions``
+    (``inference.time_limit`` holds the competition's figures)."""
     return budget_minutes * 60.0 * questions / per_questions
 
 

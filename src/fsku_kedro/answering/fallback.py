@@ -32,8 +32,9 @@ def overlap_choice(options: dict[str, str], context: str) -> tuple[int, float | 
     return best_number, (best_score / total if total > 0 else None)
 
 
-def extractive_answer(question: str, passage: str, max_sentences: int = 2, max_chars: int = 300) -> str:
-    """The passage sentences closest to the question (bigram overlap), kept in passage order."""
+def extractive_answer(question: str, passage: str, max_sentences: int, max_chars: int) -> str:
+    """The ``max_sentences`` passage sentences closest to the question (bigram overlap), kept in passage
+    order, cut at ``max_chars`` (``inference.fallback`` holds the defaults)."""
     sentences = [s.strip() for s in SENTENCE_END.split(passage) if len(s.strip()) > 1]
     if not sentences:
         return question.strip()[:max_chars]

@@ -40,15 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# loss type -> (divergence on chosen tokens, divergence on rejected tokens or None)
-_DIVERGENCES: dict[str, tuple[str, str | None]] = {
-    "distillm_v2": ("skl", "srkl"),
-    "distillm_v1": ("srkl", "srkl"),
-    "kd": ("fkl", "fkl"),
-    "rkl": ("rkl", "rkl"),
-    "gkd": ("jsd", "jsd"),
-    "seqkd": ("nll", None),
-}
+from fsku_kedro.parameters.distillation import LOSS_DIVERGENCES
 
 
 @dataclass
@@ -72,9 +64,9 @@ def scores_rejected(loss_type: str) -> bool:
 
 
 def _divergences(loss_type: str) -> tuple[str, str | None]:
-    if loss_type not in _DIVERGENCES:
-        raise ValueError(f"unknown distillation loss type {loss_type!r}; expected one of {', '.join(_DIVERGENCES)}")
-    return _DIVERGENCES[loss_type]
+    if loss_type not in LOSS_DIVERGENCES:
+        raise ValueError(f"unknown distillation loss type {loss_type!r}; expected one of {', '.join(LOSS_DIVERGENCES)}")
+    return LOSS_DIVERGENCES[loss_type]
 
 
 def side_weights(loss_type: str, beta: float) -> tuple[float, float]:

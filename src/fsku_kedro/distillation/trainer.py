@@ -9,6 +9,7 @@ distributions instead of reference log-probabilities.
 from __future__ import annotations
 
 import logging
+import textwrap
 from contextlib import ExitStack
 from typing import Any
 
@@ -62,6 +63,20 @@ class DistillationTrainer(DPOTrainer):
     """
 
     _tag_names = ["trl", "distillation", "distillm-2"]
+    _name = "DistiLLM-2"
+    _paper = {
+        "title": "DistiLLM-2: A Contrastive Approach Boosts the Distillation of LLMs",
+        "id": "2503.07067",
+        "citation": textwrap.dedent("""\
+            @inproceedings{ko2025distillm2,
+                title     = {{DistiLLM-2: A Contrastive Approach Boosts the Distillation of LLMs}},
+                author    = {Jongwoo Ko and Tianyi Chen and Sungnyun Kim and Tianyu Ding and Luming Liang and
+                             Ilya Zharkov and Se-Young Yun},
+                booktitle = {Forty-second International Conference on Machine Learning},
+                year      = 2025,
+                eprint    = {arXiv:2503.07067}
+            }"""),
+    }
 
     def __init__(self, model: Any, ref_model: Any, args: DistillationConfig, **kwargs: Any):
         if ref_model is None:

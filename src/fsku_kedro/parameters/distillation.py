@@ -11,11 +11,22 @@ from fsku_kedro.parameters.generation import GenerationSettings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
 
-LOSS_TYPES = ("distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd")
+# Each distillation loss: the divergence on the chosen (teacher-response) tokens and on the rejected
+# (student-response) tokens, or None (distillation/losses.py defines the divergences). The one list
+# of loss names: the settings, the trainer's configuration and the losses all read it.
+LOSS_DIVERGENCES: dict[str, tuple[str, str | None]] = {
+    "distillm_v2": ("skl", "srkl"),
+    "distillm_v1": ("srkl", "srkl"),
+    "kd": ("fkl", "fkl"),
+    "rkl": ("rkl", "rkl"),
+    "gkd": ("jsd", "jsd"),
+    "seqkd": ("nll", None),
+}
+LOSS_TYPES = tuple(LOSS_DIVERGENCES)
 BASELINES = ("dpo", "orpo")  # TRL's own preference trainers over the same pairs
 CHOICE_TARGET = "choice_target"  # the teacher's debiased option distribution (distillation/choice_trainer.py)
 METHODS = LOSS_TYPES + BASELINES + (CHOICE_TARGET,)
-Method = Literal["distillm_v2", "distillm_v1", "kd", "rkl", "gkd", "seqkd", "dpo", "orpo", "choice_target"]
+Method = Literal[METHODS]
 
 
 class LauncherSettings(Settings):
@@ -28,18 +39,24 @@ class LauncherSettings(Settings):
 
 
 class DistillMSettings(Settings):
-    """DistillationConfig fields of the distillation losses (distillm_v2 ... seqkd)."""
+    """The DistiLLM-2 settings of the distillation losses (distillm_v2 ... seqkd): the one definition of
+    their defaults, ranges and help, from which the trainer's ``DistillationConfig`` is built."""
 
-    alpha_teacher: float = Field(0.1, gt=0.0, lt=1.0)  # skew of the chosen (teacher-response) term
-    alpha_student: float = Field(0.1, gt=0.0, lt=1.0)  # skew of the rejected (student-response) term
-    beta: float = Field(1.0, ge=0.0, le=2.0)  # chosen term x (2 - beta), rejected term x beta
-    adaptive_alpha: bool = False
-    alpha_anchor_steps: PositiveInt = 10
-    min_alpha: float = Field(0.01, gt=0.0, lt=1.0)
-    beta_start: float | None = Field(None, ge=0.0, le=2.0)  # gradual beta: start value ...
-    beta_warmup_steps: NonNegativeInt = 0  # ... reaching beta after this many steps
-    jsd_lambda: float = Field(0.5, gt=0.0, lt=1.0)  # gkd
-    loss_chunk_size: PositiveInt = 128  # response tokens per LM-head chunk
+    alpha_teacher: float = Field(0.1, gt=0.0, lt=1.0, description="Skew of KL(p || a·p + (1-a)·q) on chosen tokens.")
+    alpha_student: float = Field(0.1, gt=0.0, lt=1.0,
+                                 description="Skew of KL(q || (1-a)·p + a·q) on rejected tokens.")
+    beta: float = Field(1.0, ge=0.0, le=2.0,
+                        description="Weight of the rejected term; the chosen term gets 2 - beta (not DPO's beta).")
+    adaptive_alpha: bool = Field(
+        False, description="Per-pair alpha from the teacher-student probability gap, anchored on early steps.")
+    alpha_anchor_steps: PositiveInt = Field(
+        10, description="Optimizer steps whose mean probability gap sets the adaptive-alpha anchor.")
+    min_alpha: float = Field(0.01, gt=0.0, lt=1.0, description="Lower clip of the adaptive alpha.")
+    beta_start: float | None = Field(
+        None, ge=0.0, le=2.0, description="Gradual beta: start value, moved linearly to beta over beta_warmup_steps.")
+    beta_warmup_steps: NonNegativeInt = Field(0, description="Steps of the gradual-beta ramp (0 = constant).")
+    jsd_lambda: float = Field(0.5, gt=0.0, lt=1.0, description="Mixture weight of the teacher in the gkd (JSD) loss.")
+    loss_chunk_size: PositiveInt = Field(128, description="Response tokens projected through the LM heads at once.")
 
 
 class DPOSettings(ConfigClassSettings):
