@@ -325,7 +325,7 @@ def measure_prompts() -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from fsku_kedro.answering.orchestrator import Passage, PreparedQuestion, build_chat
+    from fsku_kedro.answering.orchestrator import PreparedQuestion, build_chat
     from fsku_kedro.models.sources import load_tokenizer
     from fsku_kedro.parameters.inference import InferenceSettings
     from fsku_kedro.parameters.retrieval import RetrievalSettings
@@ -350,7 +350,7 @@ def measure_prompts() -> int:
     tokenizer = load_tokenizer(str(qwen))
     lengths: dict[str, list[int]] = {"multiple_choice": [], "descriptive": []}
     for q in questions:
-        item = PreparedQuestion(q, tuple(Passage(p["chunk_id"], p["score"], p["text"]) for p in passages[q.ID]))
+        item = PreparedQuestion(q, passages[q.ID])
         chat = build_chat(item, templates, inference)
         lengths[q.question_type].append(len(tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, return_dict=True)["input_ids"]))

@@ -26,7 +26,7 @@ from report import print_table, verdict
 
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.extraction import extract_choice
-from fsku_kedro.answering.orchestrator import Passage, PreparedQuestion, build_chat
+from fsku_kedro.answering.orchestrator import PreparedQuestion, build_chat
 from fsku_kedro.evaluation.fsku_benchmark import benchmark_set
 from fsku_kedro.generation.backends import make_backend
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
@@ -63,8 +63,7 @@ def main() -> int:
         bundle = load_inference_model(catalog.load("compressed_student@path"), params)
         templates = read_templates(catalog.load("prompt_templates"))
     settings = params.model_copy(update={"use_context": not args.closed_book})
-    chats = [build_chat(PreparedQuestion(q, tuple(Passage(p["chunk_id"], p["score"], p["text"])
-                                                  for p in passages[q.ID])), templates, settings) for q in questions]
+    chats = [build_chat(PreparedQuestion(q, passages[q.ID]), templates, settings) for q in questions]
     counts = [len(q.choices) for q in questions]
     tokens = [len(bundle.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True,
                                                        return_dict=False)) for c in chats]

@@ -12,7 +12,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import mlflow
@@ -537,17 +539,19 @@ def test_the_package_replays_its_submission_offline_and_refuses_tampering(projec
     """Build the package after an inference run, unpack it into an empty folder and answer test.csv
     there with the project's source out of reach and the hub offline: the same bytes as the packaged
     submission; a changed or missing file is refused by name."""
-    from fsku_kedro.datasets.package_archive import unpack
-
     data = project_copy / "data"
     if not list(data.glob("05_model_input/faiss_index/*")):
         assert _kedro(project_copy, "run", "--pipelines", "knowledge_base", "--env", "test").returncode == 0
     served = ("--params", f"model_dirs.inference={tiny_llama_dir}")
     assert _kedro(project_copy, "run", "--pipelines", "inference", "--env", "test", *served).returncode == 0
+    staged = set(Path(tempfile.gettempdir()).glob("fsku-package-*"))
     built = _kedro(project_copy, "run", "--pipelines", "package", "--env", "test", *served)
     assert built.returncode == 0, built.stderr[-3000:]
+    assert set(Path(tempfile.gettempdir()).glob("fsku-package-*")) == staged, "the staging folder was archived and removed"
     archive = next(data.glob("09_package/competition_package.zip/*/competition_package.zip"))
-    replay = unpack(archive, tmp_path / "unpacked")
+    replay = tmp_path / "unpacked"
+    with zipfile.ZipFile(archive) as packed:
+        packed.extractall(replay)
     manifest = json.loads((replay / "manifest.json").read_text(encoding="utf-8"))
     assert {"answer.py", "submission.csv", "settings.json", "requirements.lock", "knowledge/chunks.parquet",
             "model/config.json", "embedder/fsku_embedder.json"} <= set(manifest["files"])

@@ -8,6 +8,7 @@ names the file, the row and the field.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -91,6 +92,15 @@ class CompetitionQuestion(_Record):
             if list(value) != expected:
                 raise ValueError(f"options must be numbered 1..{len(value)}, got {list(value)}")
         return value
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk as the answering prompt reads it, from retrieval (knowledge/passages.py) on."""
+
+    chunk_id: str
+    score: float
+    text: str
 
 
 class SubmissionRow(_Record):

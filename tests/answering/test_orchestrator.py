@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import fsku_kedro.answering.orchestrator as orchestrator
-from fsku_kedro.answering.orchestrator import Passage, PreparedQuestion, answer_questions, batches
+from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions, batches
+from fsku_kedro.contracts import Passage
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.generation import GenerationSettings
@@ -123,8 +124,7 @@ def test_max_fallback_share_fails_a_run_that_falls_back_more(bundle):
     broken = ModelBundle(BrokenModel(), bundle.tokenizer, "broken")
     broken.model.generation_config = bundle.model.generation_config
     questions = [item.question for item in items]
-    passages = {item.question.ID: [{"chunk_id": p.chunk_id, "score": p.score, "text": p.text} for p in item.passages]
-                for item in items}
+    passages = {item.question.ID: item.passages for item in items}
     templates = {name: (lambda text=text: text) for name, text in TEMPLATES.items()}
     with pytest.raises(UserInputError, match=r"10 of 10 questions \(100.0%\) were answered by a fallback "
                                              r"\(model_error 10\), more than inference.max_fallback_share"):

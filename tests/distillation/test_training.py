@@ -5,16 +5,28 @@ import copy
 import pytest
 import torch
 from datasets import Dataset, DatasetDict
+from transformers import TrainerCallback
 
 from fsku_kedro.distillation.config import DistillationConfig
 from fsku_kedro.distillation.merging import extract_adapter
 from fsku_kedro.distillation.trainer import DistillationTrainer, TokenizerMismatchError
-from fsku_kedro.distillation.training import StopAfterSteps, build_trainer, train_round
+from fsku_kedro.distillation.training import build_trainer, train_round
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.distillation import BASELINES, LOSS_TYPES, DistillationSettings
 from tests.distillation.conftest import pair_rows, training_parameters
 
 pytestmark = pytest.mark.slow
+
+
+class StopAfterSteps(TrainerCallback):
+    """Stops training after ``steps`` optimizer steps (after their checkpoint is written): a kill."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps:
+            control.should_training_stop = True
 
 
 def _losses(history):

@@ -30,7 +30,7 @@ from fsku_kedro.answering.debias import cyclic_scores, debiased, estimate_prior
 from fsku_kedro.answering.degenerate import degenerate_reason
 from fsku_kedro.answering.extraction import extract_choice
 from fsku_kedro.answering.fallback import extractive_answer, overlap_choice
-from fsku_kedro.contracts import CompetitionQuestion, SubmissionRow
+from fsku_kedro.contracts import CompetitionQuestion, Passage, SubmissionRow
 from fsku_kedro.errors import UserInputError
 from fsku_kedro.generation.backends import Completion, make_backend
 from fsku_kedro.generation.store import ResponseStore, fingerprint
@@ -51,13 +51,6 @@ TEMPLATES = {
     ("multiple_choice", False): "closed_book_multiple_choice",  # number only: the answer is scored, not written
     ("descriptive", False): "answer_descriptive",
 }
-
-
-@dataclass(frozen=True)
-class Passage:
-    chunk_id: str
-    score: float
-    text: str
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from fsku_kedro.datasets.binary_file import BinaryFileDataset
 from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset, LabelsDataset, QuestionsDataset
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
+from fsku_kedro.datasets.directory_archive import DirectoryArchiveDataset
 from fsku_kedro.datasets.indices import BM25IndexDataset, FaissIndexDataset
 from fsku_kedro.datasets.mlflow_runs import MlflowRunsDataset
 from fsku_kedro.datasets.models import (
@@ -17,7 +18,6 @@ from fsku_kedro.datasets.models import (
     SentenceEmbedderDataset,
     TokenizerDataset,
 )
-from fsku_kedro.datasets.package_archive import PackageArchiveDataset
 from fsku_kedro.datasets.preference_pairs import HFDatasetDictDataset
 from fsku_kedro.datasets.response_store import ResponseStoreDataset
 from fsku_kedro.datasets.user_instructions import UserInstructionsDataset
@@ -28,6 +28,7 @@ __all__ = [
     "CompetitionCSVDataset",
     "E5EngineDataset",
     "ContentCacheDataset",
+    "DirectoryArchiveDataset",
     "FaissIndexDataset",
     "HFDatasetDictDataset",
     "LabelsDataset",
@@ -35,7 +36,6 @@ __all__ = [
     "MlflowRunsDataset",
     "ModelDirectoryDataset",
     "ModelPathDataset",
-    "PackageArchiveDataset",
     "PretrainedModelDataset",
     "QuantizedModelDataset",
     "QuantizedModelsDataset",

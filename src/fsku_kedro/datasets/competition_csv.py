@@ -1,12 +1,7 @@
-"""Competition CSV files (test.csv, answer keys, the FSKU benchmark) in whatever encoding they come.
-
-UTF-8 with or without a byte-order mark, and cp949 / euc-kr (cp949 is a superset of euc-kr) are
-recognised; line endings inside and between cells become ``\\n``. Every cell is read as text.
-"""
+"""Competition CSV files as Kedro datasets, read through ``fsku_kedro.competition_csv``."""
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,23 +10,11 @@ import pandas as pd
 from kedro.io import AbstractDataset
 from kedro.io.core import DatasetError
 
+from fsku_kedro.competition_csv import CompetitionFileError, read_competition_csv
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer, validate_records
 from fsku_kedro.questions import parse_test_table
-from fsku_kedro.text_decoding import decode_korean_text
 
 logger = logging.getLogger(__name__)
-
-
-def decode_text(raw: bytes, source: str) -> tuple[str, str]:
-    """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949 / euc-kr."""
-    try:
-        text, encoding = decode_korean_text(raw)
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DatasetError(
-            f"{source}: line {line}: bytes that are neither UTF-8 nor cp949/euc-kr; save the file as UTF-8"
-        ) from error
-    return text, "utf-8" if encoding == "utf-8-sig" else encoding
 
 
 class CompetitionCSVDataset(AbstractDataset[None, pd.DataFrame]):
@@ -61,18 +44,10 @@ class CompetitionCSVDataset(AbstractDataset[None, pd.DataFrame]):
             frame = pd.DataFrame(columns=self._columns, dtype=str)
             frame.attrs.update(source=str(self._filepath), missing=True)
             return frame
-        text, encoding = decode_text(self._filepath.read_bytes(), str(self._filepath))
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
         try:
-            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-            raise DatasetError(f"{self._filepath}: not a readable CSV ({error})") from error
-        frame.columns = [str(column).strip() for column in frame.columns]
-        absent = [column for column in self._columns if column not in frame.columns]
-        if absent:
-            raise DatasetError(f"{self._filepath}: missing column(s) {absent}; found {list(frame.columns)}")
-        frame.attrs.update(source=str(self._filepath), encoding=encoding, missing=False)
-        return frame
+            return read_competition_csv(self._filepath, self._columns)
+        except CompetitionFileError as error:
+            raise DatasetError(str(error)) from error
 
     def save(self, data: Any) -> None:
         raise DatasetError("CompetitionCSVDataset is read-only")

@@ -24,17 +24,6 @@ from fsku_kedro.parameters.distillation import CHOICE_TARGET, LOSS_TYPES, Distil
 logger = logging.getLogger(__name__)
 
 
-class StopAfterSteps(TrainerCallback):
-    """Stops training after ``steps`` optimizer steps (after their checkpoint is written)."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step >= self.steps:
-            control.should_training_stop = True
-
-
 def lora_config(settings: LoraSettings, model: Any = None):
     """A PEFT LoraConfig from the ``lora`` settings (rank, alpha, dropout, target modules, and the
     layers next to the pruning's cuts when ``layers`` is ``next_to_removed``)."""

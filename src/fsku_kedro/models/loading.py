@@ -20,6 +20,7 @@ from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.compute_dtype import resolve_dtype
 from fsku_kedro.models.pruning import block_influence, depth_prune, evenly_spaced_layers, influential_layers
 from fsku_kedro.models.sources import distribution_file, load_causal_lm, load_tokenizer, resolve_source
+from fsku_kedro.parameters.inference import InferenceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -236,3 +237,16 @@ def load_reranker(kind: str, source: str | None, prompt_file: str | None, trust_
         tokenizer=load_tokenizer(source, trust_remote_code=trust_remote_code),
         prompt_template=Path(prompt_file).read_text(encoding="utf-8"),
     )
+
+
+def load_inference_model(model_path: str | None, settings: InferenceSettings) -> ModelBundle:
+    """The model that answers: the latest compressed student, or the directory ``model_dirs.inference``
+    names."""
+    if not model_path:
+        raise FileNotFoundError(
+            "no model to answer with: run `kedro run --pipelines compression` first, or name a model directory "
+            "with `--params model_dirs.inference=/path/to/model`"
+        )
+    bundle = load_any_model(Path(model_path), settings.dtype, settings.trust_remote_code)
+    logger.info("Answering with %s from %s", bundle.name, model_path)
+    return bundle

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fsku_kedro.errors import UserInputError
+
 logger = logging.getLogger("fsku_kedro.packaging.replay")
 
 
@@ -71,24 +73,21 @@ def answer_package(root: Path, test_csv: Path, out: Path, work: Path) -> Path:
     ``<out>.rows.csv``: how each answer was made (method, fallback and its reason, confidence)."""
     import pandas as pd
 
-    from fsku_kedro.datasets.competition_csv import QuestionsDataset
+    from fsku_kedro.answering.submission import answer_test_questions, write_submission
+    from fsku_kedro.competition_csv import read_test_questions
     from fsku_kedro.generation.store import ResponseStore
     from fsku_kedro.knowledge.dense import DenseIndex
+    from fsku_kedro.knowledge.passages import retrieve_passages
     from fsku_kedro.knowledge.sparse import SparseIndex
+    from fsku_kedro.models.loading import load_inference_model
     from fsku_kedro.parameters.inference import InferenceSettings
     from fsku_kedro.parameters.retrieval import RetrievalSettings
-    from fsku_kedro.pipelines.inference.nodes import (
-        answer_test_questions,
-        load_inference_model,
-        retrieve_passages,
-        write_submission,
-    )
 
     verify(root)
     settings = json.loads((root / "settings.json").read_text(encoding="utf-8"))
     inference = InferenceSettings.model_validate(settings["inference"])
     retrieval = RetrievalSettings.model_validate(settings["retrieval"])
-    questions = QuestionsDataset(str(test_csv)).load()
+    questions = read_test_questions(test_csv)
     knowledge = root / "knowledge"
     passages, _ = retrieve_passages(questions, pd.read_parquet(knowledge / "chunks.parquet"),
                                     SparseIndex.load(knowledge / "bm25"), DenseIndex.load(knowledge / "faiss"),
@@ -123,5 +122,8 @@ def main(root: Path, argv: list[str] | None = None) -> int:
     except PackageIntegrityError as error:
         logger.error("%s", error)
         return 3
+    except UserInputError as error:  # a test.csv that cannot be read, named with its file and row
+        logger.error("%s", error)
+        return 2
     logger.info("wrote %s", out)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from fsku_kedro.errors import UserInputError
 from fsku_kedro.knowledge.dense import DenseIndex
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.knowledge.sparse import SparseIndex
-from fsku_kedro.packaging.contents import CompetitionPackage
+from fsku_kedro.packaging.contents import CompetitionPackage, write_package
 from fsku_kedro.packaging.limits import check_limits
 from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.parameters.package import PackageSettings
@@ -41,10 +42,11 @@ def build_package(
     inference: InferenceSettings,
     retrieval: RetrievalSettings,
     settings: PackageSettings,
-) -> tuple[CompetitionPackage, dict[str, Any], dict[str, Any]]:
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """The package of the model inference answered with, its knowledge base, prompts, settings and
-    submission; the competition's limits are checked on the model and on the speed this run measured
-    (a miss warns, or fails with ``on_limit_miss: fail``)."""
+    submission, written into a staging folder that the catalog archives; the competition's limits are
+    checked on the model and on the speed this run measured (a miss warns, or fails with
+    ``on_limit_miss: fail``)."""
     if not model_path:
         raise FileNotFoundError("no model to package: run the compression and inference pipelines first")
     model_dir = Path(model_path)
@@ -74,6 +76,8 @@ def build_package(
         submission=submission, project_root=Path(fsku_kedro.__file__).resolve().parents[2],
         measurements=measurements, input_versions=dict(input_versions),
     )
+    staging = Path(tempfile.mkdtemp(prefix="fsku-package-"))
+    write_package(package, staging)
     metrics = {"seconds_per_question": seconds, "projected_minutes": measurements["projected_minutes"],
                "gpu_memory_gib": checks[0].measured}
-    return package, measurements, {name: {"value": float(value), "step": 0} for name, value in metrics.items()}
+    return staging, measurements, {name: {"value": float(value), "step": 0} for name, value in metrics.items()}
