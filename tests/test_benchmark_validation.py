@@ -105,3 +105,32 @@ def test_benchmark_scores_answer_by_the_served_path_and_resume(tiny_student, tin
         handle.remove()
         with torch.no_grad():
             next(tiny_student.model.parameters()).sub_(0.5)
+
+
+def test_distillation_validation_answers_as_inference_serves(tiny_student, tiny_embedder):
+    """The sample-question validation of distillation (and of the compression report) and the inference
+    node give the same answers, confidences and methods for the same model and questions, debiasing
+    included; the validation's scores are those answers scored."""
+    from fsku_kedro.evaluation.closed_book import fsku_validation
+    from fsku_kedro.parameters.inference import DebiasSettings
+    from fsku_kedro.pipelines.inference.nodes import answer_test_questions
+
+    mc, answers, descriptive = _benchmark(8, 2)
+    questions, labels = benchmark_set(mc, answers, descriptive, BenchmarkSliceSettings(mc_limit=8, descriptive_limit=2))
+    inference = InferenceSettings(batch_size=4, use_context=False, debias=DebiasSettings(method="cyclic"))
+    inference = inference.model_copy(update={"generation": inference.generation.model_copy(update={"max_new_tokens": 8})})
+    templates = {name: (lambda text=text: text) for name, text in TEMPLATES.items()}
+    served = answer_test_questions(questions, {}, tiny_student, templates, None, inference)
+    key = {label.ID: label.answer for label in labels}
+    scores, validated = fsku_validation(tiny_student, questions, {label.ID: label for label in labels}, TEMPLATES,
+                                        tiny_embedder, inference)
+    assert [(r["ID"], r["answer"], r["confidence"], r["method"]) for r in validated] == \
+        [(r.ID, r.answer, r.confidence, r.method) for r in served]
+    one_pass = answer_test_questions(questions, {}, tiny_student, templates, None,
+                                     inference.model_copy(update={"debias": DebiasSettings(method="none")}))
+    assert [r.confidence for r in one_pass if r.question_type == "multiple_choice"] != \
+        [r.confidence for r in served if r.question_type == "multiple_choice"], \
+        "the cyclic debiasing the settings ask for changes the answers' confidences, in both paths"
+    mc_rows = [r for r in served if r.question_type == "multiple_choice"]
+    assert scores["mc_accuracy"] == pytest.approx(sum(r.answer == key[r.ID] for r in mc_rows) / len(mc_rows))
+    assert scores["descriptive_questions"] == 2 and "descriptive_score" in scores

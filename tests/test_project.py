@@ -59,7 +59,7 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_l
         "distillation": {
             "lora": {"r": 4, "alpha": 8, "target_modules": "all-linear"},
             "training": {"max_steps": 2, "save_steps": 1, "per_device_train_batch_size": 2},
-            "validation": {"max_pairs": 4, "generation": {"max_new_tokens": 4}},
+            "validation": {"max_pairs": 4},
         }
     }
     (test_env / "parameters_distillation.yml").write_text(yaml.safe_dump(distillation), encoding="utf-8")

@@ -18,6 +18,7 @@ from fsku_kedro.parameters.compression import (
     CompressionSettings,
 )
 from fsku_kedro.parameters.generation import GenerationSettings
+from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.pipelines.compression import create_pipeline
 from fsku_kedro.pipelines.compression.nodes import build_calibration_set
 from fsku_kedro.pipelines.response_generation.nodes import build_prompt_set
@@ -92,6 +93,7 @@ def test_pipeline_quantizes_serves_and_reports(tiny_llama_dir, tiny_embedder, tm
         "prompt_templates": TEMPLATES,
         "embedder": tiny_embedder,
         **settings_params("compression", settings),
+        **settings_params("inference", InferenceSettings(batch_size=4, generation=GenerationSettings(max_new_tokens=4))),
     }
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     catalog["quantized_students"] = QuantizedModelsDataset(str(tmp_path / "variants"))

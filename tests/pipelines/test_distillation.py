@@ -77,8 +77,7 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     generation = RoleGenerationSettings(batch_size=8, max_new_tokens=6, do_sample=True)
     parameters = training_parameters(max_steps=2, learning_rate=5e-3).model_copy(update={
         "rounds": 2, "checkpoint_dir": str(tmp_path / "checkpoints"),
-        "validation": ValidationSettings(max_pairs=4, generation=GenerationSettings(batch_size=8, max_new_tokens=6),
-                                         fsku_benchmark=HeldOutBenchmarkSettings(
+        "validation": ValidationSettings(max_pairs=4, fsku_benchmark=HeldOutBenchmarkSettings(
                                              mc_questions=3, descriptive_questions=1,
                                              excluded=BenchmarkSliceSettings(mc_limit=4, descriptive_limit=1))),
     })

@@ -65,8 +65,8 @@ class CompressionReportSettings(Settings):
     level: Literal["sizes", "full"] = "sizes"
     max_tokens: PositiveInt = 256  # per held-out chunk, for perplexity
     speed_prompts: PositiveInt = 4
-    batch_size: PositiveInt = 8  # choice scoring
-    generation: GenerationSettings = GenerationSettings(batch_size=4, max_new_tokens=32)  # tokens/s, descriptive answers
+    # tokens/s only: the FSKU score answers as the inference settings serve (evaluation/closed_book.py)
+    generation: GenerationSettings = GenerationSettings(batch_size=4, max_new_tokens=32)
 
 
 class CompressionSettings(Settings):

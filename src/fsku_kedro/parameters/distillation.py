@@ -7,7 +7,6 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from fsku_kedro.parameters.base import Settings
-from fsku_kedro.parameters.generation import GenerationSettings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
 
@@ -139,13 +138,13 @@ class HeldOutBenchmarkSettings(Settings):
 
 
 class ValidationSettings(Settings):
-    """The FSKU score on held-out sample questions and the token KL on held-out pairs, after each round;
-    with ``fsku_benchmark``, also held-out FSKU benchmark questions."""
+    """The FSKU score on held-out sample questions (answered as ``inference`` serves them, closed book)
+    and the token KL on held-out pairs, after each round; with ``fsku_benchmark``, also held-out FSKU
+    benchmark questions."""
 
-    batch_size: PositiveInt = 8  # choice scoring
+    batch_size: PositiveInt = 8  # token KL / NLL (answers follow the inference settings: the served path)
     max_pairs: PositiveInt = 32  # held-out pairs for token KL / NLL
     max_length: PositiveInt = 1024
-    generation: GenerationSettings = GenerationSettings(batch_size=8, max_new_tokens=64)  # descriptive answers
     fsku_benchmark: HeldOutBenchmarkSettings = HeldOutBenchmarkSettings()
 
 

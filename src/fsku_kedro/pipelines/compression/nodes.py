@@ -31,6 +31,7 @@ from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.loading import load_any_model, stored_name
 from fsku_kedro.models.sources import load_tokenizer
 from fsku_kedro.parameters.compression import CompressionReportSettings, CompressionSettings
+from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
 
@@ -152,6 +153,7 @@ def compression_report(
     prompt_templates: dict[str, Callable[[], str]],
     embedder: Embedder,
     settings: CompressionSettings,
+    inference: InferenceSettings,
 ) -> tuple[pd.DataFrame, dict, plt.Figure]:
     """Size on disk and held-out perplexity of the unquantized model and of every variant; with
     ``report.level: full`` also peak memory at load (in a fresh process), generation tokens/s and the
@@ -168,8 +170,7 @@ def compression_report(
     for method, bundle in [("none", baseline), *quantized_students.items()]:
         scores = {}
         if full:
-            scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, report_settings.batch_size,
-                                        report_settings.generation)
+            scores, _ = fsku_validation(bundle, questions, labels, templates, embedder, inference)
         rows.append({
             "method": method,
             "model": bundle.name,

@@ -18,7 +18,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 compression_report,
                 inputs=["distilled_student@path", "quantized_students", "calibration_set", "sample_questions",
-                        "sample_labels", "sample_split", "prompt_templates", "embedder", "params:compression"],
+                        "sample_labels", "sample_split", "prompt_templates", "embedder", "params:compression",
+                        "params:inference"],
                 outputs=["compression_report", "compression_metrics", "compression_plot"],
                 name="compression_report",
             ),

@@ -187,8 +187,7 @@ def validate_student(
     validation = settings.validation
     questions, labels = held_out_questions(sample_questions, sample_labels, sample_split)
     templates = read_templates(prompt_templates)
-    scores, answers = fsku_validation(student, questions, labels, templates, embedder, validation.batch_size,
-                                      validation.generation)
+    scores, answers = fsku_validation(student, questions, labels, templates, embedder, inference)
     split = "validation" if "validation" in pair_dataset else "train"
     pairs = pair_dataset[split].select(range(min(len(pair_dataset[split]), validation.max_pairs)))
     agreement = teacher_agreement(
