@@ -1,6 +1,6 @@
 import pytest
 
-from fsku_kedro.answering.extraction import extract_choice
+from fsku_kedro.answering.extraction import extract_choice, first_number
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,21 @@ def test_no_valid_option_gives_none(text, count):
 def test_ten_is_not_read_as_one():
     assert extract_choice("정답은 10", 10) == 10
     assert extract_choice("정답은 10", 9) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "expected"),
+    [
+        ("3", 4, 3),
+        ("정답: 2번입니다", 4, 2),
+        ("문제를 보면 정답: 1 이유는... 정답: 4", 4, 4),  # the text after the last "정답:"
+        ("①번", 4, None),  # circled digits are not numbers to the benchmark
+        ("정답은 2번입니다. 1번은 틀렸다.", 4, 2),
+        ("이유: 2주 이내에 알려야 하므로 3", 4, 2),  # the first number, whatever it means
+        ("10번", 4, None),  # a number that names no option scores wrong
+        ("모르겠습니다", 4, None),
+    ],
+)
+def test_first_number_is_the_fsku_benchmarks_own_reading(text, count, expected):
+    """baseline.py of the FSKU benchmark: split at the last "정답:", then re.match(r"\\D*([1-9][0-9]?)")."""
+    assert first_number(text, count) == expected

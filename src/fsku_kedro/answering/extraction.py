@@ -20,6 +20,20 @@ PATTERNS = (
 )
 
 
+_BENCHMARK_DELIMITER = "정답:"
+_BENCHMARK_NUMBER = re.compile(r"\D*([1-9][0-9]?)")
+
+
+def first_number(text: str, option_count: int) -> int | None:
+    """The FSKU benchmark's own reading of a generated answer: the text after the last "정답:" (or the
+    whole text), then its first number of one or two digits; None when there is none or it names no
+    option (the benchmark scores such an answer wrong)."""
+    tail = text.split(_BENCHMARK_DELIMITER)[-1].strip()
+    match = _BENCHMARK_NUMBER.match(tail)
+    number = int(match.group(1)) if match else 0
+    return number if 1 <= number <= option_count else None
+
+
 def _number(token: str) -> int:
     return CIRCLED.index(token) + 1 if token in CIRCLED else int(token)
 

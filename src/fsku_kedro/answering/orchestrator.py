@@ -28,7 +28,7 @@ from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.circuit_breaker import CircuitBreaker, scaled_budget
 from fsku_kedro.answering.debias import cyclic_scores, debiased, estimate_prior
 from fsku_kedro.answering.degenerate import degenerate_reason
-from fsku_kedro.answering.extraction import extract_choice
+from fsku_kedro.answering.extraction import extract_choice, first_number
 from fsku_kedro.answering.fallback import extractive_answer, overlap_choice
 from fsku_kedro.contracts import CompetitionQuestion, Passage, SubmissionRow
 from fsku_kedro.errors import UserInputError
@@ -71,7 +71,7 @@ class PreparedQuestion:
 def answer_fingerprint(settings: InferenceSettings) -> dict[str, Any]:
     """What decides an answer (time limits do not: they only decide whether one is kept)."""
     return settings.model_dump(include={"mc_method", "batch_size", "use_context", "max_context_chars", "generation",
-                                        "mc_generation", "fallback", "debias"})
+                                        "mc_generation", "mc_extraction", "fallback", "debias"})
 
 
 def render_context(passages: tuple[Passage, ...], max_chars: int) -> str:
@@ -174,7 +174,8 @@ class _Answerer:
             choices = self.choose(group, cyclic=self.settings.debias.method == "cyclic")
             return [self._row(item, str(n), confidence, "choice_scoring") for item, (n, confidence) in zip(group, choices)]
         completions = self.backend().generate(chats, self.settings.mc_generation, max_time=deadline)
-        found = [extract_choice(c.text, n) for c, n in zip(completions, counts)]
+        read = first_number if self.settings.mc_extraction == "first_number" else extract_choice
+        found = [read(c.text, n) for c, n in zip(completions, counts)]
         return [self._row(item, str(n), None, "generate_extract") if n else None for item, n in zip(group, found)]
 
     def _descriptive_row(self, item: PreparedQuestion, completion: Completion) -> SubmissionRow | str:

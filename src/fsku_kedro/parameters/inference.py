@@ -52,6 +52,9 @@ class InferenceSettings(Settings):
     max_context_chars: PositiveInt = 400  # retrieved text per prompt (SmolLM2: about 2 tokens per Korean character)
     generation: GenerationSettings = GenerationSettings(max_new_tokens=96)  # descriptive answers
     mc_generation: SamplingSettings = SamplingSettings(max_new_tokens=16)  # multiple choice with mc_method generate
+    # How mc_method generate reads the number: patterns (answering/extraction.py), or first_number, the
+    # FSKU benchmark's own rule (the first number after the last "정답:"; none readable: a fallback).
+    mc_extraction: Literal["patterns", "first_number"] = "patterns"
     debias: DebiasSettings = DebiasSettings()  # choice scoring only
     time_limit: TimeLimitSettings = TimeLimitSettings()
     fallback: FallbackSettings = FallbackSettings()
