@@ -177,3 +177,26 @@ def test_model_path_follows_the_latest_version_without_loading_it(tmp_path, tiny
     assert ModelPathDataset(path, version=Version(None, None)).load() == path
     with pytest.raises(ModelDirectoryError, match="not a model directory"):
         load_any_model(tmp_path)
+
+
+def test_sentence_embedder_falls_back_where_its_model_is_not_cached(tiny_embedder_dir, caplog):
+    from fsku_kedro.datasets import SentenceEmbedderDataset
+    from fsku_kedro.hooks import _model_source_problem
+
+    absent = "sentence-transformers/no-such-embedder-in-this-cache"
+    dataset = SentenceEmbedderDataset(source=absent, fallback_source=str(tiny_embedder_dir))
+    import logging
+
+    logger = logging.getLogger("fsku_kedro.datasets.models")
+    logger.addHandler(caplog.handler)  # the project's logging may not propagate to the root logger
+    try:
+        embedder = dataset.load()
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert embedder.name == str(tiny_embedder_dir), "the name says which model scores"
+    assert f"{absent} is not in the Hugging Face cache: using {tiny_embedder_dir} instead" in caplog.text
+    assert _model_source_problem(dataset) is None, "the run's preflight accepts the fallback"
+    present = SentenceEmbedderDataset(source=str(tiny_embedder_dir), fallback_source=absent)
+    assert present.load().name == str(tiny_embedder_dir), "an available source is used as it is"
+    alone = SentenceEmbedderDataset(source=absent)
+    assert _model_source_problem(alone)[0] == f"{absent} is not in the Hugging Face cache"

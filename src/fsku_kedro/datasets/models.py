@@ -4,6 +4,8 @@ wrapper over ``fsku_kedro.models.loading``."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ from kedro.io.core import DatasetError, Version
 from fsku_kedro.datasets.directory import LocalDirectoryDataset
 from fsku_kedro.models import loading
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.models.sources import resolve_source
+from fsku_kedro.models.sources import missing_source, resolve_source
+
+logger = logging.getLogger(__name__)
 
 
 class ModelDirectoryDataset(LocalDirectoryDataset):
@@ -121,17 +125,29 @@ class TokenizerDataset(AbstractDataset[None, Any]):
 
 class SentenceEmbedderDataset(AbstractDataset[None, Any]):
     """A read-only sentence-transformers model from a local or packaged source, as an ``Embedder``;
-    ``prompts`` maps the roles ``query`` and ``passage`` to the text put before each input."""
+    ``prompts`` maps the roles ``query`` and ``passage`` to the text put before each input. With
+    ``fallback_source``, that model is used (with a warning) where ``source`` is not available
+    offline; the embedder's name says which one loaded."""
 
     def __init__(self, source: str, device: str = "cpu", trust_remote_code: bool = False,
                  max_seq_length: int | None = None, prompts: dict[str, str] | None = None,
-                 metadata: dict | None = None):
-        self._source = source
+                 fallback_source: str | None = None, metadata: dict | None = None):
+        self._primary = source
+        self._fallback_source = fallback_source
         self._device = device
         self._trust_remote_code = trust_remote_code
         self._max_seq_length = max_seq_length
         self._prompts = prompts or {}
         self.metadata = metadata
+
+    @functools.cached_property
+    def _source(self) -> str:
+        """The source that loads: ``source``, or ``fallback_source`` where ``source`` is not available."""
+        reason = missing_source(self._primary) if self._fallback_source else None
+        if reason:
+            logger.warning("%s: using %s instead", reason, self._fallback_source)
+            return self._fallback_source
+        return self._primary
 
     def load(self) -> Any:
         return loading.load_embedder(self._source, self._device, self._trust_remote_code, self._max_seq_length,
@@ -141,7 +157,7 @@ class SentenceEmbedderDataset(AbstractDataset[None, Any]):
         raise DatasetError(f"SentenceEmbedderDataset({self._source}) is read-only")
 
     def _describe(self) -> dict[str, Any]:
-        return {"source": self._source, "device": self._device}
+        return {"source": self._primary, "fallback_source": self._fallback_source, "device": self._device}
 
 
 class E5EngineDataset(AbstractDataset[None, Any]):
