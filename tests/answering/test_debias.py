@@ -1,5 +1,7 @@
 """Position-bias correction on a scripted model with a known prior, and through the answering loop."""
 
+import json
+
 import pytest
 
 from fsku_kedro.answering.debias import cyclic_scores, debiased, estimate_prior, rotated
@@ -70,7 +72,7 @@ def test_cyclic_averaging_scores_each_question_once_per_option_five_options_incl
 
 @pytest.mark.parametrize("method", ["pride", "cyclic"])
 def test_debiased_answering_gives_valid_answers_and_resumes_the_prior(method, bundle, tmp_path):
-    from fsku_kedro.answering.orchestrator import PRIOR_KEY, answer_questions
+    from fsku_kedro.answering.orchestrator import answer_questions, prior_store
     from fsku_kedro.generation.store import ResponseStore
     from fsku_kedro.parameters.inference import DebiasSettings
     from tests.answering.test_orchestrator import TEMPLATES, _items, _settings, _valid
@@ -82,7 +84,15 @@ def test_debiased_answering_gives_valid_answers_and_resumes_the_prior(method, bu
     _valid(items, rows)
     assert {row.method for row in rows if row.question_type == "multiple_choice"} == {"choice_scoring"}
     lines = store.path.read_text(encoding="utf-8")
-    assert (PRIOR_KEY in lines) == (method == "pride"), "the prior is kept with the answers for a resume"
+    priors = prior_store(store).path
+    assert priors.name == "progress.prior.jsonl"
+    assert priors.is_file() == (method == "pride"), "the prior has its own file beside the answers, for a resume"
+    assert all("prior" not in json.loads(line) for line in lines.splitlines()), "no sentinel row among the answers"
+    kept = priors.read_text(encoding="utf-8") if priors.is_file() else ""
     again = answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
     assert [r.answer for r in again] == [r.answer for r in rows]
-    assert store.path.read_text(encoding="utf-8") == lines, "a finished set recomputes nothing, the prior included"
+    assert store.path.read_text(encoding="utf-8") == lines, "a finished set recomputes nothing"
+    if method == "pride":
+        store.path.unlink()  # answers lost, prior kept: the resumed run reuses the prior
+        answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
+        assert priors.read_text(encoding="utf-8") == kept, "the kept prior is read back, not estimated again"

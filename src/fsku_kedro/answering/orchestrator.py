@@ -260,7 +260,10 @@ class _Answerer:
         return rows
 
 
-PRIOR_KEY = "__option_prior__"
+def prior_store(store: ResponseStore | None) -> ResponseStore | None:
+    """Where a run's PriDe prior is kept between runs: its own file beside the answers' progress file
+    (``<progress>.prior.jsonl``), one record per run fingerprint."""
+    return None if store is None else ResponseStore(store.path.with_name(f"{store.path.stem}.prior.jsonl"))
 
 
 def fallback_counts(rows: list[SubmissionRow]) -> dict[str, int]:
@@ -334,12 +337,14 @@ def answer_questions(
     pending_mc = [item for item, key in zip(items, keys)
                   if key not in done and item.question.question_type == "multiple_choice"]
     if settings.debias.method == "pride" and settings.mc_method == "choice_scoring" and bundle and pending_mc:
-        if PRIOR_KEY in records:
-            prior = {int(count): shares for count, shares in records[PRIOR_KEY]["prior"].items()}
+        priors = prior_store(store)
+        kept = priors.finished(run).get("prior") if priors is not None else None
+        if kept:
+            prior = {int(count): shares for count, shares in kept["prior"].items()}
         else:
             prior = _estimate_prior(items, bundle, templates, settings, breaker)
-            if store is not None:
-                store.append([{"prompt_id": PRIOR_KEY, "fingerprint": run, "prior": prior}])
+            if priors is not None:
+                priors.append([{"prompt_id": "prior", "fingerprint": run, "prior": prior}])
         logger.info("Option-position prior (PriDe): %s", {n: [round(p, 3) for p in shares] for n, shares in prior.items()})
     answerer = _Answerer(bundle, templates, settings, breaker, prior)
     plan = batches(items, templates, settings)
