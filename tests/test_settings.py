@@ -21,7 +21,7 @@ def test_every_shipped_environment_validates(env):
 
     loader = OmegaConfigLoader(str(CONF), base_env="base", default_run_env=env, env=env,
                                merge_strategy={"parameters": "soft"})
-    resolved = resolve_parameters(loader["parameters"], ParameterSources(CONF, "base", env, None))
+    resolved = resolve_parameters(loader["parameters"], ParameterSources(loader, env, None))
     assert set(resolved) == set(ROOTS)
     assert DistillationSettings.model_validate(resolved["distillation"]).rounds >= 1
 
@@ -45,7 +45,7 @@ def _problems(tmp_path, base, env=None, runtime=None) -> str:
     loader = OmegaConfigLoader(str(conf), base_env="base", default_run_env="exp", env="exp", runtime_params=runtime,
                                merge_strategy={"parameters": "soft"})
     with pytest.raises(SettingsError) as error:
-        resolve_parameters(loader["parameters"], ParameterSources(conf, "base", "exp", runtime))
+        resolve_parameters(loader["parameters"], ParameterSources(loader, "exp", runtime))
     return str(error.value)
 
 

@@ -30,9 +30,7 @@ class SettingsHook:
         install_repeat_filter()
         loader = context.config_loader
         runtime = dict(getattr(loader, "runtime_params", None) or {})
-        sources = ParameterSources(
-            loader.conf_source, loader.base_env, context.env or loader.default_run_env, runtime
-        )
+        sources = ParameterSources(loader, context.env or loader.default_run_env, runtime)
         raw = loader["parameters"]
         resolved = resolve_parameters(raw, sources)
         _check_command_line_only(raw, runtime, sources)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import yaml
-from omegaconf import OmegaConf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,12 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="", help="runtime parameters, as for kedro run: a.b=1,c=x")
     parser.add_argument("--block", default=None, help="print only this top-level block")
     args = parser.parse_args(argv)
+    from kedro.framework.cli.utils import _split_params  # the parser of `kedro run --params`
+
     bootstrap_project(Path.cwd())
-    runtime = OmegaConf.to_container(OmegaConf.from_dotlist([p for p in args.params.split(",") if p])) if args.params else {}
+    runtime = _split_params(None, None, args.params) if args.params else {}
     conf_source = str(Path.cwd() / settings.CONF_SOURCE)
     loader = settings.CONFIG_LOADER_CLASS(conf_source=conf_source, env=args.env, runtime_params=runtime,
                                           **settings.CONFIG_LOADER_ARGS)
-    sources = ParameterSources(conf_source, loader.base_env, args.env or loader.default_run_env, runtime)
+    sources = ParameterSources(loader, args.env or loader.default_run_env, runtime)
     try:
         resolved = resolve_parameters(loader["parameters"], sources)
     except SettingsError as error:

@@ -1,11 +1,14 @@
-"""Where a parameter was set: which file of which configuration environment, or ``--params``."""
+"""Where a parameter was set: which file of which configuration environment, or ``--params``.
+
+Kedro's config loader merges the files and the runtime parameters; what it does not say is which
+file set a key. ``ParameterSources`` asks the same loader for each parameters file on its own (its
+patterns, its reading and resolvers), in Kedro's merge order, and remembers what each one sets.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 _MISSING = object()
 
@@ -19,24 +22,26 @@ def _lookup(tree: Any, path: tuple[str, ...]) -> Any:
 
 
 class ParameterSources:
-    """The parameter files of ``conf_source`` for the base and the run environment, and the runtime
+    """The parameter files that ``loader`` reads for its base and run environment, then the runtime
     parameters, in the order Kedro merges them (later ones win)."""
 
-    def __init__(self, conf_source: str | Path, base_env: str, run_env: str | None, runtime_params: dict | None):
-        root = Path(conf_source)
+    def __init__(self, loader: Any, run_env: str | None, runtime_params: dict | None):
+        root = Path(loader.conf_source)
+        patterns = loader.config_patterns["parameters"]
         self._layers: list[tuple[str, Any]] = []
-        for env in dict.fromkeys([base_env, run_env]):
-            if not env:
+        for env in dict.fromkeys([loader.base_env, run_env]):
+            folder = root / env if env else None
+            if folder is None or not folder.is_dir():
                 continue
-            folder = root / env
-            files = sorted({*folder.glob("parameters*"), *folder.glob("**/parameters*")}) if folder.is_dir() else []
+            files = sorted({path for pattern in patterns for path in folder.glob(pattern)
+                            if path.is_file() and path.suffix in (".yml", ".yaml", ".json")})
             for path in files:
-                if path.suffix in (".yml", ".yaml") and path.is_file():
-                    try:
-                        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-                    except yaml.YAMLError:
-                        content = {}
-                    self._layers.append((str(path.relative_to(root.parent) if root.is_absolute() else path), content))
+                try:
+                    content = loader.load_and_merge_dir_config(str(path.parent), [path.name], "parameters", set())
+                except Exception:  # noqa: BLE001 - the loader itself reports a broken file when the run reads it
+                    content = {}
+                name = path.relative_to(root.parent) if root.is_absolute() else path
+                self._layers.append((str(name), content))
         if runtime_params:
             self._layers.append(("--params", runtime_params))
 
