@@ -93,11 +93,14 @@ def _frame(targets: dict, questions) -> pd.DataFrame:
 def test_a_choice_target_round_moves_the_student_toward_the_targets(student, tmp_path):
     # Targets far from the untrained student: all mass on one option per question.
     targets = {"q1": [0.0, 0.0, 1.0, 0.0], "q2": [1.0, 0.0, 0.0, 0.0, 0.0], "q3": [0.0, 1.0, 0.0]}
-    frame = _frame(targets, QUESTIONS[:2])
-    _, history = train_round("choice_target", student, student, None, training_parameters(), tmp_path,
-                             choice_targets=frame)
+    frame = pd.concat([_frame(targets, QUESTIONS[:2]), _frame(targets, QUESTIONS[2:]).assign(split="validation")])
+    _, history = train_round("choice_target", student, student, None, training_parameters(eval_strategy="steps",
+                                                                                          eval_steps=3),
+                             tmp_path, choice_targets=frame)
     losses = [record["loss"] for record in history if "loss" in record]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert [record["eval_loss"] > 0 for record in history if "eval_loss" in record] == [True], \
+        "the validation questions give an eval loss"
     with pytest.raises(ValueError, match="needs the teacher's choice targets"):
         train_round("choice_target", student, student, None, training_parameters(), tmp_path / "none",
                     choice_targets=frame.iloc[0:0])

@@ -96,6 +96,8 @@ def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str
     evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer)
     if not evaluation:
         arguments = {**arguments, "eval_strategy": "no"}
+    # The target is the label: with it named, evaluation computes the loss (eval_loss) and keeps no logits.
+    arguments = {**arguments, "label_names": ["target"], "prediction_loss_only": True}
     # TrainingArguments ignores the TRL-only fields the other rounds share.
     fields = set(TrainingArguments.__dataclass_fields__)
     args = TrainingArguments(**{key: value for key, value in arguments.items() if key in fields})
