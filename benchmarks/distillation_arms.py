@@ -66,6 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arm", choices=sorted(ARMS), required=True)
     parser.add_argument("--record", action="store_true", help="record the latest run's outputs, do not run")
+    parser.add_argument("--ran-at", default=None, help="with --record: the commit the recorded run ran at")
     args = parser.parse_args()
     run = command(args.arm)
     seconds = None
@@ -86,6 +87,7 @@ def main() -> int:
     figures = json.loads(previous.read_text(encoding="utf-8"))["figures"] if previous.is_file() else {}
     figures[args.arm] = {
         "kedro_command": " ".join(run),
+        "ran_at": args.ran_at if args.record else "the record's commit",
         "rounds": {name: {key: report.get(key) for key in ["model", *COLUMNS, "benchmark_own_fallbacks",
                                                             "benchmark_shuffled_fallbacks"]}
                    for name, report in reports.items()},
