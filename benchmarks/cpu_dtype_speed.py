@@ -86,7 +86,7 @@ def child(quick: bool) -> dict:
     from fsku_kedro.answering.choice_scoring import score_choices
     from fsku_kedro.compression.methods import quantize
     from fsku_kedro.models.bundle import ModelBundle
-    from fsku_kedro.models.compute_dtype import auto_dtype, quantized_auto_dtype
+    from fsku_kedro.models.compute_dtype import auto_dtype
     from fsku_kedro.models.sources import load_tokenizer
     from fsku_kedro.parameters.compression import CompressionSettings
 
@@ -94,7 +94,7 @@ def child(quick: bool) -> dict:
     repeats = 2 if quick else 3
     hidden, inner, tokens = (256, 512, 40) if quick else (1536, 8960, 150)
     out = {"capability": torch.backends.cpu.get_cpu_capability(), "auto": auto_dtype().dtype,
-           "reason": auto_dtype().reason, "gptq_auto": quantized_auto_dtype("gptq").dtype, "seconds": {}}
+           "reason": auto_dtype().reason, "seconds": {}}
     with tempfile.TemporaryDirectory() as work:
         base = Path(work) / "model"
         base.mkdir()
@@ -152,13 +152,11 @@ def main() -> int:
             f32, b16 = (result["seconds"][d][kernel] for d in DTYPES)
             faster = "float32" if f32 <= b16 else "bfloat16"
             close = abs(f32 - b16) <= MARGIN * min(f32, b16)
-            # a GPTQ-quantized model's forward has its own auto (models/compute_dtype.py)
-            auto = result.get("gptq_auto", result["auto"]) if kernel == "gptq forward" else result["auto"]
-            right = close or auto == faster
+            right = close or result["auto"] == faster
             if not right:
                 misses.append(f"{name} {kernel}")
             rows.append([name, result["capability"], kernel, f"{f32:.3f}", f"{b16:.3f}", f"{b16 / f32:.1f}x",
-                         auto, "yes" if right else "NO"])
+                         result["auto"], "yes" if right else "NO"])
         rows.append([name, result["capability"], "matmul GFLOPS",
                      *(f"{result['seconds'][d]['matmul GFLOPS']:.1f}" for d in DTYPES), "", "", ""])
     print_table(["ISA", "PyTorch kernels", "kernel", "float32 s", "bfloat16 s", "bf16 / fp32", "auto", "auto faster"],

@@ -10,9 +10,6 @@
 
 PyTorch and oneDNN can be held below what the CPU offers (``ATEN_CPU_CAPABILITY``,
 ``ONEDNN_MAX_CPU_ISA``); a limit that excludes bf16 instructions counts as no native bf16.
-A GPTQ-quantized model on a CPU is the exception: GPTQModel's CPU kernel runs faster in float32
-than in bfloat16 on both CPU kinds (``gptq forward`` in benchmarks/cpu_dtype_speed.py), so its
-``auto`` is float32 there (``quantized_auto_dtype``).
 An explicit dtype (``float32``, ``bfloat16``, ``float16``) is always used as given.
 """
 
@@ -89,16 +86,6 @@ def auto_dtype() -> DtypeChoice:
         return DtypeChoice("float16", f"CUDA GPU {name} has no bfloat16")
     native, reason = cpu_bfloat16()
     return DtypeChoice("bfloat16" if native else "float32", reason)
-
-
-def quantized_auto_dtype(method: str | None) -> DtypeChoice:
-    """What ``auto`` means for a model quantized with ``method`` (a config's ``quant_method``)."""
-    import torch
-
-    if method == "gptq" and not torch.cuda.is_available():
-        return DtypeChoice("float32", "GPTQModel's CPU kernel is faster in float32 than in bfloat16 on every "
-                                      "CPU measured (benchmarks/cpu_dtype_speed.py, gptq forward)")
-    return auto_dtype()
 
 
 def resolve_dtype(requested: str) -> str:

@@ -90,13 +90,8 @@ def load_quantized(directory: Path, trust_remote_code: bool, dtype: str = "auto"
     import torch
     from transformers import AutoModelForCausalLM
 
-    from fsku_kedro.models.compute_dtype import quantized_auto_dtype, torch_dtype
+    from fsku_kedro.models.compute_dtype import torch_dtype
 
-    if dtype == "auto":
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-        choice = quantized_auto_dtype(config.get("quantization_config", {}).get("quant_method"))
-        logger.info("Quantized model %s computes in %s: %s", directory.name, choice.dtype, choice.reason)
-        dtype = choice.dtype
     model = AutoModelForCausalLM.from_pretrained(
         directory, device_map="auto" if torch.cuda.is_available() else "cpu", dtype=torch_dtype(dtype),
         trust_remote_code=trust_remote_code,
