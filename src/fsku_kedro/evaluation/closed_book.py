@@ -10,8 +10,7 @@ from typing import Any
 
 from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
-from fsku_kedro.evaluation.answer_report import score_items
-from fsku_kedro.evaluation.fsku_score import fsku_score
+from fsku_kedro.evaluation.answer_report import answer_report, report_metrics, score_items
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
@@ -33,11 +32,8 @@ def fsku_validation(
     rows = answer_questions([PreparedQuestion(q) for q in questions], model, templates, served, store,
                             show_progress=False)
     items = score_items(rows, questions, [labels[q.ID] for q in questions if q.ID in labels], embedder)
-    mc = items[items["question_type"] == "multiple_choice"]
-    descriptive = items[items["question_type"] == "descriptive"]
-    scores = fsku_score([bool(x) for x in mc["correct"]], descriptive["cosine_similarity"].to_numpy(float),
-                        descriptive["keyword_recall"].to_numpy(float))
-    scores["fallbacks"] = float(sum(row.used_fallback for row in rows))
+    # the evaluation report's own parts (fsku_score, mc_accuracy, fallbacks, ...) of the overall row
+    scores = {name: metric["value"] for name, metric in report_metrics(answer_report(items)).items()}
     by_id = {row.ID: row for row in rows}
     answers = []
     for item in items.to_dict("records"):
