@@ -11,7 +11,7 @@ from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.distillation.choice_targets import question_of, served_chat, teacher_targets
 from fsku_kedro.questions import shuffled
-from fsku_kedro.distillation.choice_trainer import choice_kl
+from fsku_kedro.distillation.choice_trainer import choice_kl, sharpened
 from fsku_kedro.distillation.training import train_round
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.parameters.distillation import DistillationSettings
@@ -59,6 +59,14 @@ def test_choice_kl_is_zero_at_the_target_and_ignores_padded_options():
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     loss.backward()
     assert logits.grad[1, 5] > 0, "the over-confident option is pushed down"
+
+
+def test_sharpened_targets_keep_their_order_and_one_is_unchanged():
+    target = [0.4, 0.3, 0.2, 0.1, 0.0]
+    assert sharpened(target, 1.0) == target
+    sharp = sharpened(target, 0.5)
+    assert sharp == pytest.approx([0.16 / 0.30, 0.09 / 0.30, 0.04 / 0.30, 0.01 / 0.30, 0.0])
+    assert sharpened(target, 2.0)[0] < 0.4 < sharp[0], "above 1 flattens, below 1 sharpens"
 
 
 def test_teacher_targets_are_the_cyclic_average_and_a_restart_recomputes_nothing(teacher, tmp_path):

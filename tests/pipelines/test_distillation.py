@@ -72,6 +72,22 @@ def test_selection_keeps_the_best_round_and_checks_the_round_count():
         select_best_round(DistillationSettings(rounds=3), *reports, base, r1, r2)
 
 
+def test_selection_by_held_out_benchmark_accuracy_averages_the_option_orders():
+    base, r1 = SimpleNamespace(name="base"), SimpleNamespace(name="r1")
+    reports = [{"fsku_score": 0.6, "token_kl": 1.0, "benchmark_own_mc_accuracy": 0.35,
+                "benchmark_shuffled_mc_accuracy": 0.25},
+               {"fsku_score": 0.5, "token_kl": 1.5, "benchmark_own_mc_accuracy": 0.45,
+                "benchmark_shuffled_mc_accuracy": 0.40}]
+    by_score = DistillationSettings(rounds=1, validation={"fsku_benchmark": {"mc_questions": 200}})
+    assert select_best_round(by_score, *reports, base, r1)[0] is base
+    by_benchmark = DistillationSettings(rounds=1, validation={"select_by": "benchmark_mc_accuracy",
+                                                              "fsku_benchmark": {"mc_questions": 200}})
+    best, table = select_best_round(by_benchmark, *reports, base, r1)
+    assert best is r1 and table["selection_figure"].tolist() == pytest.approx([0.30, 0.425])
+    with pytest.raises(ValueError, match="select_by benchmark_mc_accuracy needs"):
+        DistillationSettings(rounds=1, validation={"select_by": "benchmark_mc_accuracy"})
+
+
 @pytest.mark.slow
 def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_embedder, tmp_path):
     generation = RoleGenerationSettings(batch_size=8, max_new_tokens=6, do_sample=True)

@@ -9,6 +9,7 @@ choice scoring reads when it answers (answering/choice_scoring.py), in one pass.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import torch
@@ -19,9 +20,19 @@ from fsku_kedro.distillation.choice_targets import single_token_options
 logger = logging.getLogger(__name__)
 
 
-def choice_rows(targets: Any, tokenizer: Any) -> list[dict[str, Any]]:
-    """Tokenised rows (served prompt ids, option tokens, target) of a choice-target frame; questions
-    whose option numbers take several tokens are left out and counted."""
+def sharpened(target: list[float], temperature: float) -> list[float]:
+    """``target`` raised to the power 1 / temperature and renormalised (1.0: unchanged; below 1: sharper)."""
+    if temperature == 1.0:
+        return [float(p) for p in target]
+    logs = [math.log(p) / temperature if p > 0 else -math.inf for p in target]
+    top = max(logs)
+    weights = [math.exp(value - top) for value in logs]
+    return [w / sum(weights) for w in weights]
+
+
+def choice_rows(targets: Any, tokenizer: Any, temperature: float = 1.0) -> list[dict[str, Any]]:
+    """Tokenised rows (served prompt ids, option tokens, target sharpened by ``temperature``) of a
+    choice-target frame; questions whose option numbers take several tokens are left out and counted."""
     rows, skipped = [], 0
     for record in targets.to_dict("records"):
         options = single_token_options(tokenizer, int(record["option_count"]))
@@ -31,7 +42,7 @@ def choice_rows(targets: Any, tokenizer: Any) -> list[dict[str, Any]]:
         chat = [{"role": "user", "content": str(record["prompt"])}]
         ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
                         add_special_tokens=False)["input_ids"]
-        rows.append({"input_ids": ids, "option_tokens": options, "target": [float(p) for p in record["target"]]})
+        rows.append({"input_ids": ids, "option_tokens": options, "target": sharpened(record["target"], temperature)})
     if skipped:
         logger.warning("Choice targets: %d questions left out, their option numbers take several tokens", skipped)
     return rows
@@ -84,16 +95,17 @@ class ChoiceTargetTrainer(Trainer):
 
 
 def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str, Any],
-                   peft_config: Any, callbacks: list | None = None) -> ChoiceTargetTrainer:
-    """The trainer over the train split of ``targets`` (validation rows, when present, for its eval loss)."""
+                   peft_config: Any, callbacks: list | None = None, temperature: float = 1.0) -> ChoiceTargetTrainer:
+    """The trainer over the train split of ``targets`` (validation rows, when present, for its eval loss),
+    each target sharpened by ``temperature``."""
     from datasets import Dataset
     from peft import get_peft_model
 
-    train = choice_rows(targets[targets["split"] == "train"], tokenizer)
+    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature)
     if not train:
         raise ValueError("a choice_target round has no training question: the prompt set holds no multiple-choice "
                          "item and distillation.choice_targets.corpus_questions is 0")
-    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer)
+    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer, temperature)
     if not evaluation:
         arguments = {**arguments, "eval_strategy": "no"}
     # The target is the label: with it named, evaluation computes the loss (eval_loss) and keeps no logits.

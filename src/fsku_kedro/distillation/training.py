@@ -124,7 +124,8 @@ def build_trainer(
     if method == CHOICE_TARGET:
         from fsku_kedro.distillation.choice_trainer import choice_trainer
 
-        return choice_trainer(model, student.tokenizer, choice_targets, common, peft_config, callbacks)
+        return choice_trainer(model, student.tokenizer, choice_targets, common, peft_config, callbacks,
+                              temperature=settings.choice_targets.temperature)
     train = pair_columns(pairs["train"])
     evaluation = pair_columns(pairs["validation"]) if "validation" in pairs else None
     if evaluation is None:

@@ -81,6 +81,9 @@ class ChoiceTargetSettings(Settings):
     validation_share: float = Field(0.2, ge=0.0, lt=1.0)  # of the corpus questions (seeded by their id)
     seed: int = 0  # option shuffles and the corpus questions
     batch_size: PositiveInt = 8  # teacher choice scoring
+    # Training reads each target sharpened to p ** (1 / temperature), renormalised; the stored targets
+    # stay the teacher's, so arms that differ only here share them.
+    temperature: float = Field(1.0, gt=0.0)
 
 
 class LoraSettings(Settings):
@@ -146,6 +149,16 @@ class ValidationSettings(Settings):
     max_pairs: PositiveInt = 32  # held-out pairs for token KL / NLL
     max_length: PositiveInt = 1024
     fsku_benchmark: HeldOutBenchmarkSettings = HeldOutBenchmarkSettings()
+    # What select_best_round maximises: the FSKU score on the held-out sample questions, or the MC
+    # accuracy on the held-out benchmark questions (the mean over fsku_benchmark.option_orders).
+    select_by: Literal["fsku_score", "benchmark_mc_accuracy"] = "fsku_score"
+
+    @model_validator(mode="after")
+    def _selection_is_measured(self) -> ValidationSettings:
+        if self.select_by == "benchmark_mc_accuracy" and not self.fsku_benchmark.mc_questions:
+            raise ValueError("validation.select_by benchmark_mc_accuracy needs validation.fsku_benchmark.mc_questions "
+                             "above 0")
+        return self
 
 
 DEFAULT_SCHEDULE = ("seqkd", "distillm_v2")  # an SFT warm-up on the teacher's responses, then DistiLLM-2

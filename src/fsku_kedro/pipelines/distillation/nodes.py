@@ -27,7 +27,7 @@ from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.hashing import json_hash, unit_hash
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.parameters.distillation import CHOICE_TARGET, DistillationSettings
+from fsku_kedro.parameters.distillation import CHOICE_TARGET, DistillationSettings, ValidationSettings
 from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.plotting import use_korean_font
 from fsku_kedro.prompt_templates import read_templates
@@ -112,7 +112,8 @@ def train_student(
     method = settings.losses[0]
     training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher",
                                                      "teacher_signal_dir", "choice_targets"})
-    data = (json_hash(choice_targets.to_dict("records")) if method == CHOICE_TARGET
+    data = (json_hash({"temperature": settings.choice_targets.temperature,
+                       "targets": choice_targets.to_dict("records")}) if method == CHOICE_TARGET
             else _content_hash(pair_dataset))
     run = run_fingerprint(method, training_settings, student_model.name, student_model.path, teacher_model.name, data)
     output_dir = Path(settings.checkpoint_dir) / f"round_{round_number}" / run
@@ -208,8 +209,17 @@ def validate_student(
     return report, metrics, pd.DataFrame(answers + benchmark_answers)
 
 
+def selection_figure(report: dict[str, Any], validation: ValidationSettings) -> float:
+    """The figure a round is selected by: its FSKU score, or its held-out benchmark MC accuracy averaged
+    over the option orders validation measured."""
+    if validation.select_by == "fsku_score":
+        return float(report["fsku_score"])
+    orders = validation.fsku_benchmark.option_orders
+    return sum(float(report[f"benchmark_{order}_mc_accuracy"]) for order in orders) / len(orders)
+
+
 def select_best_round(settings: DistillationSettings, *reports_and_students: Any) -> tuple[ModelBundle, pd.DataFrame]:
-    """Keep the student with the best validation FSKU score (ties: the lower token KL).
+    """Keep the student with the best ``validation.select_by`` figure (ties: the lower token KL).
 
     Arguments: the reports of rounds 0..R, then the students of rounds 0..R, round 0 being the
     undistilled student; it is a candidate only when ``keep_base_if_better`` is on.
@@ -222,9 +232,12 @@ def select_best_round(settings: DistillationSettings, *reports_and_students: Any
             "from the run's parameters in a Kedro session (kedro run), not when pipelines are built by hand"
         )
     candidates = range(0 if settings.keep_base_if_better else 1, half)
-    best = max(candidates, key=lambda r: (reports[r]["fsku_score"], -reports[r]["token_kl"]))
-    table = pd.DataFrame([{"round": r, **report, "selected": r == best} for r, report in enumerate(reports)])
-    logger.info("Selected round %d (%s): fsku_score %.4f", best, students[best].name, reports[best]["fsku_score"])
+    figures = [selection_figure(report, settings.validation) for report in reports]
+    best = max(candidates, key=lambda r: (figures[r], -reports[r]["token_kl"]))
+    table = pd.DataFrame([{"round": r, **report, "selection_figure": figures[r], "selected": r == best}
+                          for r, report in enumerate(reports)])
+    logger.info("Selected round %d (%s): %s %.4f", best, students[best].name, settings.validation.select_by,
+                figures[best])
     return students[best], table
 
 
