@@ -325,7 +325,7 @@ def measure_prompts() -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from fsku_kedro.answering.orchestrator import PreparedQuestion, build_chat
+    from fsku_kedro.answering.prompts import PreparedQuestion, build_chat
     from fsku_kedro.models.sources import load_tokenizer
     from fsku_kedro.parameters.inference import InferenceSettings
     from fsku_kedro.parameters.retrieval import RetrievalSettings

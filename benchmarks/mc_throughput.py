@@ -26,7 +26,7 @@ from report import print_table, verdict
 
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.extraction import extract_choice
-from fsku_kedro.answering.orchestrator import PreparedQuestion, build_chat
+from fsku_kedro.answering.prompts import PreparedQuestion, build_chat
 from fsku_kedro.evaluation.fsku_benchmark import benchmark_set
 from fsku_kedro.generation.backends import make_backend
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings

@@ -101,7 +101,8 @@ def measured_on(dtype: str) -> dict[str, str]:
 
 def measure(name: str, mc, labels, catalog, held_out, cyclic: bool, committed: dict, on_add=None) -> dict:
     from fsku_kedro.answering.debias import cyclic_scores, debiased, estimate_prior
-    from fsku_kedro.answering.orchestrator import PreparedQuestion, option_scorer
+    from fsku_kedro.answering.mc_strategy import option_scorer
+    from fsku_kedro.answering.prompts import PreparedQuestion
     from fsku_kedro.hashing import unit_hash
     from fsku_kedro.models.loading import load_bundle, materialise_pretrained
     from fsku_kedro.pipelines.compression.nodes import perplexity

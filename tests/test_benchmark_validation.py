@@ -70,7 +70,8 @@ def tiny_student(tiny_llama_dir):
 
 
 def test_benchmark_scores_answer_by_the_served_path_and_resume(tiny_student, tiny_embedder, tmp_path):
-    from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions
+    from fsku_kedro.answering.batch_runner import answer_questions
+    from fsku_kedro.answering.prompts import PreparedQuestion
     from fsku_kedro.parameters.inference import DebiasSettings
 
     mc, answers, descriptive = _benchmark()

@@ -72,10 +72,11 @@ def test_cyclic_averaging_scores_each_question_once_per_option_five_options_incl
 
 @pytest.mark.parametrize("method", ["pride", "cyclic"])
 def test_debiased_answering_gives_valid_answers_and_resumes_the_prior(method, bundle, tmp_path):
-    from fsku_kedro.answering.orchestrator import answer_questions, prior_store
+    from fsku_kedro.answering.batch_runner import answer_questions
+    from fsku_kedro.answering.mc_strategy import prior_store
     from fsku_kedro.generation.store import ResponseStore
     from fsku_kedro.parameters.inference import DebiasSettings
-    from tests.answering.test_orchestrator import TEMPLATES, _items, _settings, _valid
+    from tests.answering.test_batch_runner import TEMPLATES, _items, _settings, _valid
 
     items = _items()
     settings = _settings(debias=DebiasSettings(method=method, estimation_questions=3))

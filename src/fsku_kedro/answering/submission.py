@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions, check_fallback_share
+from fsku_kedro.answering.batch_runner import answer_questions
+from fsku_kedro.answering.fallback_policy import check_fallback_share
+from fsku_kedro.answering.prompts import PreparedQuestion
 from fsku_kedro.contracts import CompetitionQuestion, Passage, SubmissionRow
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.models.bundle import ModelBundle

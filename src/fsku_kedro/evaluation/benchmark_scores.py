@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions
+from fsku_kedro.answering.batch_runner import answer_questions
+from fsku_kedro.answering.prompts import PreparedQuestion
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
 from fsku_kedro.evaluation.answer_report import answer_report, score_items
 from fsku_kedro.generation.store import ResponseStore

@@ -1,14 +1,15 @@
 """The FSKU score of a model without retrieval (closed book) through the served answering path, as
 distillation validation and the compression report measure it after each round or quantization:
 the inference settings' prompts, choice scoring with their debiasing, generation and fallbacks
-(answering/orchestrator.py), the same code that answers the test set and that the package replays."""
+(answering/batch_runner.py), the same code that answers the test set and that the package replays."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions
+from fsku_kedro.answering.batch_runner import answer_questions
+from fsku_kedro.answering.prompts import PreparedQuestion
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
 from fsku_kedro.evaluation.answer_report import answer_report, report_metrics, score_items
 from fsku_kedro.generation.store import ResponseStore

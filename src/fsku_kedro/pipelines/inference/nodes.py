@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from fsku_kedro.answering.orchestrator import fallback_counts
+from fsku_kedro.answering.fallback_policy import fallback_counts
 from fsku_kedro.answering.submission import answer_test_questions, write_submission
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer, SubmissionRow
 from fsku_kedro.evaluation.answer_report import (

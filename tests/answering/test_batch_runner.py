@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
-import fsku_kedro.answering.orchestrator as orchestrator
-from fsku_kedro.answering.orchestrator import PreparedQuestion, answer_questions, batches
+from fsku_kedro.answering import mc_strategy
+from fsku_kedro.answering.batch_runner import BatchAnswerer, answer_questions, batches
+from fsku_kedro.answering.fallback_policy import fallback_counts
+from fsku_kedro.answering.prompts import PreparedQuestion
 from fsku_kedro.contracts import Passage
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.models.bundle import ModelBundle
@@ -104,14 +106,14 @@ def test_a_model_error_gives_retrieval_overlap_and_extractive_answers(bundle):
     assert all(0.0 < row.confidence <= 1.0 for row in mc), "the option's share of the overlap"
     ten = next(row for row in rows if row.ID == "Q_TEN")
     assert ten.confidence is None, "no option overlaps the passage: nothing measured"
-    assert orchestrator.fallback_counts(rows) == {"model_error": len(rows)}
+    assert fallback_counts(rows) == {"model_error": len(rows)}
 
 
 def test_a_programming_error_stops_the_run_instead_of_falling_back(bundle, monkeypatch):
     def defective(*args, **kwargs):
         raise TypeError("score_choices() got an unexpected keyword argument")
 
-    monkeypatch.setattr(orchestrator, "score_choices", defective)
+    monkeypatch.setattr(mc_strategy, "score_choices", defective)
     with pytest.raises(TypeError, match="unexpected keyword"):
         answer_questions(_items(mc=2)[:2], bundle, TEMPLATES, _settings(), show_progress=False)
 
@@ -161,7 +163,7 @@ def test_a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_o
     settings = _settings()
     reference = answer_questions(items, bundle, TEMPLATES, settings, show_progress=False)
 
-    real = orchestrator.score_choices
+    real = mc_strategy.score_choices
     calls = []
 
     def killed_on_third_call(*args, **kwargs):
@@ -171,14 +173,14 @@ def test_a_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_o
         return real(*args, **kwargs)
 
     store = ResponseStore(tmp_path / "answers.progress.jsonl")
-    monkeypatch.setattr(orchestrator, "score_choices", killed_on_third_call)
+    monkeypatch.setattr(mc_strategy, "score_choices", killed_on_third_call)
     with pytest.raises(KeyboardInterrupt):
         answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
     finished = store.path.read_text(encoding="utf-8").count("\n")
     assert finished == 2 + 2 + 2, "the descriptive batch and two multiple-choice batches were saved"
 
     calls.clear()
-    monkeypatch.setattr(orchestrator, "score_choices", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(mc_strategy, "score_choices", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed = answer_questions(items, bundle, TEMPLATES, settings, store, show_progress=False)
     assert len(calls) == 2, "only the two unfinished multiple-choice batches are scored again"
     strip = lambda rows: [row.model_dump(exclude={"inference_time"}) for row in rows]  # noqa: E731
@@ -222,7 +224,7 @@ def test_degenerate_descriptive_answers_get_the_fallback_with_their_reason(bundl
     items = [PreparedQuestion(parse_question(f"D{i}", f"접근매체의 의미를 설명하세요{'.' * i}"), (PASSAGE,))
              for i in range(len(texts))]
     backend = ScriptedBackend(texts)
-    monkeypatch.setattr(orchestrator._Answerer, "backend", lambda self: backend)
+    monkeypatch.setattr(BatchAnswerer, "backend", lambda self: backend)
     rows = answer_questions(items, bundle, TEMPLATES, _settings(batch_size=4), show_progress=False)
     by_length = dict(zip(sorted(range(4), key=lambda i: -len(items[i].question.Question)), texts))
     outcome = {row.ID: (row.method, row.fallback_reason) for row in rows}
