@@ -227,6 +227,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "gptq g32 act-order static task 256": ("gptq", {
         "gptq": {"group_size": 32, "desc_act": True, "static_groups": True},
         "calibration": {"calibration_samples": 256, "prompt_share": 0.25, "mc_prompt_share": 0.5}}),
+    # AWQ computes in bfloat16 on CPU (its kernels have no float32 path): measured where auto is bf16.
+    "awq g128": ("awq", {"awq": {"group_size": 128}}),
+    "awq g64 task": ("awq", {"awq": {"group_size": 64},
+                             "calibration": {"prompt_share": 0.25, "mc_prompt_share": 0.5}}),
     "nf4": ("nf4", {}),
     "int8": ("int8", {}),
     "int8_dynamic": ("int8_dynamic", {}),
@@ -389,7 +393,7 @@ def report_compression(result: dict) -> int:
                  "CPU s / question", f"answered 1/2/3/4 (key {key})"], rows)
     path = record_compression(settings, result["questions"])
     print(f"\nrecorded in {path.relative_to(ROOT)}")
-    four_bit = {n: r for n, r in settings.items() if n.startswith("gptq") or n == "nf4"}
+    four_bit = {n: r for n, r in settings.items() if n.startswith(("gptq", "awq")) or n == "nf4"}
     best = max(four_bit, key=lambda n: (four_bit[n]["mc_accuracy"], -four_bit[n]["perplexity"]), default=None)
     checks = []
     if best is not None:

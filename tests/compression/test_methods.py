@@ -18,7 +18,7 @@ from fsku_kedro.datasets import QuantizedModelDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.compute_dtype import torch_dtype
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
-from fsku_kedro.parameters.compression import CompressionSettings, GPTQSettings
+from fsku_kedro.parameters.compression import AWQSettings, CompressionSettings, GPTQSettings
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,57 @@ def test_bad_settings_name_the_method_and_the_fix():
     with pytest.raises(CompressionConfigError, match="backend 'marlin' needs a CUDA GPU; set compression.gptq.backend: torch"):
         check_configuration(_gptq(group_size=64, backend="marlin"), _config(), cuda=False)
     with pytest.raises(ValueError, match="methods"):
-        CompressionSettings(methods=["awq"])
+        CompressionSettings(methods=["hqq"])
     with pytest.raises(ValueError, match="serve_method 'gptq' is not among methods"):
         CompressionSettings(methods=["nf4"])
     check_configuration(CompressionSettings(), _config(), cuda=False)
+
+
+AWQ = CompressionSettings(methods=["awq"], serve_method="awq", dtype="bfloat16", awq=AWQSettings(group_size=32))
+
+
+@pytest.fixture(scope="module")
+def tiny_awq_dir(tiny_llama_dir, tmp_path_factory):
+    """The tiny Llama with as many KV heads as heads, so every projection has a multiple of 64 rows."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_llama_dir)
+    config.num_key_value_heads = config.num_attention_heads
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_awq")
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    load_tokenizer(str(tiny_llama_dir)).save_pretrained(path)
+    return path
+
+
+def test_awq_saves_reloads_and_keeps_the_logits(tiny_awq_dir, tmp_path):
+    check_configuration(AWQ, load_causal_lm(str(tiny_awq_dir)).config, cuda=False)
+    tokenizer = load_tokenizer(str(tiny_awq_dir))
+    original = load_causal_lm(str(tiny_awq_dir))
+    model = quantize("awq", str(tiny_awq_dir), tokenizer, CALIBRATION, AWQ, tmp_path / "work")
+    dataset = QuantizedModelDataset(str(tmp_path / "saved"), version=Version(None, None))
+    dataset.save(ModelBundle(model, tokenizer, "tiny-awq"))
+    assert list(dataset.last_saved_path.glob("*.safetensors")) and not list(dataset.last_saved_path.glob("*.bin"))
+    reloaded = QuantizedModelDataset(str(tmp_path / "saved"), version=Version(None, None)).load()
+    assert reloaded.model.config.to_dict()["quantization_config"]["quant_method"] == "awq"
+    ids = tokenizer(CALIBRATION[0][:60], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        expected = original(ids).logits.float().flatten()
+        got = reloaded.model(ids).logits.float().flatten()
+    correlation = torch.corrcoef(torch.stack([expected, got]))[0, 1]
+    assert correlation > 0.95, f"awq: logits correlation {correlation:.3f}"
+    assert not torch.equal(expected, got), "the weights really are quantized"
+
+
+def test_awq_refuses_what_its_cpu_kernels_and_clip_search_cannot_run():
+    with pytest.raises(CompressionConfigError, match=r"awq: layer model.layers.0.self_attn.k_proj has 32 outputs"):
+        check_configuration(AWQ, _tiny_config(hidden=64, intermediate=128), cuda=False)
+    with pytest.raises(CompressionConfigError, match=r"awq: group_size 32 does not divide the model's hidden size 48"):
+        check_configuration(AWQ, _tiny_config(hidden=48, intermediate=128, heads=1, kv_heads=1), cuda=False)
+    float32 = AWQ.model_copy(update={"dtype": "float32"})
+    with pytest.raises(CompressionConfigError, match="CPU AWQ kernels compute in bfloat16 only.*use gptq on this CPU"):
+        check_configuration(float32, _config(), cuda=False)
+    check_configuration(float32, _config(), cuda=True)
+    # Qwen2.5-1.5B's shapes fit at the served group size (1536 / 8960, 2 KV heads of 128).
+    check_configuration(AWQ.model_copy(update={"awq": AWQSettings(group_size=128)}),
+                        _tiny_config(hidden=1536, intermediate=8960, heads=12, kv_heads=2), cuda=False)

@@ -3,6 +3,8 @@
 - ``gptq``: 4-bit GPTQ through GPTQModel (calibrated on knowledge-base chunks and training
   prompts). It writes the GPTQ checkpoint format that transformers loads (CPU: GPTQModel's torch
   kernel, via optimum) and that vLLM serves natively on GPU.
+- ``awq``: 4-bit AWQ through GPTQModel (activation-aware scales, then a zero point per group), in
+  the GEMM layout transformers loads; on CPU its kernels compute in bfloat16 only.
 - ``nf4`` / ``int8``: bitsandbytes 4-bit NormalFloat and LLM.int8() weights, applied at load time
   by transformers and saved with the model (bitsandbytes 0.50 runs both on CPU).
 - ``int8_dynamic``: torchao int8 weights with dynamically quantized int8 activations.
@@ -32,6 +34,9 @@ GPTQ_CPU_BACKENDS = ("auto", "torch")
 # (block_n) and reshapes the per-block scales to [out_features, in_features // blocksize]; 4-bit weights
 # are quantized in blocks of 64 (Params4bit's default, which transformers keeps).
 NF4_CPU_ROW_BLOCK = 32
+# GPTQModel 7.6's AWQ clip search (awq_processor._compute_best_clip) walks output rows in blocks of
+# 256, else 64, and asserts that one of them divides the layer's rows.
+AWQ_ROW_BLOCK = 64
 NF4_BLOCKSIZE = 64
 
 
@@ -46,11 +51,10 @@ def _quantized_in_features(config: Any) -> dict[str, int]:
     return sizes
 
 
-def nf4_cpu_packing_misfits(model_config: Any) -> list[tuple[str, int, int]]:
-    """``(layer, in_features, out_features)`` of every linear layer bitsandbytes would quantize to 4 bits
-    whose shape its packed CPU format cannot hold: out_features not a multiple of ``NF4_CPU_ROW_BLOCK``
-    or in_features not a multiple of ``NF4_BLOCKSIZE``. The layers are read from a weightless (meta)
-    copy of the model, skipping those transformers keeps in full precision (LM head, tied weights)."""
+def quantized_linear_shapes(model_config: Any) -> list[tuple[str, int, int]]:
+    """``(layer, in_features, out_features)`` of every linear layer a weight quantizer would convert,
+    read from a weightless (meta) copy of the model, skipping those transformers keeps in full
+    precision (LM head, tied weights)."""
     from transformers import AutoModelForCausalLM
     from transformers.quantizers.base import get_keys_to_not_convert
     from transformers.quantizers.quantizers_utils import should_convert_module
@@ -58,13 +62,15 @@ def nf4_cpu_packing_misfits(model_config: Any) -> list[tuple[str, int, int]]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(model_config)
     kept = get_keys_to_not_convert(model)
-    misfits = []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or not should_convert_module(name, kept):
-            continue
-        if module.out_features % NF4_CPU_ROW_BLOCK or module.in_features % NF4_BLOCKSIZE:
-            misfits.append((name, module.in_features, module.out_features))
-    return misfits
+    return [(name, module.in_features, module.out_features) for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and should_convert_module(name, kept)]
+
+
+def nf4_cpu_packing_misfits(model_config: Any) -> list[tuple[str, int, int]]:
+    """The layers bitsandbytes would quantize to 4 bits whose shape its packed CPU format cannot hold:
+    out_features not a multiple of ``NF4_CPU_ROW_BLOCK`` or in_features not a multiple of ``NF4_BLOCKSIZE``."""
+    return [(name, rows_in, rows_out) for name, rows_in, rows_out in quantized_linear_shapes(model_config)
+            if rows_out % NF4_CPU_ROW_BLOCK or rows_in % NF4_BLOCKSIZE]
 
 
 def check_configuration(settings: CompressionSettings, model_config: Any, cuda: bool) -> None:
@@ -90,6 +96,8 @@ def check_configuration(settings: CompressionSettings, model_config: Any, cuda: 
             raise CompressionConfigError(
                 f"gptq: kernel backend {gptq.backend!r} needs a CUDA GPU; set compression.gptq.backend: torch on CPU"
             )
+    if "awq" in methods:
+        _check_awq(settings, model_config, cuda)
     if not cuda and "nf4" in methods:
         if resolve_dtype(settings.dtype) == "float16":
             raise CompressionConfigError("nf4: compression.dtype float16 is GPU-only here; use auto, float32 or "
@@ -105,6 +113,28 @@ def check_configuration(settings: CompressionSettings, model_config: Any, cuda: 
                 f"the {NF4_BLOCKSIZE}-weight quantization block ({len(misfits)} layer(s) in all); "
                 "drop nf4 from compression.methods for this model on CPU, or quantize it on a CUDA GPU"
             )
+
+
+def _check_awq(settings: CompressionSettings, model_config: Any, cuda: bool) -> None:
+    group = settings.awq.group_size
+    for name, size in _quantized_in_features(model_config).items():
+        if size % group:
+            divisors = [g for g in (32, 64, 128, 256) if size % g == 0]
+            raise CompressionConfigError(f"awq: group_size {group} does not divide the model's {name} {size}; "
+                                         f"set compression.awq.group_size to one of {divisors}")
+    misfits = [(name, rows) for name, _, rows in quantized_linear_shapes(model_config) if rows % AWQ_ROW_BLOCK]
+    if misfits:
+        name, rows = misfits[0]
+        raise CompressionConfigError(
+            f"awq: layer {name} has {rows} outputs; GPTQModel's AWQ clipping search works on blocks of "
+            f"{AWQ_ROW_BLOCK} output rows ({len(misfits)} layer(s) do not fit); use gptq for this model")
+    dtype = resolve_dtype(settings.dtype)
+    if not cuda and dtype != "bfloat16":
+        why = (" (auto: this CPU has no native bfloat16, and bf16 kernels run tens of times slower on it)"
+               if settings.dtype == "auto" else "")
+        raise CompressionConfigError(
+            f"awq: GPTQModel's CPU AWQ kernels compute in bfloat16 only, and compression.dtype is {dtype} "
+            f"here{why}; use gptq on this CPU, or set compression.dtype: bfloat16 to run AWQ anyway")
 
 
 def _bnb_config(method: str, nf4: NF4Settings, dtype: str):
@@ -151,6 +181,28 @@ def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: Compres
     return out
 
 
+def _awq(source: str, tokenizer: Any, calibration: list[str], settings: CompressionSettings, work_dir: Path) -> Path:
+    """GPTQModel's AWQ, its calibration forward passes in ``settings.dtype``, saved in the GEMM layout."""
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
+    from gptqmodel import BACKEND, GPTQModel, QuantizeConfig
+    from gptqmodel.quantization import FORMAT, METHOD
+
+    config = QuantizeConfig(method=METHOD.AWQ, format=FORMAT.GEMM, bits=settings.awq.bits,
+                            group_size=settings.awq.group_size)
+    samples = [tokenizer(text, truncation=True, max_length=settings.calibration.max_tokens)["input_ids"]
+               for text in calibration]
+    out = work_dir / "awq"
+    logger.info("awq: quantizing on %d calibration texts; GPTQModel's progress goes to %s", len(samples), LOG_FILE)
+    with console_to_log(logging.getLogger("fsku_kedro.console.gptqmodel")):
+        model = GPTQModel.load(source, config, dtype=torch_dtype(settings.dtype),
+                               trust_remote_code=settings.trust_remote_code)
+        # GPTQModel picks its CUDA GEMM kernel for AWQ; its portable torch kernel writes the same layout.
+        model.quantize(samples, batch_size=settings.calibration.batch_size,
+                       backend=BACKEND.AUTO if torch.cuda.is_available() else BACKEND.AWQ_TORCH)
+        model.save(str(out))
+    return out
+
+
 def quantize(
     method: str,
     source: str,
@@ -165,8 +217,8 @@ def quantize(
     trust = settings.trust_remote_code
     device_map = "auto" if torch.cuda.is_available() else "cpu"
     dtype = torch_dtype(settings.dtype)
-    if method == "gptq":
-        directory = _gptq(source, tokenizer, calibration, settings, work_dir)
+    if method in ("gptq", "awq"):
+        directory = (_gptq if method == "gptq" else _awq)(source, tokenizer, calibration, settings, work_dir)
         return AutoModelForCausalLM.from_pretrained(directory, device_map=device_map, dtype=dtype,
                                                     trust_remote_code=trust)
     if method in ("nf4", "int8"):

@@ -10,7 +10,7 @@ from fsku_kedro.models.compute_dtype import DtypeName
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings
 
-QuantizationMethod = Literal["gptq", "nf4", "int8", "int8_dynamic"]
+QuantizationMethod = Literal["gptq", "awq", "nf4", "int8", "int8_dynamic"]
 
 
 class GPTQSettings(Settings):
@@ -31,6 +31,14 @@ class GPTQSettings(Settings):
         if value != -1 and value <= 0:
             raise ValueError("group_size must be positive, or -1 for one group per column")
         return value
+
+
+class AWQSettings(Settings):
+    """GPTQModel's AWQ: activation-aware per-channel scales searched on the calibration texts, then
+    4-bit weights with a zero point per group (GEMM layout, which transformers loads)."""
+
+    bits: Literal[4] = 4
+    group_size: int = Field(64, gt=0)  # must divide the hidden and intermediate sizes
 
 
 class NF4Settings(Settings):
@@ -78,6 +86,7 @@ class CompressionSettings(Settings):
     dtype: DtypeName = "auto"
     trust_remote_code: bool = False
     gptq: GPTQSettings = GPTQSettings()
+    awq: AWQSettings = AWQSettings()
     nf4: NF4Settings = NF4Settings()
     calibration: CalibrationSettings = CalibrationSettings()
     report: CompressionReportSettings = CompressionReportSettings()
