@@ -118,6 +118,24 @@ def tiny_llama_dir(tiny_tokenizer_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_awq_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    """The tiny Llama with as many KV heads as heads, so every projection has a multiple of 64 rows
+    (GPTQModel's AWQ clipping search needs them)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from fsku_kedro.models.sources import load_tokenizer
+
+    config = AutoConfig.from_pretrained(tiny_llama_dir)
+    config.num_key_value_heads = config.num_attention_heads
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_awq")
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory, safe_serialization=True)
+    load_tokenizer(str(tiny_llama_dir)).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT (hidden 32) with a WordPiece vocabulary trained on the corpus."""
     import torch

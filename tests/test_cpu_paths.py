@@ -119,20 +119,24 @@ print(json.dumps(out))
 """
 
 
+QUANTIZED_METHODS = ["gptq", "awq", "nf4", "int8", "int8_dynamic"]
+
+
 @pytest.fixture(scope="module")
-def quantized_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+def quantized_dir(tiny_llama_dir, tiny_awq_dir, tmp_path_factory) -> Path:
     from kedro.io.core import Version
 
     from fsku_kedro.compression.methods import quantize
     from fsku_kedro.datasets import QuantizedModelDataset
     from fsku_kedro.models.bundle import ModelBundle
     from fsku_kedro.models.sources import load_tokenizer
-    from tests.compression.test_methods import CALIBRATION, PARAMS
+    from tests.compression.test_methods import AWQ, CALIBRATION, PARAMS
 
     root = tmp_path_factory.mktemp("quantized")
     tokenizer = load_tokenizer(str(tiny_llama_dir))
-    for method in ("gptq", "nf4", "int8", "int8_dynamic"):
-        model = quantize(method, str(tiny_llama_dir), tokenizer, CALIBRATION, PARAMS, root / "work" / method)
+    for method in QUANTIZED_METHODS:
+        source, settings = (tiny_awq_dir, AWQ) if method == "awq" else (tiny_llama_dir, PARAMS)
+        model = quantize(method, str(source), tokenizer, CALIBRATION, settings, root / "work" / method)
         dataset = QuantizedModelDataset(str(root / "saved" / method), version=Version(None, None))
         dataset.save(ModelBundle(model, tokenizer, method))
         (root / method).symlink_to(dataset.last_saved_path)
@@ -141,7 +145,7 @@ def quantized_dir(tiny_llama_dir, tmp_path_factory) -> Path:
 
 @pytest.mark.skipif(not X86, reason="the forced PyTorch capabilities below are x86 ones")
 def test_quantized_forward_is_the_same_at_every_torch_cpu_capability(quantized_dir):
-    methods = ["gptq", "nf4", "int8", "int8_dynamic"]
+    methods = QUANTIZED_METHODS
     capabilities = ["default", "avx2"] + (["avx512"] if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= FLAGS else [])
     results = {
         capability: _run(QUANTIZED_CODE, {"ATEN_CPU_CAPABILITY": capability}, str(quantized_dir), *methods)
@@ -155,9 +159,9 @@ def test_quantized_forward_is_the_same_at_every_torch_cpu_capability(quantized_d
             got, expected = np.array(result[method]), np.array(reference[method])
             assert got.shape == expected.shape
             # Kernels differ in summation order only. That moves float32 results in the last bits; GPTQModel's
-            # CPU kernel computes in bfloat16 (a rounding step of 2^-8), and torchao's dynamic int8 path may
+            # CPU kernels (gptq, awq) compute in bfloat16 (a rounding step of 2^-8), and torchao's dynamic int8 path may
             # round an activation to the neighbouring int8 step (1/127 of its row's range).
-            tolerance = {"gptq": 2**-6, "int8_dynamic": 2 / 127}.get(method, 1e-4)
+            tolerance = {"gptq": 2**-6, "awq": 2**-6, "int8_dynamic": 2 / 127}.get(method, 1e-4)
             if native_bf16:
                 # the models were quantized in auto, bfloat16 on this CPU, and compute in it: kernels of
                 # different capabilities then differ by bfloat16's rounding step

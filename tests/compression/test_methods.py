@@ -170,20 +170,6 @@ def test_bad_settings_name_the_method_and_the_fix():
 AWQ = CompressionSettings(methods=["awq"], serve_method="awq", dtype="bfloat16", awq=AWQSettings(group_size=32))
 
 
-@pytest.fixture(scope="module")
-def tiny_awq_dir(tiny_llama_dir, tmp_path_factory):
-    """The tiny Llama with as many KV heads as heads, so every projection has a multiple of 64 rows."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    config = AutoConfig.from_pretrained(tiny_llama_dir)
-    config.num_key_value_heads = config.num_attention_heads
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny_awq")
-    AutoModelForCausalLM.from_config(config).save_pretrained(path)
-    load_tokenizer(str(tiny_llama_dir)).save_pretrained(path)
-    return path
-
-
 def test_awq_saves_reloads_and_keeps_the_logits(tiny_awq_dir, tmp_path):
     check_configuration(AWQ, load_causal_lm(str(tiny_awq_dir)).config, cuda=False)
     tokenizer = load_tokenizer(str(tiny_awq_dir))
