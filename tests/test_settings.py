@@ -58,10 +58,10 @@ def test_a_misspelt_key_names_its_file_the_nearest_key_and_the_allowed_ones(tmp_
 
 def test_wrong_types_and_out_of_range_values_are_refused(tmp_path):
     message = _problems(tmp_path, {"distillation": {"rounds": "three", "distillm": {"alpha_teacher": 1.5}},
-                                   "compression": {"methods": ["awq"]}})
+                                   "compression": {"methods": ["hqq"]}})
     assert "distillation.rounds: Input should be a valid integer" in message and "(got 'three')" in message
     assert "distillation.distillm.alpha_teacher: Input should be less than 1" in message
-    assert "compression.methods.0: Input should be 'gptq', 'nf4', 'int8' or 'int8_dynamic'" in message
+    assert "compression.methods.0: Input should be 'gptq', 'awq', 'nf4', 'int8' or 'int8_dynamic'" in message
     assert message.startswith("3 problem(s)")
 
 
