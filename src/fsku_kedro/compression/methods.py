@@ -78,13 +78,7 @@ def check_configuration(settings: CompressionSettings, model_config: Any, cuda: 
     methods = settings.methods
     if "gptq" in methods:
         gptq = settings.gptq
-        for name, size in _quantized_in_features(model_config).items():
-            if gptq.group_size != -1 and size % gptq.group_size:
-                divisors = [g for g in (32, 64, 128, 256) if size % g == 0]
-                raise CompressionConfigError(
-                    f"gptq: group_size {gptq.group_size} does not divide the model's {name} {size}; "
-                    f"set compression.gptq.group_size to one of {divisors + [-1]}"
-                )
+        _check_group_size("gptq", gptq.group_size, model_config, per_column=True)
         from gptqmodel.models.auto import MODEL_MAP
 
         if model_config.model_type not in MODEL_MAP:
@@ -115,13 +109,17 @@ def check_configuration(settings: CompressionSettings, model_config: Any, cuda: 
             )
 
 
-def _check_awq(settings: CompressionSettings, model_config: Any, cuda: bool) -> None:
-    group = settings.awq.group_size
+def _check_group_size(method: str, group: int, model_config: Any, per_column: bool) -> None:
+    """A group size must divide the hidden and intermediate sizes (-1, one group per column, where allowed)."""
     for name, size in _quantized_in_features(model_config).items():
-        if size % group:
-            divisors = [g for g in (32, 64, 128, 256) if size % g == 0]
-            raise CompressionConfigError(f"awq: group_size {group} does not divide the model's {name} {size}; "
-                                         f"set compression.awq.group_size to one of {divisors}")
+        if not (per_column and group == -1) and size % group:
+            divisors = [g for g in (32, 64, 128, 256) if size % g == 0] + ([-1] if per_column else [])
+            raise CompressionConfigError(f"{method}: group_size {group} does not divide the model's {name} {size}; "
+                                         f"set compression.{method}.group_size to one of {divisors}")
+
+
+def _check_awq(settings: CompressionSettings, model_config: Any, cuda: bool) -> None:
+    _check_group_size("awq", settings.awq.group_size, model_config, per_column=False)
     misfits = [(name, rows) for name, _, rows in quantized_linear_shapes(model_config) if rows % AWQ_ROW_BLOCK]
     if misfits:
         name, rows = misfits[0]
@@ -154,7 +152,7 @@ def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: Compres
     """GPTQModel's GPTQ, its calibration forward passes in ``settings.dtype`` (GPTQModel would pick bfloat16
     on every CPU, which one without native bf16 runs about a hundred times slower than float32)."""
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
-    from gptqmodel import GPTQModel, QuantizeConfig
+    from gptqmodel import QuantizeConfig
 
     gptq = settings.gptq
     config = QuantizeConfig(
@@ -168,15 +166,24 @@ def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: Compres
         # original on SmolLM2 instead of 0.17 without it; off unless asked for.
         act_group_aware=gptq.act_group_aware,
     )
+    return _run_gptqmodel("gptq", config, source, tokenizer, calibration, settings, work_dir)
+
+
+def _run_gptqmodel(method: str, config: Any, source: str, tokenizer: Any, calibration: list[str],
+                   settings: CompressionSettings, work_dir: Path, **quantize_options: Any) -> Path:
+    """Load ``source`` into GPTQModel with ``config``, quantize it on the calibration texts in
+    ``settings.dtype`` and save it under ``work_dir / method``; GPTQModel's console output goes to the log."""
     samples = [tokenizer(text, truncation=True, max_length=settings.calibration.max_tokens)["input_ids"]
                for text in calibration]
-    out = work_dir / "gptq"
+    out = work_dir / method
     dtype = torch_dtype(settings.dtype)
-    logger.info("gptq: quantizing on %d calibration texts in %s; GPTQModel's progress goes to %s", len(samples),
-                str(dtype).removeprefix("torch."), LOG_FILE)
+    logger.info("%s: quantizing on %d calibration texts in %s; GPTQModel's progress goes to %s", method,
+                len(samples), str(dtype).removeprefix("torch."), LOG_FILE)
     with console_to_log(logging.getLogger("fsku_kedro.console.gptqmodel")):
+        from gptqmodel import GPTQModel
+
         model = GPTQModel.load(source, config, dtype=dtype, trust_remote_code=settings.trust_remote_code)
-        model.quantize(samples, batch_size=settings.calibration.batch_size)
+        model.quantize(samples, batch_size=settings.calibration.batch_size, **quantize_options)
         model.save(str(out))
     return out
 
@@ -184,23 +191,14 @@ def _gptq(source: str, tokenizer: Any, calibration: list[str], settings: Compres
 def _awq(source: str, tokenizer: Any, calibration: list[str], settings: CompressionSettings, work_dir: Path) -> Path:
     """GPTQModel's AWQ, its calibration forward passes in ``settings.dtype``, saved in the GEMM layout."""
     os.environ.setdefault("GPTQMODEL_CPU_WORKERS", str(max(1, min(os.cpu_count() or 1, 4))))
-    from gptqmodel import BACKEND, GPTQModel, QuantizeConfig
+    from gptqmodel import BACKEND, QuantizeConfig
     from gptqmodel.quantization import FORMAT, METHOD
 
     config = QuantizeConfig(method=METHOD.AWQ, format=FORMAT.GEMM, bits=settings.awq.bits,
                             group_size=settings.awq.group_size)
-    samples = [tokenizer(text, truncation=True, max_length=settings.calibration.max_tokens)["input_ids"]
-               for text in calibration]
-    out = work_dir / "awq"
-    logger.info("awq: quantizing on %d calibration texts; GPTQModel's progress goes to %s", len(samples), LOG_FILE)
-    with console_to_log(logging.getLogger("fsku_kedro.console.gptqmodel")):
-        model = GPTQModel.load(source, config, dtype=torch_dtype(settings.dtype),
-                               trust_remote_code=settings.trust_remote_code)
-        # GPTQModel picks its CUDA GEMM kernel for AWQ; its portable torch kernel writes the same layout.
-        model.quantize(samples, batch_size=settings.calibration.batch_size,
-                       backend=BACKEND.AUTO if torch.cuda.is_available() else BACKEND.AWQ_TORCH)
-        model.save(str(out))
-    return out
+    # GPTQModel picks its CUDA GEMM kernel for AWQ; its portable torch kernel writes the same layout.
+    backend = BACKEND.AUTO if torch.cuda.is_available() else BACKEND.AWQ_TORCH
+    return _run_gptqmodel("awq", config, source, tokenizer, calibration, settings, work_dir, backend=backend)
 
 
 def quantize(
