@@ -42,12 +42,18 @@ ARMS: dict[str, list[str]] = {
 # The same targets sharpened (p ** 4, renormalised): the teacher's averaged distribution is flat
 # (mean top probability 0.34), so the plain KL carries little of which option it prefers.
 ARMS["choice_target_sharp"] = [*ARMS["choice_target"], "distillation.choice_targets.temperature=0.25"]
+
+
+def _changed(arm: str, *changes: str) -> list[str]:
+    """``arm``'s parameters with each key in ``changes`` set to its new value."""
+    keys = {change.split("=", 1)[0] for change in changes}
+    return [entry for entry in ARMS[arm] if entry.split("=", 1)[0] not in keys] + list(changes)
+
+
 # More questions instead of a second epoch: 400 from the knowledge base (320 trained on), one epoch,
 # about the first arm's step count; the teacher's targets cost most of the extra time.
-ARMS["choice_target_400"] = [*ARMS["choice_target"][:1], "distillation.choice_targets.corpus_questions=400",
-                             "distillation.training.max_steps=-1", "distillation.training.num_train_epochs=1",
-                             "distillation.training.per_device_train_batch_size=4",
-                             "distillation.training.save_steps=10"]
+ARMS["choice_target_400"] = _changed("choice_target", "distillation.choice_targets.corpus_questions=400",
+                                     "distillation.training.num_train_epochs=1")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score",
            "fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"]
 
