@@ -90,3 +90,17 @@ def test_one_choice_scoring_batch_over_the_real_vocabulary(real_vocabulary_pair)
         assert choice.number == int(expected.argmax()) + 1
         torch.testing.assert_close(torch.tensor([choice.probabilities[n] for n in range(1, count + 1)],
                                                 dtype=torch.float64), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_gpu_benchmark_imports_no_settings_kedro_or_trl():
+    """benchmarks/gpu_scale.py runs from a source tree on a machine that has torch, transformers and
+    peft only: the project modules it imports must not pull pydantic, Kedro, TRL or MLflow."""
+    import subprocess
+    import sys
+
+    modules = ["fsku_kedro.models.architectures", "fsku_kedro.distillation.heads", "fsku_kedro.distillation.losses",
+               "fsku_kedro.answering.choice_scoring", "fsku_kedro.generation.backends", "fsku_kedro.models.bundle"]
+    probe = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+             "print(sorted({n.split('.')[0] for n in sys.modules} & {'pydantic', 'kedro', 'trl', 'mlflow'}))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

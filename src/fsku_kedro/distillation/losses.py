@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fsku_kedro.parameters.distillation import LOSS_DIVERGENCES
+from fsku_kedro.distillation.loss_names import LOSS_DIVERGENCES
 
 
 @dataclass

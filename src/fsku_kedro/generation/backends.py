@@ -74,7 +74,7 @@ class TransformersBackend:
         results: dict[int, Completion] = {}
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in tqdm(batches, desc=f"generate ({self.model_name})", disable=not self.show_progress):
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
             if params.do_sample:
                 torch.manual_seed(params.seed)
             with torch.no_grad():

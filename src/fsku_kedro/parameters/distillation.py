@@ -6,21 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
+from fsku_kedro.distillation.loss_names import LOSS_DIVERGENCES
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
 
-# Each distillation loss: the divergence on the chosen (teacher-response) tokens and on the rejected
-# (student-response) tokens, or None (distillation/losses.py defines the divergences). The one list
-# of loss names: the settings, the trainer's configuration and the losses all read it.
-LOSS_DIVERGENCES: dict[str, tuple[str, str | None]] = {
-    "distillm_v2": ("skl", "srkl"),
-    "distillm_v1": ("srkl", "srkl"),
-    "kd": ("fkl", "fkl"),
-    "rkl": ("rkl", "rkl"),
-    "gkd": ("jsd", "jsd"),
-    "seqkd": ("nll", None),
-}
 LOSS_TYPES = tuple(LOSS_DIVERGENCES)
 BASELINES = ("dpo", "orpo")  # TRL's own preference trainers over the same pairs
 CHOICE_TARGET = "choice_target"  # the teacher's debiased option distribution (distillation/choice_trainer.py)
