@@ -71,10 +71,11 @@ class TransformersBackend:
         configured = model.generation_config.eos_token_id
         configured = [configured] if isinstance(configured, int) else list(configured or [])
         eos_ids = {tokenizer.eos_token_id, *configured} - {None}
+        device = next(model.parameters()).device  # the prompts go where the weights are
         results: dict[int, Completion] = {}
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in tqdm(batches, desc=f"generate ({self.model_name})", disable=not self.show_progress):
-            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(model.device)
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(device)
             if params.do_sample:
                 torch.manual_seed(params.seed)
             with torch.no_grad():
