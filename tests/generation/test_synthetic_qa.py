@@ -122,3 +122,46 @@ def test_gate_on_a_real_tiny_model_counts_every_item(tiny_llama_dir):
     assert report["items"].sum() == len(plans) + report.set_index("outcome")["items"].get(
         "dropped (near-duplicate question)", 0)
     assert isinstance(items, pd.DataFrame)
+
+
+class KilledAfter(ScriptedTeacher):
+    """A scripted teacher whose process dies (KeyboardInterrupt) at its ``limit``-th generate call."""
+
+    def __init__(self, writes, scores, limit):
+        super().__init__(writes, scores)
+        self.limit = limit
+
+    def generate(self, chats, params):
+        if self.calls + 1 >= self.limit:
+            raise KeyboardInterrupt
+        return super().generate(chats, params)
+
+
+def test_a_killed_gate_resumes_with_the_decided_plans_kept(tmp_path):
+    from fsku_kedro.generation.store import ResponseStore
+
+    contexts = [f"문서{n}" for n in range(6)]
+    items = {c: mc(f"{c}의 핵심 의무는?", ["가", "나", "다", "라"], 1) for c in contexts}
+    scores = {f"{c}의 핵심": 9 for c in contexts}
+    plans = [plan(c) for c in contexts]
+    store = ResponseStore(tmp_path / "synthetic_qa.progress.jsonl")
+    # Two plans per save: write + judge for the first pair, write + judge for the second, then killed.
+    killed = KilledAfter({c: [items[c]] for c in contexts}, scores, limit=5)
+    with pytest.raises(KeyboardInterrupt):
+        quality_gate(plans, killed, TEMPLATES, GATE, store, plans_per_save=2)
+    assert len(store.path.read_text(encoding="utf-8").splitlines()) == 4
+
+    resumed = ScriptedTeacher({c: [items[c]] for c in contexts[4:]}, scores)  # no output left for the first four
+    kept, report = quality_gate(plans, resumed, TEMPLATES, GATE, store, plans_per_save=2)
+    assert resumed.calls == 2  # one write and one judge call for the last pair only
+    fresh, fresh_report = quality_gate(plans, ScriptedTeacher({c: [items[c]] for c in contexts}, scores), TEMPLATES,
+                                       GATE)
+    pd.testing.assert_frame_equal(kept, fresh)
+    pd.testing.assert_frame_equal(report, fresh_report)
+    assert dict(zip(report["outcome"], report["items"]))["accepted"] == 6
+
+    stricter = GATE.model_copy(update={"min_judge_score": 9.5, "max_regenerations": 0})  # other settings: none reused
+    again = ScriptedTeacher({c: [items[c]] for c in contexts}, scores)
+    kept, report = quality_gate(plans, again, TEMPLATES, stricter, store, plans_per_save=2)
+    assert again.calls == 6 and kept.empty
+    assert dict(zip(report["outcome"], report["items"]))["dropped (judge: score below threshold)"] == 6

@@ -167,9 +167,11 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
     for side in ("teacher", "student"):
         catalog[f"{side}.response_store"] = ResponseStoreDataset(str(tmp_path / f"{side}.jsonl"))
+    catalog["synthetic_qa_progress"] = ResponseStoreDataset(str(tmp_path / "synthetic_qa.jsonl"))
     SequentialRunner().run(create_pipeline(), catalog)
     answered = [json.loads(line) for line in (tmp_path / "teacher.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {record["model"] for record in answered} == {"tiny-teacher"}
+    assert len((tmp_path / "synthetic_qa.jsonl").read_text(encoding="utf-8").splitlines()) == 2  # each plan's outcome
     report = catalog.load("pair_report").set_index("outcome")["pairs"]
     assert report["pairs train"] + report.get("pairs validation", 0) + report.get("empty generation", 0) == len(answered)
     assert catalog.load("pair_dataset")["train"].column_names == ["prompt_id", "prompt", "chosen", "rejected"]

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from fsku_kedro.contracts import CompetitionQuestion, SyntheticQAPair, validate_records
 from fsku_kedro.evaluation.fsku_benchmark import descriptive_id, mc_id
 from fsku_kedro.generation.backends import GenerationBackend, make_backend
 from fsku_kedro.generation.decontamination import ContaminationIndex, EvaluationItem, StemRule
+from fsku_kedro.generation.store import ResponseStore, fingerprint
 from fsku_kedro.generation.synthetic_qa import (
     ItemRejected,
     build_item,
@@ -29,7 +31,7 @@ from fsku_kedro.generation.synthetic_qa import (
     parse_score,
     writer_chat,
 )
-from fsku_kedro.hashing import stable_hash, unit_hash
+from fsku_kedro.hashing import json_hash, stable_hash, unit_hash
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.response_generation import (
     DecontaminationSettings,
@@ -56,33 +58,87 @@ def write_synthetic_qa(
     chunks: pd.DataFrame,
     teacher_model: ModelBundle,
     prompt_templates: dict[str, Callable[[], str]],
+    progress: ResponseStore,
     settings: SyntheticQASettings,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The teacher writes FSKU-style items from a seeded choice of chunks, through the quality gate."""
+    """The teacher writes FSKU-style items from a seeded choice of chunks, through the quality gate.
+    The choice is a prefix of one seeded order, so a larger ``max_chunks`` extends the earlier plans
+    and ``progress`` (each plan's outcome, appended as it is decided) spares the ones already done."""
     rng = np.random.default_rng(settings.seed)
     eligible = chunks[chunks["chunk_type"] != "title"].sort_values("chunk_id")
-    picked = eligible.iloc[rng.permutation(len(eligible))[: settings.max_chunks]]
-    plans = [
-        {
-            "chunk_id": row.chunk_id,
-            "context": row.content,
-            "type": "multiple_choice" if rng.random() < settings.multiple_choice_share else "descriptive",
-            "options": 4 + int(rng.random() < 0.5),
-        }
-        for row in picked.itertuples(index=False)
-    ]
-    backend = make_backend(teacher_model, settings.backend)
-    return quality_gate(plans, backend, read_templates(prompt_templates), settings)
+    order = rng.permutation(len(eligible))
+    plans = []
+    for row in eligible.iloc[order[: settings.max_chunks]].itertuples(index=False):
+        kind = "multiple_choice" if rng.random() < settings.multiple_choice_share else "descriptive"
+        plans.append({"chunk_id": row.chunk_id, "context": row.content, "type": kind,
+                      "options": 4 + int(rng.random() < 0.5)})
+    backend = make_backend(teacher_model, settings.backend, show_progress=False)
+    return quality_gate(plans, backend, read_templates(prompt_templates), settings, progress)
+
+
+def _plan_key(plan: dict[str, Any]) -> str:
+    return json_hash([plan["chunk_id"], plan["type"], plan["options"], plan["context"]])
 
 
 def quality_gate(
-    plans: list[dict[str, Any]], backend: GenerationBackend, templates: dict[str, str], settings: SyntheticQASettings
+    plans: list[dict[str, Any]],
+    backend: GenerationBackend,
+    templates: dict[str, str],
+    settings: SyntheticQASettings,
+    progress: ResponseStore | None = None,
+    plans_per_save: int = 8,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write one item per plan; keep it if it passes the structural checks and the judge scores it
     at least ``min_judge_score``; retry up to ``max_regenerations`` times, then drop and count it.
-    Near-duplicate questions are removed last. Returns (items, report of outcomes)."""
+    Near-duplicate questions are removed last. Returns (items, report of outcomes).
+
+    Plans go through the gate ``plans_per_save`` at a time; each one's outcome is appended to
+    ``progress``, and a restarted run with the same teacher, settings and templates skips every plan
+    already decided there."""
+    names = ["qa_writer_multiple_choice", "qa_writer_descriptive", "qa_judge"]
+    run = fingerprint(backend.model_name, {
+        "gate": settings.model_dump(include={"writer", "judge", "min_judge_score", "max_regenerations"}, mode="json"),
+        "templates": json_hash([templates[name] for name in names])})
+    decided = progress.finished(run) if progress is not None else {}
+    keys = [_plan_key(plan) for plan in plans]
+    todo = [i for i, key in enumerate(keys) if key not in decided]
+    if len(todo) < len(plans):
+        logger.info("Synthetic QA: %d of %d plans already through the gate with %s", len(plans) - len(todo),
+                    len(plans), backend.model_name)
+    with tqdm(total=len(todo), desc=f"synthetic QA ({backend.model_name})", unit="item") as bar:
+        for start in range(0, len(todo), plans_per_save):
+            group = todo[start : start + plans_per_save]
+            records = [{"fingerprint": run, "prompt_id": keys[i], **outcome}
+                       for i, outcome in zip(group, _through_gate([plans[i] for i in group], backend, templates,
+                                                                  settings))]
+            if progress is not None:
+                progress.append(records)
+            decided.update({record["prompt_id"]: record for record in records})
+            bar.update(len(group))
+    outcomes: Counter[str] = Counter()
+    accepted = []
+    for key in keys:
+        record = decided[key]
+        if record["item"] is None:
+            outcomes[record["outcome"]] += 1
+        else:
+            accepted.append(record["item"])
+    duplicates = near_duplicates([item["question"] for item in accepted], settings.near_duplicate_threshold)
+    outcomes["dropped (near-duplicate question)"] += len(duplicates)
+    kept = [item for i, item in enumerate(accepted) if i not in duplicates]
+    outcomes["accepted"] = len(kept)
+    report = pd.DataFrame(sorted(outcomes.items()), columns=["outcome", "items"])
+    logger.info("Synthetic QA: %d accepted of %d planned items", len(kept), len(plans))
+    return pd.DataFrame(kept, columns=list(SyntheticQAPair.model_fields)), report
+
+
+def _through_gate(
+    plans: list[dict[str, Any]], backend: GenerationBackend, templates: dict[str, str], settings: SyntheticQASettings
+) -> list[dict[str, Any]]:
+    """Per plan, ``{"outcome": "accepted", "item": <item>}`` or ``{"outcome": "dropped (<reason>)",
+    "item": None}`` after the writer, the checks, the judge and the retries."""
     writing, judging = settings.writer, settings.judge
-    accepted: list[dict[str, Any]] = []
+    accepted: dict[int, dict[str, Any]] = {}
     last_reason: dict[int, str] = {}
     pending = list(range(len(plans)))
     for attempt in range(1 + settings.max_regenerations):
@@ -111,22 +167,15 @@ def quality_gate(
         for (index, item), verdict in zip(candidates, judged):
             score = parse_score(verdict.text)
             if score is not None and score >= settings.min_judge_score:
-                accepted.append(item.model_copy(update={"overall_quality_score": score}).model_dump())
+                accepted[index] = item.model_copy(update={"overall_quality_score": score}).model_dump(mode="json")
             else:
                 last_reason[index] = "judge: no score" if score is None else "judge: score below threshold"
                 retry.append(index)
         pending = sorted(retry)
-        logger.info("Synthetic QA attempt %d: %d accepted so far, %d to retry", attempt + 1, len(accepted), len(pending))
-    outcomes: Counter[str] = Counter()
-    for index in pending:
-        outcomes[f"dropped ({last_reason[index]})"] += 1
-    duplicates = near_duplicates([item["question"] for item in accepted], settings.near_duplicate_threshold)
-    outcomes["dropped (near-duplicate question)"] += len(duplicates)
-    kept = [item for i, item in enumerate(accepted) if i not in duplicates]
-    outcomes["accepted"] = len(kept)
-    report = pd.DataFrame(sorted(outcomes.items()), columns=["outcome", "items"])
-    logger.info("Synthetic QA: %d accepted of %d planned items", len(kept), len(plans))
-    return pd.DataFrame(kept, columns=list(SyntheticQAPair.model_fields)), report
+        logger.debug("Synthetic QA attempt %d: %d accepted so far, %d to retry", attempt + 1, len(accepted),
+                     len(pending))
+    return [{"outcome": "accepted", "item": accepted[i]} if i in accepted
+            else {"outcome": f"dropped ({last_reason[i]})", "item": None} for i in range(len(plans))]
 
 
 def build_prompt_set(

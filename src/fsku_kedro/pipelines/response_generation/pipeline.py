@@ -18,7 +18,8 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 write_synthetic_qa,
-                inputs=["chunks", "teacher_model", "prompt_templates", "params:response_generation.synthetic_qa"],
+                inputs=["chunks", "teacher_model", "prompt_templates", "synthetic_qa_progress",
+                        "params:response_generation.synthetic_qa"],
                 outputs=["synthetic_qa", "synthetic_qa_report"],
                 name="write_synthetic_qa",
             ),
