@@ -54,6 +54,10 @@ def _changed(arm: str, *changes: str) -> list[str]:
 # about the first arm's step count; the teacher's targets cost most of the extra time.
 ARMS["choice_target_400"] = _changed("choice_target", "distillation.choice_targets.corpus_questions=400",
                                      "distillation.training.num_train_epochs=1")
+# Which parameters train: adapters only on the layers on either side of the removed blocks (14 and 15
+# of the 26), at rank 64 (128 rank-layers against rank 8 on all 26 layers' 208), same steps.
+ARMS["choice_target_next_to_removed"] = _changed("choice_target", "distillation.lora.layers=next_to_removed",
+                                                 "distillation.lora.r=64", "distillation.lora.alpha=128")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score",
            "fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"]
 

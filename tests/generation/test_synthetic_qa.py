@@ -165,3 +165,5 @@ def test_a_killed_gate_resumes_with_the_decided_plans_kept(tmp_path):
     kept, report = quality_gate(plans, again, TEMPLATES, stricter, store, plans_per_save=2)
     assert again.calls == 6 and kept.empty
     assert dict(zip(report["outcome"], report["items"]))["dropped (judge: score below threshold)"] == 6
+    dropped = [json.loads(line) for line in store.path.read_text(encoding="utf-8").splitlines()][-6:]
+    assert [record["last_output"] for record in dropped] == [items[c] for c in contexts]

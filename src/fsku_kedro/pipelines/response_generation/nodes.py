@@ -136,10 +136,12 @@ def _through_gate(
     plans: list[dict[str, Any]], backend: GenerationBackend, templates: dict[str, str], settings: SyntheticQASettings
 ) -> list[dict[str, Any]]:
     """Per plan, ``{"outcome": "accepted", "item": <item>}`` or ``{"outcome": "dropped (<reason>)",
-    "item": None}`` after the writer, the checks, the judge and the retries."""
+    "item": None, "last_output": <the writer's last text>}`` after the writer, the checks, the judge
+    and the retries (the last output shows, in the progress file, why items fail)."""
     writing, judging = settings.writer, settings.judge
     accepted: dict[int, dict[str, Any]] = {}
     last_reason: dict[int, str] = {}
+    last_output: dict[int, str] = {}
     pending = list(range(len(plans)))
     for attempt in range(1 + settings.max_regenerations):
         if not pending:
@@ -152,6 +154,7 @@ def _through_gate(
         candidates, retry = [], []
         for index, output in zip(pending, outputs):
             plan = plans[index]
+            last_output[index] = output.text
             try:
                 item = build_item(
                     parse_item(output.text), plan["type"], f"qa-{plan['chunk_id']}-{attempt}", [plan["chunk_id"]],
@@ -175,7 +178,8 @@ def _through_gate(
         logger.debug("Synthetic QA attempt %d: %d accepted so far, %d to retry", attempt + 1, len(accepted),
                      len(pending))
     return [{"outcome": "accepted", "item": accepted[i]} if i in accepted
-            else {"outcome": f"dropped ({last_reason[i]})", "item": None} for i in range(len(plans))]
+            else {"outcome": f"dropped ({last_reason[i]})", "item": None, "last_output": last_output[i]}
+            for i in range(len(plans))]
 
 
 def build_prompt_set(
