@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from fsku_kedro.generation.backends import Completion
+from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.generation.synthetic_qa import (
     ItemRejected,
     build_item,
@@ -85,7 +86,7 @@ def test_scores_and_near_duplicates():
     assert near_duplicates(questions, 0.8) == {1}
 
 
-def test_gate_accepts_retries_and_drops_with_reasons():
+def test_gate_accepts_retries_and_drops_with_reasons(tmp_path):
     good = mc("전자금융업 등록 자본금은?", ["1억 원", "3억 원", "5억 원", "7억 원"], 2)
     fixed = mc("접근매체 분실 시 의무는?", ["신고", "방치", "양도", "대여"], 1)
     weak = mc("약한 문제?", ["가", "나", "다", "라"], 3)
@@ -100,7 +101,8 @@ def test_gate_accepts_retries_and_drops_with_reasons():
         },
         scores={"전자금융업 등록": 9, "접근매체 분실": 8, "약한 문제": 3},
     )
-    items, report = quality_gate([plan(c) for c in ["문서A", "문서B", "문서C", "문서D", "문서E"]], teacher, TEMPLATES, GATE)
+    items, report = quality_gate([plan(c) for c in ["문서A", "문서B", "문서C", "문서D", "문서E"]], teacher, TEMPLATES, GATE,
+                                 ResponseStore(tmp_path / "gate.jsonl"))
     outcomes = dict(zip(report["outcome"], report["items"]))
     assert sorted(items["question"]) == ["전자금융업 등록 자본금은?", "접근매체 분실 시 의무는?"]
     assert outcomes["accepted"] == 2
@@ -111,14 +113,15 @@ def test_gate_accepts_retries_and_drops_with_reasons():
     assert all(answer in choices for answer, choices in zip(items["answer"], items["choices"]))
 
 
-def test_gate_on_a_real_tiny_model_counts_every_item(tiny_llama_dir):
+def test_gate_on_a_real_tiny_model_counts_every_item(tiny_llama_dir, tmp_path):
     from fsku_kedro.generation.backends import TransformersBackend
     from fsku_kedro.models import ModelBundle
     from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
 
     bundle = ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny")
     plans = [plan("문서 하나"), plan("문서 둘", "descriptive")]
-    items, report = quality_gate(plans, TransformersBackend(bundle, show_progress=False), TEMPLATES, GATE)
+    items, report = quality_gate(plans, TransformersBackend(bundle, show_progress=False), TEMPLATES, GATE,
+                                 ResponseStore(tmp_path / "gate.jsonl"))
     assert report["items"].sum() == len(plans) + report.set_index("outcome")["items"].get(
         "dropped (near-duplicate question)", 0)
     assert isinstance(items, pd.DataFrame)
@@ -138,8 +141,6 @@ class KilledAfter(ScriptedTeacher):
 
 
 def test_a_killed_gate_resumes_with_the_decided_plans_kept(tmp_path):
-    from fsku_kedro.generation.store import ResponseStore
-
     contexts = [f"문서{n}" for n in range(6)]
     items = {c: mc(f"{c}의 핵심 의무는?", ["가", "나", "다", "라"], 1) for c in contexts}
     scores = {f"{c}의 핵심": 9 for c in contexts}
@@ -155,7 +156,7 @@ def test_a_killed_gate_resumes_with_the_decided_plans_kept(tmp_path):
     kept, report = quality_gate(plans, resumed, TEMPLATES, GATE, store, plans_per_save=2)
     assert resumed.calls == 2  # one write and one judge call for the last pair only
     fresh, fresh_report = quality_gate(plans, ScriptedTeacher({c: [items[c]] for c in contexts}, scores), TEMPLATES,
-                                       GATE)
+                                       GATE, ResponseStore(tmp_path / "fresh.jsonl"))
     pd.testing.assert_frame_equal(kept, fresh)
     pd.testing.assert_frame_equal(report, fresh_report)
     assert dict(zip(report["outcome"], report["items"]))["accepted"] == 6

@@ -18,7 +18,6 @@ from string import Template
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fsku_kedro.answering.choice_scoring import option_token_sequences, score_choices
 from fsku_kedro.answering.debias import cyclic_scores
@@ -61,33 +60,27 @@ def teacher_targets(
     distribution (``one_pass``), both in the question's own option order. Finished questions are
     appended to ``store`` as they complete, so a restarted run computes only the rest."""
     run = fingerprint(teacher.name, {"template": template, **settings})
-    done = store.finished(run)
-    todo = [q for q in questions if q.ID not in done]
-    if done:
-        logger.info("Choice targets: %d of %d questions already computed with %s", len(questions) - len(todo),
-                    len(questions), teacher.name)
+    by_id = {q.ID: q for q in questions}
 
-    shown = {q.ID: q.choices for q in todo}
-    one_pass: dict[str, dict[int, float]] = {}
+    def compute(ids: list[str]) -> list[dict[str, Any]]:
+        batch = [by_id[i] for i in ids]
+        shown = {q.ID: q.choices for q in batch}
+        one_pass: dict[str, dict[int, float]] = {}
 
-    def score(batch: list[CompetitionQuestion]) -> list[dict[int, float]]:
-        choices = score_choices(teacher, [served_chat(q, template) for q in batch],
-                                [len(q.choices or {}) for q in batch], batch_size=batch_size)
-        for question, choice in zip(batch, choices):
-            if question.choices == shown[question.ID]:  # the unrotated pass is the one-pass answer
-                one_pass[question.ID] = choice.probabilities
-        return [choice.probabilities for choice in choices]
+        def score(rotated: list[CompetitionQuestion]) -> list[dict[int, float]]:
+            choices = score_choices(teacher, [served_chat(q, template) for q in rotated],
+                                    [len(q.choices or {}) for q in rotated], batch_size=batch_size)
+            for question, choice in zip(rotated, choices):
+                if question.choices == shown[question.ID]:  # the unrotated pass is the one-pass answer
+                    one_pass[question.ID] = choice.probabilities
+            return [choice.probabilities for choice in choices]
 
-    with tqdm(total=len(todo), desc=f"choice targets ({teacher.name})", unit="question") as progress:
-        for start in range(0, len(todo), questions_per_save):
-            batch = todo[start : start + questions_per_save]
-            averaged = cyclic_scores(batch, score)
-            records = [{"fingerprint": run, "prompt_id": q.ID, "target": _softmax(avg),
-                        "one_pass": [one_pass[q.ID][n] for n in sorted(one_pass[q.ID])]}
-                       for q, avg in zip(batch, averaged)]
-            store.append(records)
-            done.update({record["prompt_id"]: record for record in records})
-            progress.update(len(batch))
+        averaged = cyclic_scores(batch, score)
+        return [{"target": _softmax(avg), "one_pass": [one_pass[q.ID][n] for n in sorted(one_pass[q.ID])]}
+                for q, avg in zip(batch, averaged)]
+
+    done = store.complete(run, [q.ID for q in questions], compute, questions_per_save,
+                          f"choice targets ({teacher.name})", unit="question")
     return {q.ID: {"target": done[q.ID]["target"], "one_pass": done[q.ID]["one_pass"]} for q in questions}
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from fsku_kedro.hashing import json_hash
 
@@ -43,6 +46,32 @@ class ResponseStore:
                 except (json.JSONDecodeError, KeyError, TypeError):
                     self.skipped_lines += 1
                     logger.warning("%s: line %d is not a complete record; it will be regenerated", self.path, number)
+        return done
+
+    def complete(
+        self,
+        run_fingerprint: str,
+        keys: list[str],
+        compute: Callable[[list[str]], list[dict[str, Any]]],
+        per_save: int,
+        desc: str,
+        unit: str = "it",
+    ) -> dict[str, dict[str, Any]]:
+        """Every key's record for this fingerprint: those already on disk, and for the rest
+        ``compute(keys)`` (one record body per key, in order), ``per_save`` keys at a time, each
+        group appended as soon as it is computed, so a killed run loses at most one group."""
+        done = self.finished(run_fingerprint)
+        todo = list(dict.fromkeys(key for key in keys if key not in done))
+        if len(todo) < len(set(keys)):
+            logger.info("%s: %d of %d already in %s", desc, len(set(keys)) - len(todo), len(set(keys)), self.path)
+        with tqdm(total=len(todo), desc=desc, unit=unit) as bar:
+            for start in range(0, len(todo), per_save):
+                group = todo[start : start + per_save]
+                records = [{"fingerprint": run_fingerprint, "prompt_id": key, **body}
+                           for key, body in zip(group, compute(group), strict=True)]
+                self.append(records)
+                done.update({record["prompt_id"]: record for record in records})
+                bar.update(len(group))
         return done
 
     def append(self, records: list[dict[str, Any]]) -> None:

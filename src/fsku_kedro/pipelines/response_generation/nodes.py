@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from fsku_kedro.contracts import CompetitionQuestion, SyntheticQAPair, validate_records
 from fsku_kedro.evaluation.fsku_benchmark import descriptive_id, mc_id
@@ -85,7 +84,7 @@ def quality_gate(
     backend: GenerationBackend,
     templates: dict[str, str],
     settings: SyntheticQASettings,
-    progress: ResponseStore | None = None,
+    progress: ResponseStore,
     plans_per_save: int = 8,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write one item per plan; keep it if it passes the structural checks and the judge scores it
@@ -99,26 +98,14 @@ def quality_gate(
     run = fingerprint(backend.model_name, {
         "gate": settings.model_dump(include={"writer", "judge", "min_judge_score", "max_regenerations"}, mode="json"),
         "templates": json_hash([templates[name] for name in names])})
-    decided = progress.finished(run) if progress is not None else {}
-    keys = [_plan_key(plan) for plan in plans]
-    todo = [i for i, key in enumerate(keys) if key not in decided]
-    if len(todo) < len(plans):
-        logger.info("Synthetic QA: %d of %d plans already through the gate with %s", len(plans) - len(todo),
-                    len(plans), backend.model_name)
-    with tqdm(total=len(todo), desc=f"synthetic QA ({backend.model_name})", unit="item") as bar:
-        for start in range(0, len(todo), plans_per_save):
-            group = todo[start : start + plans_per_save]
-            records = [{"fingerprint": run, "prompt_id": keys[i], **outcome}
-                       for i, outcome in zip(group, _through_gate([plans[i] for i in group], backend, templates,
-                                                                  settings))]
-            if progress is not None:
-                progress.append(records)
-            decided.update({record["prompt_id"]: record for record in records})
-            bar.update(len(group))
+    by_key = {_plan_key(plan): plan for plan in plans}
+    decided = progress.complete(
+        run, list(by_key), lambda keys: _through_gate([by_key[key] for key in keys], backend, templates, settings),
+        plans_per_save, f"synthetic QA ({backend.model_name})", unit="item")
     outcomes: Counter[str] = Counter()
     accepted = []
-    for key in keys:
-        record = decided[key]
+    for plan in plans:
+        record = decided[_plan_key(plan)]
         if record["item"] is None:
             outcomes[record["outcome"]] += 1
         else:
