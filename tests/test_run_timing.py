@@ -16,6 +16,10 @@ def test_spans_table_and_record(tmp_path):
     times.mark("score", 9.5)
     times.mark("score", 10.0)
     times.failed.add("score")
+    times.write(tmp_path / "partial.json")  # as after each node: the table so far, not finished
+    partial = json.loads((tmp_path / "partial.json").read_text(encoding="utf-8"))
+    assert partial["finished"] is False and partial["pipeline_seconds"] > 0
+    assert [row["node"] for row in partial["nodes"]] == ["load", "train", "score"]
     times.finish(10.0)
 
     assert times.rows() == [("load", 2.0), ("train", 7.0), ("score", 0.5)]
@@ -27,6 +31,6 @@ def test_spans_table_and_record(tmp_path):
 
     times.write(tmp_path / "logs" / "node_times.json")
     record = json.loads((tmp_path / "logs" / "node_times.json").read_text(encoding="utf-8"))
-    assert record["pipeline_seconds"] == 10.0
+    assert record["pipeline_seconds"] == 10.0 and record["finished"] is True
     assert [row["node"] for row in record["nodes"]] == ["load", "train", "score"]
     assert [row["failed"] for row in record["nodes"]] == [False, False, True]

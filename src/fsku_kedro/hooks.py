@@ -161,7 +161,8 @@ class RunTimingHook:
     """Logs the compute dtype ``auto`` stands for, then times every node (from loading its first input
     to saving its last output); at the end of the run, failed or not, logs the per-node table, writes it
     to ``logs/node_times.json`` and, while an MLflow run is open, logs each node's seconds
-    (``node_seconds.<node>``)."""
+    (``node_seconds.<node>``). The table so far is written after every node too, so a killed run
+    leaves the times of the nodes it finished (``finished: false``)."""
 
     def __init__(self) -> None:
         self._times: NodeTimes | None = None
@@ -195,6 +196,7 @@ class RunTimingHook:
         self._mark(node)
         if self._times is None:
             return
+        self._times.write(self._project / NODE_TIMES_FILE)
         import mlflow
 
         if mlflow.active_run() is not None:

@@ -49,7 +49,7 @@ class NodeTimes:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"pipeline_seconds": round(self.total, 2),
+        return {"pipeline_seconds": round(self.total, 2), "finished": self.finished is not None,
                 "nodes": [{"node": name, "seconds": round(seconds, 2), "failed": name in self.failed}
                           for name, seconds in self.rows()]}
 
