@@ -6,8 +6,9 @@ project's multiple-choice answer template as a training prompt: options shuffled
 test set reuses FSKU stems this way), another question's options, the stem alone, and the last two
 with one particle of the stem changed (은/는, 이/가, 을/를, 의/에, 와/과, 로/으로). False drops: prompts made
 from the knowledge base that share no evaluation question, namely the FSKU-style multiple-choice
-prompts of ``compression/calibration.py`` (closed book and with the chunk as context) and, where
-the environment has written them, its synthetic items. Every prompt goes through the node itself
+prompts of ``compression/calibration.py`` (closed book and with the chunk as context), the
+descriptive questions on its sections that the prompt set takes (``prompt_set.corpus_descriptive``)
+and, where the environment has written them, its synthetic items. Every prompt goes through the node itself
 with the typed default settings.
 
     python benchmarks/decontamination_recall.py                       # base environment
@@ -109,13 +110,14 @@ def main() -> int:
 
     clean: dict[str, list[str]] = {"knowledge-base MC prompts": multiple_choice_prompts(
         catalog.load("chunks"), CORPUS_PROMPTS, args.seed, templates)}
-    if catalog.exists("synthetic_qa"):
-        samples, users = catalog.load("sample_questions"), catalog.load("user_instructions")
-        candidates, _ = build_prompt_set(catalog.load("synthetic_qa"), samples, users.iloc[0:0],
-                                         catalog.load("prompt_templates"), PromptSetSettings())
-        synthetic = candidates.loc[candidates["source"] == "synthetic", "prompt"].tolist()
-        if synthetic:
-            clean["synthetic items"] = synthetic
+    synthetic_qa = catalog.load("synthetic_qa") if catalog.exists("synthetic_qa") else pd.DataFrame(columns=["qa_id"])
+    candidates, _ = build_prompt_set(synthetic_qa, catalog.load("chunks"), catalog.load("sample_questions"),
+                                     catalog.load("user_instructions").iloc[0:0], catalog.load("prompt_templates"),
+                                     PromptSetSettings(corpus_descriptive=CORPUS_PROMPTS))
+    for source, kind in (("corpus", "knowledge-base descriptive prompts"), ("synthetic", "synthetic items")):
+        prompts = candidates.loc[candidates["source"] == source, "prompt"].tolist()
+        if prompts:
+            clean[kind] = prompts
 
     def stem(text: str) -> str:
         return normalised(split_options(text)[0])

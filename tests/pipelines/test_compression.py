@@ -24,7 +24,13 @@ from fsku_kedro.pipelines.compression.nodes import build_calibration_set
 from fsku_kedro.pipelines.response_generation.nodes import build_prompt_set
 from tests.conftest import settings_params
 from tests.pipelines.test_distillation import sample_labels
-from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions
+from tests.pipelines.test_response_generation import (
+    NO_CHUNKS,
+    PROMPT_SET,
+    TEMPLATES,
+    no_user_data,
+    sample_questions,
+)
 
 CALIBRATION = CompressionSettings(calibration=CalibrationSettings(calibration_samples=6, prompt_share=0.5,
                                                                   held_out_share=0.3, held_out_chunks=4))
@@ -81,8 +87,8 @@ def test_pipeline_quantizes_serves_and_reports(tiny_llama_dir, tiny_embedder, tm
         "report": CompressionReportSettings(level="full", max_tokens=64, speed_prompts=2,
                                             generation=GenerationSettings(batch_size=4, max_new_tokens=4)),
     })
-    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), sample_questions(), no_user_data(), TEMPLATES,
-                                PROMPT_SET)
+    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), NO_CHUNKS, sample_questions(), no_user_data(),
+                                TEMPLATES, PROMPT_SET)
     data = {
         "distilled_student@path": str(student_store.last_saved_path),
         "chunks": _chunks(),

@@ -23,7 +23,13 @@ from fsku_kedro.pipelines.distillation.nodes import select_best_round
 from tests.conftest import sample_set, settings_params
 from tests.distillation.conftest import training_parameters
 from tests.pipelines.test_knowledge_base import KeptDataset
-from tests.pipelines.test_response_generation import PROMPT_SET, TEMPLATES, no_user_data, sample_questions
+from tests.pipelines.test_response_generation import (
+    NO_CHUNKS,
+    PROMPT_SET,
+    TEMPLATES,
+    no_user_data,
+    sample_questions,
+)
 from tests.test_benchmark_validation import _benchmark
 
 
@@ -49,7 +55,7 @@ def test_rounds_shape_the_graph():
 
 def test_held_out_questions_are_the_ones_the_prompt_set_left_out():
     prompts, split = response_generation.nodes.build_prompt_set(
-        pd.DataFrame(columns=["qa_id"]), sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
+        pd.DataFrame(columns=["qa_id"]), NO_CHUNKS, sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
     questions, labels = held_out_questions(sample_questions(), sample_labels(), split)
     assert questions and len(questions) + (prompts.source == "sample").sum() == len(sample_questions())
     assert all(q.ID in labels for q in questions)

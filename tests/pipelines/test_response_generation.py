@@ -23,6 +23,7 @@ from tests.conftest import PROJECT_ROOT, sample_set, settings_params
 
 TEMPLATES = {p.stem: p.read_text for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
 PROMPT_SET = PromptSetSettings(validation_share=0.25)
+NO_CHUNKS = pd.DataFrame(columns=["chunk_id", "section", "chunk_type", "content"])
 
 
 def sample_questions():
@@ -44,7 +45,7 @@ def test_prompt_set_is_never_empty_and_splits_cleanly():
     )
     users = pd.DataFrame({"prompt": ["망분리를 설명하세요.", "망분리를 설명하세요.  "], "reference": ["", ""],
                           "line": [1, 2]})
-    prompts, split = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
+    prompts, split = build_prompt_set(synthetic, NO_CHUNKS, sample_questions(), users, TEMPLATES, PROMPT_SET)
     assert prompts["prompt_id"].is_unique, "duplicates (up to spacing) are removed"
     assert set(prompts["source"]) == {"synthetic", "sample", "user"}
     n_sample = (prompts["source"] == "sample").sum()
@@ -54,13 +55,32 @@ def test_prompt_set_is_never_empty_and_splits_cleanly():
     assert set(prompts["split"]) == {"train", "validation"}
     synthetic_prompt = prompts[prompts.source == "synthetic"]["prompt"].item()
     assert "등록 자본금은?\n1 1억 원\n2 3억 원" in synthetic_prompt, "items are written in the competition format"
-    again, split_again = build_prompt_set(synthetic, sample_questions(), users, TEMPLATES, PROMPT_SET)
+    again, split_again = build_prompt_set(synthetic, NO_CHUNKS, sample_questions(), users, TEMPLATES, PROMPT_SET)
     pd.testing.assert_frame_equal(prompts, again)
     pd.testing.assert_frame_equal(split, split_again)
-    only_samples, _ = build_prompt_set(synthetic.iloc[0:0], sample_questions(), no_user_data(), TEMPLATES, PROMPT_SET)
+    only_samples, _ = build_prompt_set(synthetic.iloc[0:0], NO_CHUNKS, sample_questions(), no_user_data(), TEMPLATES,
+                                       PROMPT_SET)
     assert len(only_samples) == n_sample
     by_prompt = only_samples.groupby("prompt")["split"].nunique()
     assert (by_prompt == 1).all()
+
+
+def test_descriptive_questions_from_the_knowledge_base_join_the_prompt_set():
+    chunks = pd.DataFrame({"chunk_id": ["c1", "c2", "c3"], "chunk_type": ["article", "body", "title"],
+                           "section": ["전자금융거래법 제8조(오류의 정정 등)", "안내서 > 2. 접근통제 모델", "안내서"],
+                           "content": ["이용자는 오류를 안 때 정정을 요구할 수 있다.", "역할 기반 접근통제를 쓴다.", "안내서"]})
+    settings = PromptSetSettings(validation_share=0.25, corpus_descriptive=5)
+    prompts, _ = build_prompt_set(pd.DataFrame(columns=["qa_id"]), chunks, sample_questions(), no_user_data(),
+                                  TEMPLATES, settings)
+    corpus = prompts[prompts["source"] == "corpus"]
+    assert len(corpus) == 2 and set(corpus["question_type"]) == {"descriptive"}
+    head = TEMPLATES["answer_descriptive"]().split("$question")[0]
+    assert all(prompt.startswith(head) for prompt in corpus["prompt"]), "in the descriptive answer template"
+    article = corpus[corpus["prompt"].str.contains("오류의 정정")]
+    assert article["reference"].item() == "이용자는 오류를 안 때 정정을 요구할 수 있다.", "the section's text"
+    without, _ = build_prompt_set(pd.DataFrame(columns=["qa_id"]), chunks, sample_questions(), no_user_data(),
+                                  TEMPLATES, PROMPT_SET)
+    assert "corpus" not in set(without["source"]), "none by default"
 
 
 def _responses(prompts, texts, tokens=10):
@@ -183,7 +203,8 @@ def test_decontamination_drops_planted_near_copies_and_names_what_they_copy():
     from fsku_kedro.pipelines.response_generation.nodes import decontaminate
 
     questions = sample_questions()
-    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), questions, no_user_data(), TEMPLATES, PROMPT_SET)
+    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), NO_CHUNKS, questions, no_user_data(), TEMPLATES,
+                                PROMPT_SET)
     held_out = set(split.loc[split["split"] == "held_out", "ID"])
     held = max((q for q in questions if q.ID in held_out), key=lambda q: len(q.parsed_question))
     fsku = pd.DataFrame({"Question": ["전자금융거래법상 전자금융업자가 이용자에게 제공해야 하는 약관의 명시 의무에 관한 설명으로 옳지 않은 것은?\n"
@@ -194,7 +215,8 @@ def test_decontamination_drops_planted_near_copies_and_names_what_they_copy():
         "전자금융업자가 이용자에게 제공해야 하는 약관의 명시 의무에 관한 설명으로 옳지 않은 것은? 답만 쓰시오.",
         "클라우드 컴퓨팅 서비스의 보안 인증 제도를 한국어로 자세히 설명하세요.",
     ], "reference": ["", "", ""], "line": [1, 2, 3]})
-    candidates, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), questions, users, TEMPLATES, PROMPT_SET)
+    candidates, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), NO_CHUNKS, questions, users, TEMPLATES,
+                                         PROMPT_SET)
     clean, report, metrics = decontaminate(candidates, questions, split, questions, fsku, pd.DataFrame(),
                                            DecontaminationSettings())
     matched = dict(zip(report["evaluation_set"], report["evaluation_id"]))

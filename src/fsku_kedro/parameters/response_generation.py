@@ -22,6 +22,9 @@ class SyntheticQASettings(Settings):
 
 class PromptSetSettings(Settings):
     sample_train_share: float = Field(0.5, ge=0.0, le=1.0)  # the sample questions' train split
+    # Descriptive questions on the knowledge base's sections (law articles, guide headings), one per
+    # section, for the teacher to answer: pair prompts that need no writer (knowledge/corpus_questions.py).
+    corpus_descriptive: NonNegativeInt = 0
     validation_share: float = Field(0.2, ge=0.0, lt=1.0)  # seeded split by prompt hash
     seed: int = 0
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fsku_kedro.compression.calibration import multiple_choice_questions
+from fsku_kedro.knowledge.corpus_questions import multiple_choice_questions
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
 from fsku_kedro.distillation.choice_targets import question_of, served_chat, target_frame, teacher_targets
 from fsku_kedro.distillation.launch import run_launched

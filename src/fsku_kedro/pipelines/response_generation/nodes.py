@@ -31,6 +31,7 @@ from fsku_kedro.generation.synthetic_qa import (
     writer_chat,
 )
 from fsku_kedro.hashing import json_hash, stable_hash, unit_hash
+from fsku_kedro.knowledge.corpus_questions import descriptive_questions
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.response_generation import (
     DecontaminationSettings,
@@ -171,12 +172,14 @@ def _through_gate(
 
 def build_prompt_set(
     synthetic_qa: pd.DataFrame,
+    chunks: pd.DataFrame,
     sample_questions: list[CompetitionQuestion],
     user_instructions: pd.DataFrame,
     prompt_templates: dict[str, Callable[[], str]],
     settings: PromptSetSettings,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Synthetic items, the sample questions' train split and any user instructions, de-duplicated
+    """Synthetic items, descriptive questions made from the knowledge base's sections
+    (``corpus_descriptive``), the sample questions' train split and any user instructions, de-duplicated
     and split into train / validation by a seeded hash of the prompt (never in both); and the
     sample questions' split (``ID``, ``split``: train or held_out), which the validation of later
     stages reads."""
@@ -191,6 +194,8 @@ def build_prompt_set(
     records = synthetic_qa.astype(object).where(synthetic_qa.notna(), None).to_dict("records")
     for item in validate_records(records, SyntheticQAPair, source="synthetic_qa"):
         add(competition_text(item), item.question_type, "synthetic", item.answer)
+    for text, question in descriptive_questions(chunks, settings.corpus_descriptive, settings.seed):
+        add(question, "descriptive", "corpus", text)
     split = pd.DataFrame(
         [{"ID": q.ID, "split": "train" if unit_hash(settings.seed, "sample", q.ID) < settings.sample_train_share
           else "held_out"} for q in sample_questions],
@@ -216,7 +221,8 @@ def build_prompt_set(
         split["split"].value_counts().to_dict(),
     )
     if frame.empty:
-        raise ValueError("the prompt set is empty: no synthetic item, sample question or user instruction")
+        raise ValueError("the prompt set is empty: no synthetic item, corpus question, sample question or user "
+                         "instruction")
     return frame[PROMPT_SET_COLUMNS], split
 
 

@@ -27,6 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 build_prompt_set,
                 inputs=[
                     "synthetic_qa",
+                    "chunks",
                     "sample_questions",
                     "user_instructions",
                     "prompt_templates",

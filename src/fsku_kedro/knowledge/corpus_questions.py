@@ -1,0 +1,96 @@
+"""Questions made from the knowledge base, never from an evaluation set: FSKU-style multiple choice
+(the correct option is a sentence of the chunk, the others are sentences of other documents) and
+descriptive questions on a chunk's section (a law article or a guide's heading), each with the text
+that answers it. Compression calibrates on them, the choice targets train on them and the prompt
+set takes them as prompts for the teacher.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from fsku_kedro.hashing import unit_hash
+
+STEMS = (
+    "다음 중 {topic}에 관한 설명으로 가장 적절한 것은?",
+    "다음 중 {topic}의 내용으로 옳은 것은?",
+    "{topic}에 대한 설명 중 맞는 것은?",
+)
+SENTENCE_END = re.compile(r"(?<=[다요음함임\.])\s+")
+OPTION_CHARS = (15, 160)  # a sentence this long makes a plausible option
+ARTICLE = re.compile(r"^(?P<law>.+?)\s+(?P<article>제\d+조(?:의\d+)?)\s*\((?P<topic>[^()]+)\)\s*$")
+HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[가-하]\.)(?:\s+|$)")
+ARTICLE_STEMS = (
+    "{law} {article}({topic})의 주요 내용을 설명하세요.",
+    "{law}에서 정하는 {topic}에 관하여 설명하세요.",
+)
+HEADING_STEMS = (
+    "{title}에서 다루는 '{heading}'의 주요 내용을 설명하세요.",
+    "{heading}에 관하여 {title}의 내용을 바탕으로 설명하세요.",
+)
+
+
+def _sentences(text: str) -> list[str]:
+    pieces = (re.sub(r"\s+", " ", s).strip(" -*#|") for s in SENTENCE_END.split(text))
+    return [s for s in pieces if OPTION_CHARS[0] <= len(s) <= OPTION_CHARS[1]]
+
+
+def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int) -> list[tuple[str, str]]:
+    """``count`` four-option questions, each about one chunk, as (the chunk's text, the question): the
+    correct option is one of its sentences, the others are sentences of other documents."""
+    if count == 0:
+        return []
+    rows = [(str(r.doc_id), str(r.title or r.doc_id), _sentences(str(r.content))) for r in chunks.itertuples()]
+    rows = [row for row in rows if row[2]]
+    rows.sort(key=lambda row: unit_hash(seed, "mc_prompt", row[2][0]))
+    pool = [(doc, sentence) for doc, _, sentences in rows for sentence in sentences]
+    if len({doc for doc, _ in pool}) < 2:
+        raise ValueError("multiple-choice questions from the corpus need sentences from at least two documents")
+    questions = []
+    for n in range(count):
+        doc, topic, sentences = rows[n % len(rows)]
+        answer = sentences[n // len(rows) % len(sentences)]
+        others = sorted((item for item in pool if item[0] != doc), key=lambda item: unit_hash(seed, n, item[1]))
+        options = [answer] + [sentence for _, sentence in others[:3]]
+        options.sort(key=lambda text: unit_hash(seed, "order", n, text))
+        stem = STEMS[n % len(STEMS)].format(topic=topic)
+        questions.append((" ".join(sentences),
+                          "\n".join([stem] + [f"{i} {text}" for i, text in enumerate(options, start=1)])))
+    return questions
+
+
+def descriptive_question(section: str, variant: int) -> str | None:
+    """A descriptive question on a chunk's section: a law article (``<law> 제N조(<topic>)``) or a
+    guide's heading (``<title> > <n>. <heading>``), in one of two wordings; None for any other section
+    (a document title alone asks nothing particular)."""
+    article = ARTICLE.match(section.strip())
+    if article:
+        return ARTICLE_STEMS[variant % len(ARTICLE_STEMS)].format(**article.groupdict())
+    if " > " in section:
+        title, heading = section.split(" > ", 1)
+        heading = HEADING_NUMBER.sub("", heading.split(" > ")[-1]).strip()
+        if heading:
+            return HEADING_STEMS[variant % len(HEADING_STEMS)].format(title=title.strip(), heading=heading)
+    return None
+
+
+def descriptive_questions(chunks: pd.DataFrame, count: int, seed: int) -> list[tuple[str, str]]:
+    """Up to ``count`` descriptive questions, one per section of the knowledge base (a seeded choice), as
+    (the section's text, the question); fewer when the chunks hold fewer sections with a question."""
+    if count == 0:
+        return []
+    texts: dict[str, list[str]] = {}
+    for row in chunks.itertuples():
+        if row.chunk_type != "title" and row.section:
+            texts.setdefault(str(row.section), []).append(str(row.content))
+    sections = sorted(texts, key=lambda section: unit_hash(seed, "descriptive", section))
+    questions = []
+    for section in sections:
+        question = descriptive_question(section, int(unit_hash(seed, "wording", section) * 2))
+        if question is not None:
+            questions.append(("\n".join(texts[section]), question))
+        if len(questions) == count:
+            break
+    return questions
