@@ -58,6 +58,16 @@ ARMS["choice_target_400"] = _changed("choice_target", "distillation.choice_targe
 # of the 26), at rank 64 (128 rank-layers against rank 8 on all 26 layers' 208), same steps.
 ARMS["choice_target_next_to_removed"] = _changed("choice_target", "distillation.lora.layers=next_to_removed",
                                                  "distillation.lora.r=64", "distillation.lora.alpha=128")
+# The losses on the teacher's responses (the pairs: prompt-set prompts, most of them descriptive questions on
+# the knowledge base's sections), at the first arm's training compute: 72 steps of 4 rows, split evenly
+# between the rounds of a two-round schedule. ``choice_target`` after ``seqkd`` trains its round on
+# the first arm's choice targets.
+PAIR_TRAINING = ["distillation.training.per_device_train_batch_size=4", "distillation.training.save_steps=10"]
+for name, schedule, steps in [("seqkd", "seqkd", 72), ("kd", "kd", 72), ("distillm_v2", "distillm_v2", 72),
+                              ("seqkd_distillm_v2", "seqkd distillm_v2", 36),
+                              ("seqkd_choice_target", "seqkd choice_target", 36)]:
+    ARMS[name] = [f"distillation.schedule={schedule}", f"distillation.training.max_steps={steps}", *PAIR_TRAINING]
+ARMS["seqkd_choice_target"].append("distillation.choice_targets.corpus_questions=160")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score",
            "fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"]
 
@@ -72,13 +82,15 @@ def _latest(pattern: str) -> Path | None:
 
 
 def rounds() -> dict[str, dict]:
-    """Each round's latest validation report (round_0: the undistilled student)."""
-    reports = {}
-    for folder in sorted(OUTPUTS.glob("08_reporting/round_*")):
-        latest = _latest(f"08_reporting/{folder.name}/validation_report.json/*/validation_report.json")
-        if latest is not None:
-            reports[folder.name] = json.loads(latest.read_text(encoding="utf-8"))
-    return reports
+    """Each round's latest validation report (round_0: the undistilled student), of the latest run only:
+    a round whose latest report is older than round 0's belongs to an earlier arm with more rounds."""
+    latest = {folder.name: _latest(f"08_reporting/{folder.name}/validation_report.json/*/validation_report.json")
+              for folder in sorted(OUTPUTS.glob("08_reporting/round_*"))}
+    if latest.get("round_0") is None:
+        return {}
+    started = latest["round_0"].parent.name  # Kedro versions are UTC timestamps that sort as text
+    return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in latest.items()
+            if path is not None and path.parent.name >= started}
 
 
 def main() -> int:
