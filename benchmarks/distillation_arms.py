@@ -68,6 +68,10 @@ for name, schedule, steps in [("seqkd", "seqkd", 72), ("kd", "kd", 72), ("distil
                               ("seqkd_choice_target", "seqkd choice_target", 36)]:
     ARMS[name] = [f"distillation.schedule={schedule}", f"distillation.training.max_steps={steps}", *PAIR_TRAINING]
 ARMS["seqkd_choice_target"].append("distillation.choice_targets.corpus_questions=160")
+# Each training question in two option orders per epoch (its own and one other, the target following
+# its options), one epoch: the first arm's 72 steps, but no question is seen twice in the same order.
+ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_targets.orders=2",
+                                        "distillation.training.num_train_epochs=1")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score",
            "fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"]
 

@@ -11,7 +11,7 @@ from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.distillation.choice_targets import question_of, served_chat, teacher_targets
 from fsku_kedro.questions import shuffled
-from fsku_kedro.distillation.choice_trainer import choice_kl, sharpened
+from fsku_kedro.distillation.choice_trainer import choice_kl, choice_rows, reorderings, sharpened
 from fsku_kedro.distillation.training import train_round
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.parameters.distillation import DistillationSettings
@@ -67,6 +67,32 @@ def test_sharpened_targets_keep_their_order_and_one_is_unchanged():
     sharp = sharpened(target, 0.5)
     assert sharp == pytest.approx([0.16 / 0.30, 0.09 / 0.30, 0.04 / 0.30, 0.01 / 0.30, 0.0])
     assert sharpened(target, 2.0)[0] < 0.4 < sharp[0], "above 1 flattens, below 1 sharpens"
+
+
+def _target_row(question, target):
+    shown = shuffled(question, 0)
+    return {"question_id": shown.ID, "question": shown.Question, "split": "train", "option_count": len(target),
+            "prompt": TEMPLATE.replace("$question", shown.Question), "target": target}
+
+
+def test_other_option_orders_keep_each_options_probability(student):
+    row = _target_row(QUESTIONS[1], [0.5, 0.2, 0.15, 0.1, 0.05])
+    shown = parse_question("q2", question_of(row["prompt"], TEMPLATE))
+    by_text = dict(zip(shown.choices.values(), row["target"]))
+    views = reorderings(row, 3)
+    assert len(views) == 3 and len({prompt for prompt, _ in views} | {row["prompt"]}) == 4, "all orders differ"
+    for prompt, target in views:
+        question = parse_question("q2", question_of(prompt, TEMPLATE))
+        assert question.parsed_question == shown.parsed_question
+        assert dict(zip(question.choices.values(), target)) == by_text, "each option keeps its probability"
+    small = _target_row(QUESTIONS[2], [0.6, 0.3, 0.1])
+    assert len(reorderings(small, 10)) == 5, "three options have only five other orders"
+
+    frame = pd.DataFrame([row, small])
+    rows = choice_rows(frame, student.tokenizer, orders=3)
+    assert len(rows) == 6 and len(choice_rows(frame, student.tokenizer)) == 2
+    assert rows[0]["target"] == pytest.approx(row["target"]), "the shown order comes first, unchanged"
+    assert len({tuple(r["input_ids"]) for r in rows[:3]}) == 3
 
 
 def test_teacher_targets_are_the_cyclic_average_and_a_restart_recomputes_nothing(teacher, tmp_path):

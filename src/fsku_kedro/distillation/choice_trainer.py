@@ -16,6 +16,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from fsku_kedro.distillation.choice_targets import single_token_options
+from fsku_kedro.questions import parse_question, shuffled, shuffled_order
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +31,40 @@ def sharpened(target: list[float], temperature: float) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
-def choice_rows(targets: Any, tokenizer: Any, temperature: float = 1.0) -> list[dict[str, Any]]:
+def reorderings(record: dict[str, Any], count: int) -> list[tuple[str, list[float]]]:
+    """Up to ``count`` more views of a target row: its prompt with the options in other seeded orders
+    (each different from the shown one and from each other, renumbered from 1) and its target
+    carried along, so each option text keeps its probability."""
+    question = parse_question(str(record["question_id"]), str(record["question"]))
+    size = len(question.choices or {})
+    seen, views, seed = {tuple(range(1, size + 1))}, [], 0
+    while len(views) < min(count, math.factorial(size) - 1):
+        seed += 1
+        order = shuffled_order(question, seed)
+        if tuple(order) in seen:
+            continue
+        seen.add(tuple(order))
+        prompt = str(record["prompt"]).replace(str(record["question"]), shuffled(question, seed).Question, 1)
+        views.append((prompt, [float(record["target"][original - 1]) for original in order]))
+    return views
+
+
+def choice_rows(targets: Any, tokenizer: Any, temperature: float = 1.0, orders: int = 1) -> list[dict[str, Any]]:
     """Tokenised rows (served prompt ids, option tokens, target sharpened by ``temperature``) of a
-    choice-target frame; questions whose option numbers take several tokens are left out and counted."""
+    choice-target frame, each question in its own option order and ``orders`` - 1 more seeded
+    orders; questions whose option numbers take several tokens are left out and counted."""
     rows, skipped = [], 0
     for record in targets.to_dict("records"):
         options = single_token_options(tokenizer, int(record["option_count"]))
         if options is None:
             skipped += 1
             continue
-        chat = [{"role": "user", "content": str(record["prompt"])}]
-        ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
-                        add_special_tokens=False)["input_ids"]
-        rows.append({"input_ids": ids, "option_tokens": options, "target": sharpened(record["target"], temperature)})
+        shown = [(str(record["prompt"]), list(record["target"])), *reorderings(record, orders - 1)]
+        for prompt, target in shown:
+            chat = [{"role": "user", "content": prompt}]
+            ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
+                            add_special_tokens=False)["input_ids"]
+            rows.append({"input_ids": ids, "option_tokens": options, "target": sharpened(target, temperature)})
     if skipped:
         logger.warning("Choice targets: %d questions left out, their option numbers take several tokens", skipped)
     return rows
@@ -95,13 +117,14 @@ class ChoiceTargetTrainer(Trainer):
 
 
 def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str, Any],
-                   peft_config: Any, callbacks: list | None = None, temperature: float = 1.0) -> ChoiceTargetTrainer:
-    """The trainer over the train split of ``targets`` (validation rows, when present, for its eval loss),
-    each target sharpened by ``temperature``."""
+                   peft_config: Any, callbacks: list | None = None, temperature: float = 1.0,
+                   orders: int = 1) -> ChoiceTargetTrainer:
+    """The trainer over the train split of ``targets`` in ``orders`` option orders per question
+    (validation rows, in their own order, for its eval loss), each target sharpened by ``temperature``."""
     from datasets import Dataset
     from peft import get_peft_model
 
-    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature)
+    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature, orders)
     if not train:
         raise ValueError("a choice_target round has no training question: the prompt set holds no multiple-choice "
                          "item and distillation.choice_targets.corpus_questions is 0")

@@ -74,6 +74,10 @@ class ChoiceTargetSettings(Settings):
     # Training reads each target sharpened to p ** (1 / temperature), renormalised; the stored targets
     # stay the teacher's, so arms that differ only here share them.
     temperature: float = Field(1.0, gt=0.0)
+    # Each training question is shown in this many option orders per epoch: its own and orders - 1
+    # other seeded ones, each option keeping its probability (the cyclic average approximates the
+    # teacher's preference among the option texts, wherever they stand).
+    orders: PositiveInt = 1
 
 
 class LoraSettings(Settings):

@@ -12,7 +12,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from fsku_kedro.knowledge.corpus_questions import multiple_choice_questions
 from fsku_kedro.contracts import CompetitionQuestion, LabelledAnswer
 from fsku_kedro.distillation.choice_targets import question_of, served_chat, target_frame, teacher_targets
 from fsku_kedro.distillation.launch import run_launched
@@ -25,6 +24,7 @@ from fsku_kedro.evaluation.fsku_benchmark import held_out_benchmark
 from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.hashing import json_hash, unit_hash
+from fsku_kedro.knowledge.corpus_questions import multiple_choice_questions
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.parameters.distillation import CHOICE_TARGET, DistillationSettings, ValidationSettings
