@@ -171,7 +171,8 @@ def main() -> int:
     print(f"\nset-up {state['setup']:.0f} s; kedro run {figures['kedro_run_s']:.0f} s (pipeline "
           f"{figures['pipeline_s']:.0f} s); package {state['package']:.0f} s; replay {replay_s:.0f} s\n")
     print_table(["questions", "FSKU score", "MC accuracy", "descriptive score"], [
-        [name, *(figures[key].get(column, "") for column in ("fsku_score", "mc_accuracy", "descriptive_score"))]
+        [name, *(f"{value:.3f}" if isinstance(value := figures[key].get(column), float) else ""
+                 for column in ("fsku_score", "mc_accuracy", "descriptive_score"))]
         for name, key in (("sample test.csv", "sample_evaluation"),
                           ("FSKU benchmark (inference)", "fsku_benchmark_evaluation"))])
     print(f"\nrecorded in {path.relative_to(ROOT)}; clone in {clone}")
