@@ -19,6 +19,7 @@ with options shuffled. Records ``benchmarks/results/distillation_arms.<CPU kind>
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -80,21 +81,81 @@ def command(arm: str) -> list[str]:
     return ["kedro", "run", "--env", ENV, "--pipelines", PIPELINES, "--params", ",".join(ARMS[arm])]
 
 
+VALIDATION = "validation_report.json"
+
+
 def _latest(pattern: str) -> Path | None:
     found = sorted(OUTPUTS.glob(pattern))
     return found[-1] if found else None
 
 
-def rounds() -> dict[str, dict]:
-    """Each round's latest validation report (round_0: the undistilled student), of the latest run only:
-    a round whose latest report is older than round 0's belongs to an earlier arm with more rounds."""
-    latest = {folder.name: _latest(f"08_reporting/{folder.name}/validation_report.json/*/validation_report.json")
+def _latest_run(name: str) -> dict[str, Path]:
+    """Per round folder, the latest version of ``08_reporting/<round>/<name>``, of the latest run only: a
+    round whose latest version is older than round 0's belongs to an earlier arm with more rounds."""
+    latest = {folder.name: _latest(f"08_reporting/{folder.name}/{name}/*/{name}")
               for folder in sorted(OUTPUTS.glob("08_reporting/round_*"))}
-    if latest.get("round_0") is None:
+    started = _latest(f"08_reporting/round_0/{VALIDATION}/*/{VALIDATION}")
+    if started is None:
         return {}
-    started = latest["round_0"].parent.name  # Kedro versions are UTC timestamps that sort as text
-    return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in latest.items()
-            if path is not None and path.parent.name >= started}
+    # Kedro versions are UTC timestamps that sort as text, one per run.
+    return {round_name: path for round_name, path in latest.items()
+            if path is not None and path.parent.name >= started.parent.name}
+
+
+def rounds() -> dict[str, dict]:
+    """Each round's validation report of the latest run (round_0: the undistilled student)."""
+    return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in _latest_run(VALIDATION).items()}
+
+
+def read_curve(path: Path) -> dict[str, list[float]]:
+    """Training loss and eval loss by step from a round's ``training_log.csv``."""
+    with path.open(encoding="utf-8") as handle:
+        log = list(csv.DictReader(handle))
+    train = [row for row in log if row.get("loss")]
+    evaluation = [row for row in log if row.get("eval_loss")]
+    return {"step": [int(row["step"]) for row in train], "loss": [float(row["loss"]) for row in train],
+            "eval_step": [int(row["step"]) for row in evaluation],
+            "eval_loss": [float(row["eval_loss"]) for row in evaluation],
+            "log": path.relative_to(ROOT).as_posix()}
+
+
+def curves() -> dict[str, dict[str, list[float]]]:
+    """Each trained round's curves from the latest run's training logs."""
+    return {name: read_curve(path) for name, path in _latest_run("training_log.csv").items()}
+
+
+def plot(figures: dict, path: Path) -> None:
+    """Training loss (mean over 8 steps) of each arm's trained rounds, and held-out MC accuracy per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for arm, record in figures.items():
+        for name, curve in (record.get("curves") or {}).items():
+            loss = curve["loss"]
+            smooth = [sum(loss[max(0, i - 7):i + 1]) / len(loss[max(0, i - 7):i + 1]) for i in range(len(loss))]
+            left.plot(curve["step"], smooth, label=f"{arm} ({name})")
+    left.set(xlabel="step", ylabel="training loss (mean of 8 steps)", yscale="log",
+             title="Training loss per arm (arms with a kept log)")
+    left.legend(fontsize=7)
+    arms = list(figures)
+    best = [max((r for n, r in figures[a]["rounds"].items() if n != "round_0"),
+                key=lambda r: r.get("benchmark_shuffled_mc_accuracy") or 0.0) for a in arms]
+    undistilled = figures[arms[0]]["rounds"]["round_0"]
+    x = range(len(arms))
+    right.bar([i - 0.2 for i in x], [r["benchmark_own_mc_accuracy"] for r in best], width=0.4, label="own order")
+    right.bar([i + 0.2 for i in x], [r["benchmark_shuffled_mc_accuracy"] for r in best], width=0.4, label="shuffled")
+    right.axhline(undistilled["benchmark_shuffled_mc_accuracy"], color="grey", linestyle=":",
+                  label="undistilled, shuffled")
+    right.axhline(TARGET, color="red", linestyle="--", label=f"target {TARGET} (shuffled)")
+    right.set_xticks(list(x), arms, rotation=20, ha="right", fontsize=8)
+    right.set(ylabel="held-out MC accuracy (200 questions)", ylim=(0, 0.6), title="Best trained round per arm")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -126,6 +187,7 @@ def main() -> int:
         "rounds": {name: {key: report.get(key) for key in ["model", *COLUMNS, "benchmark_own_fallbacks",
                                                             "benchmark_shuffled_fallbacks"]}
                    for name, report in reports.items()},
+        "curves": curves(),
         "run_seconds": seconds,
         "pipeline_seconds": times.get("pipeline_seconds"),
         "nodes": times.get("nodes"),
@@ -142,7 +204,8 @@ def main() -> int:
     if times.get("nodes"):
         print(f"\nper node (pipeline {times['pipeline_seconds']:.0f} s):\n")
         print_table(["seconds", "node"], [[f"{row['seconds']:.0f}", row["node"]] for row in times["nodes"]])
-    print(f"\nrecorded in {path.relative_to(ROOT)}")
+    plot(figures, path.with_suffix(".png"))
+    print(f"\nrecorded in {path.relative_to(ROOT)}, curves in {path.with_suffix('.png').relative_to(ROOT)}")
     trained = [report for name, report in reports.items() if name != "round_0"]
     best = max(report.get("benchmark_shuffled_mc_accuracy") or 0.0 for report in trained)
     return verdict(best >= TARGET, f"a trained student at >= {TARGET} MC accuracy on the held-out questions with "
