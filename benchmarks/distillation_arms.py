@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from report import ROOT, cpu_line, print_table, result_path, verdict, write_result
+from report import ROOT, cpu_line, latest, print_table, result_path, verdict, write_result
 
 ENV = "qwen_coder_cpu"
 OUTPUTS = ROOT / "data" / ENV
@@ -84,21 +84,16 @@ def command(arm: str) -> list[str]:
 VALIDATION = "validation_report.json"
 
 
-def _latest(pattern: str) -> Path | None:
-    found = sorted(OUTPUTS.glob(pattern))
-    return found[-1] if found else None
-
-
 def _latest_run(name: str) -> dict[str, Path]:
     """Per round folder, the latest version of ``08_reporting/<round>/<name>``, of the latest run only: a
     round whose latest version is older than round 0's belongs to an earlier arm with more rounds."""
-    latest = {folder.name: _latest(f"08_reporting/{folder.name}/{name}/*/{name}")
+    newest = {folder.name: latest(OUTPUTS, f"08_reporting/{folder.name}/{name}/*/{name}")
               for folder in sorted(OUTPUTS.glob("08_reporting/round_*"))}
-    started = _latest(f"08_reporting/round_0/{VALIDATION}/*/{VALIDATION}")
+    started = latest(OUTPUTS, f"08_reporting/round_0/{VALIDATION}/*/{VALIDATION}")
     if started is None:
         return {}
-    # Kedro versions are UTC timestamps that sort as text, one per run.
-    return {round_name: path for round_name, path in latest.items()
+    # One version per run.
+    return {round_name: path for round_name, path in newest.items()
             if path is not None and path.parent.name >= started.parent.name}
 
 

@@ -18,22 +18,19 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from report import ROOT, cpu_line, print_table, verdict, write_result
+from report import ROOT, clone_beside_shared, cpu_line, print_table, run_logged, verdict, write_result
 
 TARGET_S = 12 * 60
 
 
 def _timed(command: list[str], cwd: Path, log: Path) -> float:
-    start = time.perf_counter()
-    with log.open("w", encoding="utf-8") as out:
-        done = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
+    code, seconds = run_logged(command, cwd, log)
+    if code != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-4000:]
-        raise SystemExit(f"{' '.join(command)} failed with exit code {done.returncode} (log: {log}):\n{tail}")
-    return time.perf_counter() - start
+        raise SystemExit(f"{' '.join(command)} failed with exit code {code} (log: {log}):\n{tail}")
+    return seconds
 
 
 def main() -> int:
@@ -42,11 +39,7 @@ def main() -> int:
     args = parser.parse_args()
     holder = Path(tempfile.mkdtemp(prefix="main-job-")) if args.keep is None else args.keep.resolve()
     holder.mkdir(parents=True, exist_ok=True)
-    clone = holder / "fsku_kedro"
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    shared = ROOT.parent / "shared"
-    if shared.is_dir() and not (holder / "shared").exists():
-        (holder / "shared").symlink_to(shared)  # ../shared as the clone sees it
+    clone = clone_beside_shared(holder)
     with_fsku = (holder / "shared" / "fsku-benchmark").is_dir()
 
     setup_s = _timed(["bash", "scripts/setup_env.sh"], clone, holder / "setup.log")

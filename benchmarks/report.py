@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -86,6 +87,36 @@ def write_result(name: str, figures: dict, by_cpu_kind: bool = False, **context:
     path = result_path(name, by_cpu_kind)
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def latest(folder: Path, pattern: str) -> Path | None:
+    """The last path under ``folder`` matching ``pattern`` in sorted order: for a Kedro versioned
+    dataset, its newest version (versions are UTC timestamps that sort as text)."""
+    found = sorted(folder.glob(pattern))
+    return found[-1] if found else None
+
+
+def clone_beside_shared(holder: Path) -> Path:
+    """``holder/fsku_kedro``: a clone of this checkout's HEAD (made when missing), with ../shared linked
+    beside it when this checkout has one, as a user's clone would see it."""
+    clone = holder / "fsku_kedro"
+    if not (clone / ".git").is_dir():
+        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    shared = ROOT.parent / "shared"
+    if shared.is_dir() and not (holder / "shared").exists():
+        (holder / "shared").symlink_to(shared)
+    return clone
+
+
+def run_logged(command: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None,
+               mode: str = "w") -> tuple[int, float]:
+    """Runs ``command`` in ``cwd`` with its output written (``mode`` "w") or appended ("a") to ``log``,
+    and ``env`` added to the environment; its exit code and wall seconds."""
+    start = time.perf_counter()
+    with log.open(mode, encoding="utf-8") as out:
+        done = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False,
+                              env=None if env is None else {**os.environ, **env})
+    return done.returncode, time.perf_counter() - start
 
 
 def catalog_with_chunks(env: str | None):

@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
-from report import ROOT, cpu_line, print_table, verdict, write_result
+from report import ROOT, clone_beside_shared, cpu_line, latest, print_table, run_logged, verdict, write_result
 
 SET_UP = {"qwen_coder_cpu": "scripts/setup_qwen_coder_cpu.sh", "base": "scripts/setup_env.sh"}
 
@@ -41,19 +39,6 @@ def _load(path: Path | None) -> dict:
 
 def _save(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _timed(command: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> tuple[int, float]:
-    start = time.perf_counter()
-    with log.open("a", encoding="utf-8") as out:
-        done = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False,
-                              env=None if env is None else {**os.environ, **env})
-    return done.returncode, time.perf_counter() - start
-
-
-def _newest(folder: Path, pattern: str) -> Path | None:
-    found = sorted(folder.glob(pattern))
-    return found[-1] if found else None
 
 
 def _overall(report: Path | None) -> dict:
@@ -101,16 +86,14 @@ def main() -> int:
     args = parser.parse_args()
     holder = args.holder.resolve()
     holder.mkdir(parents=True, exist_ok=True)
-    clone, state_file, log = holder / "fsku_kedro", holder / "state.json", holder / "steps.log"
-    state = _load(state_file)
-    if not (clone / ".git").is_dir():
-        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    state_file, log = holder / "state.json", holder / "steps.log"
+    cloned_now = not (holder / "fsku_kedro" / ".git").is_dir()
+    state = {} if cloned_now else _load(state_file)  # a new clone starts a new state
+    clone = clone_beside_shared(holder)
+    if not state:
         state = {"commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True,
                                           check=True).stdout.strip(), "attempts": []}
         _save(state_file, state)
-    shared = ROOT.parent / "shared"
-    if shared.is_dir() and not (holder / "shared").exists():
-        (holder / "shared").symlink_to(shared)
     outputs = clone / "data" if args.env == "base" else clone / "data" / args.env
     kedro = [str(clone / ".venv" / "bin" / "kedro"), "run", *([] if args.env == "base" else ["--env", args.env])]
 
@@ -123,7 +106,7 @@ def main() -> int:
             _keep_attempt(state, times, None)  # a table left behind: an attempt killed with this script
             _save(state_file, state)
         print(f"{name}: {' '.join(command)} (log: {log})", flush=True)
-        code, seconds = _timed(command, clone, log)
+        code, seconds = run_logged(command, clone, log, mode="a")
         if name == "run":  # each attempt's per-node table is kept; a resumed run writes a new one
             _keep_attempt(state, times, {"seconds": round(seconds, 1), "exit_code": code})
             _save(state_file, state)
@@ -133,7 +116,7 @@ def main() -> int:
         state[name] = round(seconds, 1)
         _save(state_file, state)
 
-    archive = _newest(outputs / "09_package" / "competition_package.zip", "*/competition_package.zip")
+    archive = latest(outputs / "09_package" / "competition_package.zip", "*/competition_package.zip")
     if archive is None:
         print(f"no archive under {outputs / '09_package'}")
         return 2
@@ -142,21 +125,21 @@ def main() -> int:
     with zipfile.ZipFile(archive) as package:
         package.extractall(replay)
     test_csv = clone / "data" / "01_raw" / "sample" / "test.csv"
-    code, replay_s = _timed([str(clone / ".venv" / "bin" / "python"), "answer.py", str(test_csv), "--out",
-                             "replayed.csv"], replay, log, env={"HF_HUB_OFFLINE": "1"})
+    code, replay_s = run_logged([str(clone / ".venv" / "bin" / "python"), "answer.py", str(test_csv), "--out",
+                                 "replayed.csv"], replay, log, env={"HF_HUB_OFFLINE": "1"}, mode="a")
     identical = code == 0 and (replay / "replayed.csv").read_bytes() == (replay / "submission.csv").read_bytes()
 
     reporting = outputs / "08_reporting"
-    rounds = {folder.name: _load(_newest(folder, "validation_report.json/*/validation_report.json"))
+    rounds = {folder.name: _load(latest(folder, "validation_report.json/*/validation_report.json"))
               for folder in sorted(reporting.glob("round_*"))}
-    package_report = _load(_newest(reporting, "package_report.json/*/package_report.json"))
+    package_report = _load(latest(reporting, "package_report.json/*/package_report.json"))
     nodes = summed_nodes(state["attempts"])
     figures = {
         "setup_s": state["setup"], "kedro_run_s": round(sum(a["seconds"] for a in state["attempts"]), 1),
         "pipeline_s": round(sum(a.get("pipeline_seconds", 0.0) for a in state["attempts"]), 1),
         "attempts": len(state["attempts"]), "package_s": state["package"], "nodes": nodes,
-        "sample_evaluation": _overall(_newest(reporting, "evaluation_report.csv/*/evaluation_report.csv")),
-        "fsku_benchmark_evaluation": _overall(_newest(reporting, "fsku_benchmark/evaluation_report.csv/*/"
+        "sample_evaluation": _overall(latest(reporting, "evaluation_report.csv/*/evaluation_report.csv")),
+        "fsku_benchmark_evaluation": _overall(latest(reporting, "fsku_benchmark/evaluation_report.csv/*/"
                                                                  "evaluation_report.csv")),
         "distillation_rounds": rounds,
         "package": {"archive_mb": round(archive.stat().st_size / 1e6, 1), "report": package_report},
