@@ -73,6 +73,10 @@ ARMS["seqkd_choice_target"].append("distillation.choice_targets.corpus_questions
 # its options), one epoch: the first arm's 72 steps, but no question is seen twice in the same order.
 ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_targets.orders=2",
                                         "distillation.training.num_train_epochs=1")
+# A share of the corpus questions asking which statement is NOT correct (207 of FSKU's 1000 stems do;
+# the other corpus questions never did), on the orders arm's recipe: the same 160 questions but about a
+# fifth of them turned, whose teacher targets are new.
+ARMS["choice_target_negative"] = _changed("choice_target_orders", "distillation.choice_targets.negative_share=0.3")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score",
            "fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fsku_kedro.knowledge.corpus_questions import descriptive_question, descriptive_questions
+from fsku_kedro.knowledge.corpus_questions import descriptive_question, descriptive_questions, multiple_choice_questions
 
 
 def test_each_kind_of_section_gives_its_question():
@@ -40,3 +40,34 @@ def test_one_question_per_section_with_its_whole_text_seeded():
     assert descriptive_questions(_chunks(), 0, seed=0) == []
     orders = {tuple(q for _, q in descriptive_questions(_chunks(), 10, seed=s)) for s in range(8)}
     assert len(orders) > 1, "the seed chooses the order (and so which sections a smaller count takes)"
+
+
+def _documents():
+    laws = {"전자금융거래법": ["금융회사는 전자금융거래의 안전성을 확보하여야 한다.", "이용자는 접근매체를 다른 사람에게 양도하여서는 아니 된다.",
+                          "금융회사는 오류를 안 날부터 두 주 안에 정정하여야 한다.", "전자금융거래 기록은 오 년간 보존하여야 한다."],
+            "개인정보 보호법": ["개인정보처리자는 개인정보를 안전하게 관리하여야 한다.", "정보주체는 자신의 개인정보 열람을 요구할 수 있다.",
+                          "민감정보는 별도의 동의를 받아야만 처리할 수 있다."],
+            "전자서명법": ["전자서명은 서명자의 신원을 확인하는 데 쓰인다.", "인증사업자는 인증업무준칙을 게시하여야 한다."]}
+    return pd.DataFrame({"doc_id": list(laws), "title": list(laws), "content": [" ".join(s) for s in laws.values()]}), laws
+
+
+def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
+    chunks, laws = _documents()
+    positive = multiple_choice_questions(chunks, 12, seed=0)
+    assert not any(q.negative for q in positive), "none asks for the incorrect statement by default"
+    mixed = multiple_choice_questions(chunks, 12, seed=0, negative_share=0.5)
+    assert [q for q, m in zip(positive, mixed) if not m.negative] == [m for m in mixed if not m.negative], \
+        "the share changes only the questions it turns, so their stored teacher targets stay valid"
+    everything = multiple_choice_questions(chunks, 12, seed=0, negative_share=1.0)
+    for question in everything:
+        stem, *lines = question.text.split("\n")
+        options = [line.split(" ", 1)[1] for line in lines]
+        topic = next(title for title in laws if stem.startswith(title) or f" {title}" in stem)
+        own = [option for option in options if option in laws[topic]]
+        if question.negative:
+            assert "않은" in stem or "않는" in stem
+            assert len(own) == 3 and len(set(options)) == 4, "three of the chunk's sentences and one from elsewhere"
+        else:
+            assert len(laws[topic]) < 3 and len(own) == 1, "only a chunk of fewer than three sentences asks positively"
+    assert sum(q.negative for q in everything) == sum(len(laws[t]) >= 3 for t in laws) * 4
+    assert 0 < sum(q.negative for q in mixed) < 12

@@ -1,6 +1,7 @@
 """Questions made from the knowledge base, never from an evaluation set: FSKU-style multiple choice
-(the correct option is a sentence of the chunk, the others are sentences of other documents) and
-descriptive questions on a chunk's section (a law article or a guide's heading), each with the text
+(asking for the statement that is correct: one sentence of the chunk among sentences of other
+documents; or, as about a fifth of FSKU's stems do, for the one that is not: three sentences of the
+chunk and one of another document) and descriptive questions on a chunk's section (a law article or a guide's heading), each with the text
 that answers it. Compression calibrates on them, the choice targets train on them and the prompt
 set takes them as prompts for the teacher.
 """
@@ -8,6 +9,7 @@ set takes them as prompts for the teacher.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -17,6 +19,11 @@ STEMS = (
     "다음 중 {topic}에 관한 설명으로 가장 적절한 것은?",
     "다음 중 {topic}의 내용으로 옳은 것은?",
     "{topic}에 대한 설명 중 맞는 것은?",
+)
+NEGATIVE_STEMS = (
+    "다음 중 {topic}에 관한 설명으로 옳지 않은 것은?",
+    "다음 중 {topic}의 내용에 해당하지 않는 것은?",
+    "{topic}에 대한 설명으로 적절하지 않은 것은?",
 )
 SENTENCE_END = re.compile(r"(?<=[다요음함임\.])\s+")
 OPTION_CHARS = (15, 160)  # a sentence this long makes a plausible option
@@ -32,14 +39,25 @@ HEADING_STEMS = (
 )
 
 
+class CorpusQuestion(NamedTuple):
+    context: str  # the chunk's text, which answers it
+    text: str  # the stem and its numbered options
+    negative: bool  # asks for the statement that is not correct
+
+
 def _sentences(text: str) -> list[str]:
     pieces = (re.sub(r"\s+", " ", s).strip(" -*#|") for s in SENTENCE_END.split(text))
     return [s for s in pieces if OPTION_CHARS[0] <= len(s) <= OPTION_CHARS[1]]
 
 
-def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int) -> list[tuple[str, str]]:
-    """``count`` four-option questions, each about one chunk, as (the chunk's text, the question): the
-    correct option is one of its sentences, the others are sentences of other documents."""
+def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int,
+                              negative_share: float = 0.0) -> list[CorpusQuestion]:
+    """``count`` four-option questions, each about one chunk.
+
+    A seeded ``negative_share`` of them (among chunks with three sentences or more) ask which statement
+    is not correct: three options are the chunk's sentences and the answer is a sentence of another
+    document. The others ask which is correct: the answer is one of the chunk's sentences and the other
+    options are sentences of other documents."""
     if count == 0:
         return []
     rows = [(str(r.doc_id), str(r.title or r.doc_id), _sentences(str(r.content))) for r in chunks.itertuples()]
@@ -51,13 +69,18 @@ def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int) -> li
     questions = []
     for n in range(count):
         doc, topic, sentences = rows[n % len(rows)]
-        answer = sentences[n // len(rows) % len(sentences)]
         others = sorted((item for item in pool if item[0] != doc), key=lambda item: unit_hash(seed, n, item[1]))
-        options = [answer] + [sentence for _, sentence in others[:3]]
+        start = n // len(rows) % len(sentences)
+        negative = len(sentences) >= 3 and unit_hash(seed, "negative", n) < negative_share
+        if negative:
+            options = [sentences[(start + k) % len(sentences)] for k in range(3)] + [others[0][1]]
+            stem = NEGATIVE_STEMS[n % len(NEGATIVE_STEMS)]
+        else:
+            options = [sentences[start]] + [sentence for _, sentence in others[:3]]
+            stem = STEMS[n % len(STEMS)]
         options.sort(key=lambda text: unit_hash(seed, "order", n, text))
-        stem = STEMS[n % len(STEMS)].format(topic=topic)
-        questions.append((" ".join(sentences),
-                          "\n".join([stem] + [f"{i} {text}" for i, text in enumerate(options, start=1)])))
+        numbered = [f"{i} {text}" for i, text in enumerate(options, start=1)]
+        questions.append(CorpusQuestion(" ".join(sentences), "\n".join([stem.format(topic=topic), *numbered]), negative))
     return questions
 
 

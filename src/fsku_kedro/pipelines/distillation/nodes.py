@@ -71,8 +71,10 @@ def teacher_choice_targets(
     if unparsed:
         logger.warning("Choice targets: %d multiple-choice prompts of the prompt set are not in the "
                        "answer_multiple_choice template with numbered options; left out", unparsed)
-    for n, (_, text) in enumerate(multiple_choice_questions(chunks, options.corpus_questions, options.seed)):
-        question_id = f"corpus-mc-{options.seed}-{n}"
+    corpus = multiple_choice_questions(chunks, options.corpus_questions, options.seed, options.negative_share)
+    for n, (_, text, negative) in enumerate(corpus):
+        # The kind is in the id, which keys the stored teacher targets.
+        question_id = f"corpus-mc{'-not' if negative else ''}-{options.seed}-{n}"
         split = "validation" if unit_hash(options.seed, question_id) < options.validation_share else "train"
         questions.append((parse_question(question_id, text), "corpus", split))
     if not questions:
