@@ -10,12 +10,11 @@ import torch
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.distillation.choice_targets import question_of, served_chat, teacher_targets
-from fsku_kedro.questions import shuffled
 from fsku_kedro.distillation.choice_trainer import choice_kl, choice_rows, reorderings, sharpened
 from fsku_kedro.distillation.training import train_round
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.parameters.distillation import DistillationSettings
-from fsku_kedro.questions import parse_question
+from fsku_kedro.questions import parse_question, shuffled
 from tests.distillation.conftest import training_parameters
 
 TEMPLATE = "아래 금융보안 객관식 문제의 정답 번호 하나만 숫자로 답하세요.\n\n$question"
@@ -115,6 +114,11 @@ def test_teacher_targets_are_the_cyclic_average_and_a_restart_recomputes_nothing
     assert again == targets and calls == [], "every question is read back from the progress file"
     teacher_targets(QUESTIONS[:1], teacher, TEMPLATE, store, {"seed": 1}, batch_size=4)
     assert len(store.path.read_text(encoding="utf-8").splitlines()) == 4, "other settings are computed anew"
+    # A question whose id stays but whose text changed (a corpus question after the corpus changed).
+    changed = parse_question("q1", QUESTIONS[2].Question)
+    renewed = teacher_targets([changed, *QUESTIONS[1:]], teacher, TEMPLATE, store, {"seed": 0}, batch_size=4)
+    assert len(renewed["q1"]["target"]) == 3 and renewed["q2"] == targets["q2"], "only the changed one is recomputed"
+    assert len(store.path.read_text(encoding="utf-8").splitlines()) == 5
 
 
 def _frame(targets: dict, questions) -> pd.DataFrame:

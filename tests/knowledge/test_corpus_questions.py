@@ -1,10 +1,15 @@
-"""Questions made from the knowledge base: descriptive ones on law articles and guide headings."""
+"""Questions made from the knowledge base: multiple choice (asking for the correct or the incorrect statement)
+and descriptive ones on law articles and guide headings."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from fsku_kedro.knowledge.corpus_questions import descriptive_question, descriptive_questions, multiple_choice_questions
+from fsku_kedro.knowledge.corpus_questions import (
+    descriptive_question,
+    descriptive_questions,
+    multiple_choice_questions,
+)
 
 
 def test_each_kind_of_section_gives_its_question():

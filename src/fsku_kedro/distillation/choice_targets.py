@@ -23,6 +23,7 @@ from fsku_kedro.answering.choice_scoring import option_token_sequences, score_ch
 from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.contracts import CompetitionQuestion
 from fsku_kedro.generation.store import ResponseStore, fingerprint
+from fsku_kedro.hashing import json_hash
 from fsku_kedro.models.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,10 @@ def teacher_targets(
         return [{"target": _softmax(avg), "one_pass": [one_pass[q.ID][n] for n in sorted(one_pass[q.ID])]}
                 for q, avg in zip(batch, averaged)]
 
+    # Ids of questions made from the corpus name their position, not their text: the text is checked.
     done = store.complete(run, [q.ID for q in questions], compute, questions_per_save,
-                          f"choice targets ({teacher.name})", unit="question")
+                          f"choice targets ({teacher.name})", unit="question",
+                          inputs={q.ID: json_hash(q.Question) for q in questions})
     return {q.ID: {"target": done[q.ID]["target"], "one_pass": done[q.ID]["one_pass"]} for q in questions}
 
 

@@ -56,18 +56,30 @@ class ResponseStore:
         per_save: int,
         desc: str,
         unit: str = "it",
+        inputs: dict[str, str] | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Every key's record for this fingerprint: those already on disk, and for the rest
         ``compute(keys)`` (one record body per key, in order), ``per_save`` keys at a time, each
-        group appended as soon as it is computed, so a killed run loses at most one group."""
+        group appended as soon as it is computed, so a killed run loses at most one group.
+
+        ``inputs`` (a hash of what each key's record is computed from) is for keys that do not name
+        their content: each new record keeps its hash, and a stored record whose hash differs is
+        computed again (one stored without a hash is reused)."""
         done = self.finished(run_fingerprint)
+        if inputs:
+            stale = [key for key in keys if key in done and done[key].get("input", inputs[key]) != inputs[key]]
+            if stale:
+                logger.info("%s: %d stored records were computed from other inputs; computed again", desc, len(stale))
+            for key in stale:
+                del done[key]
         todo = list(dict.fromkeys(key for key in keys if key not in done))
         if len(todo) < len(set(keys)):
             logger.info("%s: %d of %d already in %s", desc, len(set(keys)) - len(todo), len(set(keys)), self.path)
         with tqdm(total=len(todo), desc=desc, unit=unit) as bar:
             for start in range(0, len(todo), per_save):
                 group = todo[start : start + per_save]
-                records = [{"fingerprint": run_fingerprint, "prompt_id": key, **body}
+                records = [{"fingerprint": run_fingerprint, "prompt_id": key,
+                            **({"input": inputs[key]} if inputs else {}), **body}
                            for key, body in zip(group, compute(group), strict=True)]
                 self.append(records)
                 done.update({record["prompt_id"]: record for record in records})
