@@ -26,7 +26,16 @@ import sys
 import time
 from pathlib import Path
 
-from report import ROOT, cpu_line, latest, print_table, result_path, verdict, write_result
+from report import (
+    ROOT,
+    catalog_with_chunks,
+    cpu_line,
+    latest,
+    print_table,
+    result_path,
+    verdict,
+    write_result,
+)
 
 ENV = "qwen_coder_cpu"
 OUTPUTS = ROOT / "data" / ENV
@@ -73,12 +82,14 @@ ARMS["seqkd_choice_target"].append("distillation.choice_targets.corpus_questions
 # its options), one epoch: the first arm's 72 steps, but no question is seen twice in the same order.
 ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_targets.orders=2",
                                         "distillation.training.num_train_epochs=1")
-# A share of the corpus questions asking which statement is NOT correct (207 of FSKU's 1000 stems do;
+# A share of the corpus questions asking which statement is NOT correct (300 of FSKU's 1000 stems do;
 # the other corpus questions never did), on the orders arm's recipe: the same 160 questions but about a
 # fifth of them turned, whose teacher targets are new.
 ARMS["choice_target_negative"] = _changed("choice_target_orders", "distillation.choice_targets.negative_share=0.3")
-COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_descriptive_score",
-           "fsku_score", "mc_accuracy", "token_kl", "teacher_response_nll"]
+COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
+           "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
+           "token_kl", "teacher_response_nll"]
+NEGATIVE = [f"benchmark_{order}_negative_mc_accuracy" for order in ("own", "shuffled")]
 
 
 def command(arm: str) -> list[str]:
@@ -104,6 +115,59 @@ def _latest_run(name: str) -> dict[str, Path]:
 def rounds() -> dict[str, dict]:
     """Each round's validation report of the latest run (round_0: the undistilled student)."""
     return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in _latest_run(VALIDATION).items()}
+
+
+def held_out_keys() -> tuple[dict[str, dict[str, str]], set[str]]:
+    """The environment's held-out benchmark questions: per option order the answer key by ID, and the
+    IDs of the multiple-choice questions whose stem asks which option is not correct."""
+    from fsku_kedro.evaluation.fsku_benchmark import held_out_benchmark
+    from fsku_kedro.questions import asks_for_incorrect
+
+    catalog = catalog_with_chunks(ENV)
+    settings = catalog.load("params:distillation").validation.fsku_benchmark
+    sets = held_out_benchmark(*(catalog.load(f"fsku_benchmark_{part}") for part in ("mc", "mc_answers", "descriptive")),
+                              settings)
+    keys = {order: {label.ID: label.answer.strip() for label in labels} for order, (_, labels) in sets.items()}
+    return keys, {q.ID for q in sets["own"][0] if asks_for_incorrect(q)}
+
+
+def accuracies(answers: Path, keys: dict[str, dict[str, str]], negative: set[str]) -> dict[str, float]:
+    """MC accuracy per option order of one versioned ``validation_answers.csv``, overall and on the
+    negative stems, under the validation report's names."""
+    with answers.open(encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("order") in keys]
+    figures = {}
+    for order, key in keys.items():
+        scored = [(row["ID"], row["answer"].strip() == key[row["ID"]]) for row in rows
+                  if row["order"] == order and row["ID"] in key and row.get("question_type") == "multiple_choice"]
+        if scored:
+            figures[f"benchmark_{order}_mc_accuracy"] = sum(hit for _, hit in scored) / len(scored)
+            kept = [hit for question, hit in scored if question in negative]
+            figures[f"benchmark_{order}_negative_mc_accuracy"] = sum(kept) / len(kept) if kept else None
+    return figures
+
+
+def backfill_negative_stems(figures: dict) -> None:
+    """Accuracy on the negative stems for recorded rounds validated before the report held it: from the
+    versioned validation answers whose overall accuracies equal the recorded ones (one version only)."""
+    missing = [(arm, name) for arm, record in figures.items() for name, report in record["rounds"].items()
+               if report.get(NEGATIVE[1]) is None]
+    if not missing:
+        return
+    keys, negative = held_out_keys()
+    versions = {folder.name: {path: accuracies(path, keys, negative) for path in
+                              sorted(folder.glob("validation_answers.csv/*/validation_answers.csv"))}
+                for folder in OUTPUTS.glob("08_reporting/round_*")}
+    for arm, name in missing:
+        report = figures[arm]["rounds"][name]
+        found = {tuple(figure.get(n) for n in NEGATIVE) for figure in versions.get(name, {}).values()
+                 if all(figure.get(f"benchmark_{o}_mc_accuracy") is not None
+                        and abs(figure[f"benchmark_{o}_mc_accuracy"] - report[f"benchmark_{o}_mc_accuracy"]) < 1e-9
+                        for o in ("own", "shuffled"))}
+        if len(found) == 1:
+            report.update(zip(NEGATIVE, found.pop()))
+        else:
+            print(f"{arm} {name}: {len(found)} kept validation answers match its recorded accuracies; not backfilled")
 
 
 def read_curve(path: Path) -> dict[str, list[float]]:
@@ -191,6 +255,7 @@ def main() -> int:
         "pipeline_seconds": times.get("pipeline_seconds"),
         "nodes": times.get("nodes"),
     }
+    backfill_negative_stems(figures)
     path = write_result("distillation_arms", figures, by_cpu_kind=True,
                         models={"teacher": "Qwen2.5-Coder-1.5B-Instruct",
                                 "student": "the teacher cut to 26 of 28 layers by block influence"},

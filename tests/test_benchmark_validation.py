@@ -19,7 +19,8 @@ TEMPLATES = {p.stem: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "dat
 
 def _benchmark(mc_count: int = 40, descriptive_count: int = 8):
     mc = pd.DataFrame({"Domain": ["IT", "법률"] * (mc_count // 2), "Sub_domain": "x",
-                       "Question": [f"보안 문제 {i}에 맞는 것은?\n1 가{i}\n2 나{i}\n3 다{i}\n4 라{i}" for i in range(mc_count)]})
+                       "Question": [f"보안 문제 {i}에 {'맞지 않는' if i % 3 == 0 else '맞는'} 것은?\n1 가{i}\n2 나{i}\n3 다{i}\n4 라{i}"
+                                    for i in range(mc_count)]})
     answers = pd.DataFrame({"Answer": [str(i % 4 + 1) for i in range(mc_count)]})
     descriptive = pd.DataFrame({"Question": [f"정책 {i}을 설명하세요." for i in range(descriptive_count)],
                                 "Answer": [f"답 {i}" for i in range(descriptive_count)], "Keyword": "정책, 보안"})
@@ -91,6 +92,10 @@ def test_benchmark_scores_answer_by_the_served_path_and_resume(tiny_student, tin
         key = {label.ID: label.answer for label in labels}
         expected = sum(r.answer == key[r.ID] for r in direct) / len(direct)
         assert scores[f"benchmark_{order}_mc_accuracy"] == pytest.approx(expected)
+        negative = [r for r in direct if "맞지 않는" in next(q for q in questions if q.ID == r.ID).Question]
+        assert negative and len(negative) < len(direct)
+        assert scores[f"benchmark_{order}_negative_mc_accuracy"] == pytest.approx(
+            sum(r.answer == key[r.ID] for r in negative) / len(negative)), "the stems asking for what is not correct"
         assert scores[f"benchmark_{order}_fallbacks"] == sum(r.used_fallback for r in direct)
 
     calls = []

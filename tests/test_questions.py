@@ -1,6 +1,6 @@
 import pytest
 
-from fsku_kedro.questions import parse_question, retrieval_query, split_options
+from fsku_kedro.questions import asks_for_incorrect, parse_question, retrieval_query, split_options
 
 
 def test_four_option_question():
@@ -76,3 +76,17 @@ def test_test_table_problems_are_listed_by_row():
 def test_trailing_marks_after_the_options_are_ignored():
     q = parse_question("T", "적용되는 이유는?\n\n1 가\n2 나\n3 다\n4 라\n\n###")
     assert q.choices == {"1": "가", "2": "나", "3": "다", "4": "라"} and q.parsed_question == "적용되는 이유는?"
+
+
+@pytest.mark.parametrize("stem, negative", [
+    ("다음 중 전자금융거래법상 접근매체에 관한 설명으로 옳지 않은 것은?", True),
+    ("침해사고 대응절차에 포함되지 않는 단계는 무엇인가?", True),
+    ("개인정보처리자의 의무가 아닌 것은", True),
+    ("다음 중 정보보호 목적과 거리가 먼 것은?", True),
+    ("다음 중 접근통제에 관한 설명으로 옳은 것은?", False),
+    ("데이터베이스 보안에서 인가되지 않은 접근을 방지하기 위한 주요 방법은 무엇인가?", False),
+    ("이용자가 이의를 제기하지 않을 경우, 이는 무엇을 의미하는가?", False),
+])
+def test_a_stem_that_asks_for_the_option_that_does_not_hold(stem, negative):
+    assert asks_for_incorrect(parse_question("q", f"{stem}\n1 가\n2 나\n3 다\n4 라")) is negative
+    assert not asks_for_incorrect(parse_question("q", stem)), "a descriptive question has no option to pick"

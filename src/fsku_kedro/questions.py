@@ -17,6 +17,10 @@ from fsku_kedro.contracts import CompetitionQuestion, DataContractError
 CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩"
 OPTION_LINE = re.compile(rf"^\s*(?:(?P<num>\d{{1,2}})(?:[.)]\s*|\s+)|(?P<circled>[{CIRCLED}])\s*)(?P<text>\S.*)$")
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
+# A stem that asks for the option that does not hold ("...옳지 않은 것은?", "...해당하지 않는 요소는
+# 무엇인가?"): the negation right before the noun the question ends on, not one inside a clause.
+INCORRECT_STEM = re.compile(r"(?:않은|않는|아닌|틀린|거리가 먼|무관한)\s*(?:것|항목|사례|내용|설명|사항|요소|사람"
+                            r"|단계|행위|기관|조치)[은는이가]?(?:\s*(?:무엇|누구)\S*)?\s*[?？]?$")
 
 
 def _option(line: str) -> tuple[int, str] | None:
@@ -62,6 +66,11 @@ def parse_question(question_id: str, text: str) -> CompetitionQuestion:
         parsed_question=stem,
         choices=options,
     )
+
+
+def asks_for_incorrect(question: CompetitionQuestion) -> bool:
+    """Whether a multiple-choice stem asks which option is not correct."""
+    return bool(question.choices) and bool(INCORRECT_STEM.search(question.parsed_question.strip()))
 
 
 def shuffled_order(question: CompetitionQuestion, seed: int) -> list[int]:

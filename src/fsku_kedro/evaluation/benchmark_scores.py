@@ -14,6 +14,7 @@ from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle, weights_key
 from fsku_kedro.parameters.inference import DebiasSettings, InferenceSettings
+from fsku_kedro.questions import asks_for_incorrect
 
 
 def benchmark_scores(
@@ -24,8 +25,9 @@ def benchmark_scores(
     inference: InferenceSettings,
     store: ResponseStore,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Per option order in ``sets``: MC accuracy (``benchmark_<order>_mc_accuracy``), the descriptive
-    score where the set has descriptive questions, and the fallback count; and the answers. Answers
+    """Per option order in ``sets``: MC accuracy (``benchmark_<order>_mc_accuracy``; on the questions
+    whose stem asks which option is not correct, ``benchmark_<order>_negative_mc_accuracy``), the
+    descriptive score where the set has descriptive questions, and the fallback count; and the answers. Answers
     resume from ``store``, keyed by the student's weights, so a killed validation redoes only its
     unfinished batches and another student never reuses them."""
     if not any(questions for questions, _ in sets.values()):
@@ -38,8 +40,12 @@ def benchmark_scores(
     answers: list[dict[str, Any]] = []
     for order, (questions, labels) in sets.items():
         rows = answer_questions([PreparedQuestion(q) for q in questions], keyed, templates, served, store)
-        overall = answer_report(score_items(rows, questions, labels, embedder)).iloc[0]
+        items = score_items(rows, questions, labels, embedder)
+        overall = answer_report(items).iloc[0]
         scores[f"benchmark_{order}_mc_accuracy"] = float(overall["mc_accuracy"])
+        negative = items["ID"].isin({q.ID for q in questions if asks_for_incorrect(q)})
+        if negative.any():
+            scores[f"benchmark_{order}_negative_mc_accuracy"] = float(items.loc[negative, "correct"].mean())
         if not math.isnan(float(overall["descriptive_score"])):
             scores[f"benchmark_{order}_descriptive_score"] = float(overall["descriptive_score"])
         scores[f"benchmark_{order}_fallbacks"] = float(sum(row.used_fallback for row in rows))

@@ -1,9 +1,13 @@
-"""Questions made from the knowledge base, never from an evaluation set: FSKU-style multiple choice
-(asking for the statement that is correct: one sentence of the chunk among sentences of other
-documents; or, as about a fifth of FSKU's stems do, for the one that is not: three sentences of the
-chunk and one of another document) and descriptive questions on a chunk's section (a law article or a guide's heading), each with the text
-that answers it. Compression calibrates on them, the choice targets train on them and the prompt
-set takes them as prompts for the teacher.
+"""Questions made from the knowledge base, never from an evaluation set.
+
+- FSKU-style multiple choice. Most ask which statement is correct: one sentence of the chunk among
+  sentences of other documents. Some ask which is not, as 300 of FSKU's 1000 stems do: three
+  sentences of the chunk and one of another document.
+- Descriptive questions on a chunk's section (a law article or a guide's heading), each with the
+  text that answers it.
+
+Compression calibrates on them, the choice targets train on them and the prompt set takes them as
+prompts for the teacher.
 """
 
 from __future__ import annotations

@@ -78,8 +78,8 @@ class ChoiceTargetSettings(Settings):
     # other seeded ones, each option keeping its probability (the cyclic average approximates the
     # teacher's preference among the option texts, wherever they stand).
     orders: PositiveInt = 1
-    # Of the corpus questions, this seeded share ask which statement is NOT correct (as about a fifth of
-    # FSKU's stems do), among chunks with three sentences or more.
+    # Of the corpus questions, this seeded share ask which statement is NOT correct (300 of FSKU's
+    # 1000 stems do), among chunks with three sentences or more.
     negative_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
