@@ -10,7 +10,7 @@ import torch
 from fsku_kedro.answering.choice_scoring import score_choices
 from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.distillation.choice_targets import question_of, served_chat, teacher_targets
-from fsku_kedro.distillation.choice_trainer import choice_kl, choice_rows, reorderings, sharpened
+from fsku_kedro.distillation.choice_trainer import choice_kl, choice_rows, labelled, reorderings, sharpened
 from fsku_kedro.distillation.training import train_round
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.parameters.distillation import DistillationSettings
@@ -94,6 +94,22 @@ def test_other_option_orders_keep_each_options_probability(student):
     assert len({tuple(r["input_ids"]) for r in rows[:3]}) == 3
 
 
+def test_the_known_answer_is_mixed_in_and_moves_with_its_option(student):
+    assert labelled([0.4, 0.3, 0.2, 0.1], 0, 0.5) == [0.4, 0.3, 0.2, 0.1], "no known answer: the teacher's"
+    assert labelled([0.4, 0.3, 0.2, 0.1], 4, 0.0) == [0.4, 0.3, 0.2, 0.1]
+    assert labelled([0.4, 0.3, 0.2, 0.1], 4, 0.5) == pytest.approx([0.2, 0.15, 0.1, 0.55])
+    row = {**_target_row(QUESTIONS[1], [0.5, 0.2, 0.15, 0.1, 0.05]), "answer": 5}
+    answer_text = parse_question("q2", row["question"]).choices["5"]
+    known = labelled(row["target"], 5, 1.0)
+    views = [(row["prompt"], known), *reorderings({**row, "target": known}, 2)]
+    for prompt, target in views:
+        question = parse_question("q2", question_of(prompt, TEMPLATE))
+        assert question.choices[str(target.index(1.0) + 1)] == answer_text, "the answer keeps its text"
+    rows = choice_rows(pd.DataFrame([row]), student.tokenizer, orders=3, label_weight=1.0)
+    assert [r["target"] for r in rows] == [target for _, target in views]
+    assert choice_rows(pd.DataFrame([row]), student.tokenizer)[0]["target"] == row["target"], "weight 0: the teacher's"
+
+
 def test_teacher_targets_are_the_cyclic_average_and_a_restart_recomputes_nothing(teacher, tmp_path):
     store = ResponseStore(tmp_path / "targets.progress.jsonl")
     targets = teacher_targets(QUESTIONS, teacher, TEMPLATE, store, {"seed": 0}, batch_size=4, questions_per_save=2)
@@ -169,7 +185,26 @@ def test_the_node_gathers_prompt_set_and_corpus_questions_or_nothing(teacher, tm
     assert frame["source"].tolist() == ["synthetic", "sample", "corpus", "corpus", "corpus"]
     assert frame["split"].tolist()[:2] == ["train", "validation"]
     assert frame["option_count"].tolist() == [4, 5, 4, 4, 4]
+    contents = dict(zip(chunks["title"], chunks["content"]))
+    for row in frame.itertuples():
+        if row.source != "corpus":
+            assert row.answer == 0, "the prompt set's items carry no known answer"
+            continue
+        asked = next(content for title, content in contents.items() if title in row.question.split("\n")[0])
+        assert parse_question("q", row.question).choices[str(row.answer)] in asked, \
+            "the known answer is a sentence of the chunk asked about, under its shuffled number"
     for row in frame.itertuples():
         assert sum(row.target) == pytest.approx(1.0) and row.prompt.startswith(TEMPLATE.split("$")[0])
     shown = parse_question("p1", frame.loc[0, "question"])
     assert sorted(shown.choices.values()) == sorted(QUESTIONS[0].choices.values()), "options shuffled, none lost"
+
+
+def test_how_training_reads_the_targets_is_part_of_the_checkpoint_fingerprint():
+    from fsku_kedro.pipelines.distillation.nodes import _training_data_key
+
+    frame = pd.DataFrame([{**_target_row(QUESTIONS[0], [0.4, 0.3, 0.2, 0.1]), "answer": 2}])
+    keys = {_training_data_key("choice_target", DistillationSettings(choice_targets=change), None, frame)
+            for change in ({}, {"temperature": 0.5}, {"orders": 2}, {"label_weight": 0.5})}
+    assert len(keys) == 4, "a different reading of the same targets is another run"
+    assert _training_data_key("choice_target", DistillationSettings(choice_targets={"batch_size": 2}), None, frame) \
+        == _training_data_key("choice_target", DistillationSettings(), None, frame), "teacher scoring batch: same run"

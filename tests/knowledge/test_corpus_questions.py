@@ -69,6 +69,7 @@ def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
         options = [line.split(" ", 1)[1] for line in lines]
         topic = next(title for title in laws if stem.startswith(title) or f" {title}" in stem)
         own = [option for option in options if option in laws[topic]]
+        assert (options[question.answer - 1] in laws[topic]) is not question.negative, "the known answer"
         if question.negative:
             assert "않은" in stem or "않는" in stem
             assert len(own) == 3 and len(set(options)) == 4, "three of the chunk's sentences and one from elsewhere"

@@ -28,7 +28,10 @@ from fsku_kedro.models.bundle import ModelBundle
 
 logger = logging.getLogger(__name__)
 
-TARGET_COLUMNS = ["question_id", "source", "split", "question", "prompt", "option_count", "target", "one_pass"]
+# ``answer``: the number of the option known to be right where the question was made with one (questions
+# made from the knowledge base), else 0.
+TARGET_COLUMNS = ["question_id", "source", "split", "question", "prompt", "option_count", "target", "one_pass",
+                  "answer"]
 
 
 def question_of(prompt: str, template: str) -> str | None:

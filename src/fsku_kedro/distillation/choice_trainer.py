@@ -31,6 +31,14 @@ def sharpened(target: list[float], temperature: float) -> list[float]:
     return [w / sum(weights) for w in weights]
 
 
+def labelled(target: list[float], answer: int, weight: float) -> list[float]:
+    """``target`` mixed with the one-hot distribution of option ``answer`` (1-based): (1 - weight) *
+    target + weight * one-hot; unchanged when ``answer`` is 0 (not known) or ``weight`` is 0."""
+    if not answer or not weight:
+        return target
+    return [(1.0 - weight) * p + (weight if n == answer else 0.0) for n, p in enumerate(target, start=1)]
+
+
 def reorderings(record: dict[str, Any], count: int) -> list[tuple[str, list[float]]]:
     """Up to ``count`` more views of a target row: its prompt with the options in other seeded orders
     (each different from the shown one and from each other, renumbered from 1) and its target
@@ -49,22 +57,26 @@ def reorderings(record: dict[str, Any], count: int) -> list[tuple[str, list[floa
     return views
 
 
-def choice_rows(targets: Any, tokenizer: Any, temperature: float = 1.0, orders: int = 1) -> list[dict[str, Any]]:
-    """Tokenised rows (served prompt ids, option tokens, target sharpened by ``temperature``) of a
-    choice-target frame, each question in its own option order and ``orders`` - 1 more seeded
-    orders; questions whose option numbers take several tokens are left out and counted."""
+def choice_rows(targets: Any, tokenizer: Any, temperature: float = 1.0, orders: int = 1,
+                label_weight: float = 0.0) -> list[dict[str, Any]]:
+    """Tokenised rows (served prompt ids, option tokens, target) of a choice-target frame, each
+    question in its own option order and ``orders`` - 1 more seeded orders. The target is sharpened
+    by ``temperature``, then ``labelled`` with the question's known answer at ``label_weight``.
+    Questions whose option numbers take several tokens are left out and counted."""
     rows, skipped = [], 0
     for record in targets.to_dict("records"):
         options = single_token_options(tokenizer, int(record["option_count"]))
         if options is None:
             skipped += 1
             continue
-        shown = [(str(record["prompt"]), list(record["target"])), *reorderings(record, orders - 1)]
+        target = labelled(sharpened(list(record["target"]), temperature), int(record.get("answer") or 0),
+                          label_weight)
+        shown = [(str(record["prompt"]), target), *reorderings({**record, "target": target}, orders - 1)]
         for prompt, target in shown:
             chat = [{"role": "user", "content": prompt}]
             ids = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
                             add_special_tokens=False)["input_ids"]
-            rows.append({"input_ids": ids, "option_tokens": options, "target": sharpened(target, temperature)})
+            rows.append({"input_ids": ids, "option_tokens": options, "target": target})
     if skipped:
         logger.warning("Choice targets: %d questions left out, their option numbers take several tokens", skipped)
     return rows
@@ -118,17 +130,19 @@ class ChoiceTargetTrainer(Trainer):
 
 def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str, Any],
                    peft_config: Any, callbacks: list | None = None, temperature: float = 1.0,
-                   orders: int = 1) -> ChoiceTargetTrainer:
+                   orders: int = 1, label_weight: float = 0.0) -> ChoiceTargetTrainer:
     """The trainer over the train split of ``targets`` in ``orders`` option orders per question
-    (validation rows, in their own order, for its eval loss), each target sharpened by ``temperature``."""
+    (validation rows, in their own order, for its eval loss), each target read by ``choice_rows``
+    (sharpened by ``temperature``, mixed with the known answer at ``label_weight``)."""
     from datasets import Dataset
     from peft import get_peft_model
 
-    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature, orders)
+    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature, orders, label_weight)
     if not train:
         raise ValueError("a choice_target round has no training question: the prompt set holds no multiple-choice "
                          "item and distillation.choice_targets.corpus_questions is 0")
-    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer, temperature)
+    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer, temperature,
+                             label_weight=label_weight)
     if not evaluation:
         arguments = {**arguments, "eval_strategy": "no"}
     # The target is the label: with it named, evaluation computes the loss (eval_loss) and keeps no logits.

@@ -125,7 +125,8 @@ def build_trainer(
         from fsku_kedro.distillation.choice_trainer import choice_trainer
 
         return choice_trainer(model, student.tokenizer, choice_targets, common, peft_config, callbacks,
-                              temperature=settings.choice_targets.temperature, orders=settings.choice_targets.orders)
+                              temperature=settings.choice_targets.temperature, orders=settings.choice_targets.orders,
+                              label_weight=settings.choice_targets.label_weight)
     train = pair_columns(pairs["train"])
     evaluation = pair_columns(pairs["validation"]) if "validation" in pairs else None
     if evaluation is None:

@@ -47,6 +47,7 @@ class CorpusQuestion(NamedTuple):
     context: str  # the chunk's text, which answers it
     text: str  # the stem and its numbered options
     negative: bool  # asks for the statement that is not correct
+    answer: int  # the number of the option that answers it
 
 
 def _sentences(text: str) -> list[str]:
@@ -82,9 +83,11 @@ def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int,
         else:
             options = [sentences[start]] + [sentence for _, sentence in others[:3]]
             stem = STEMS[n % len(STEMS)]
+        right = options[-1] if negative else options[0]
         options.sort(key=lambda text: unit_hash(seed, "order", n, text))
         numbered = [f"{i} {text}" for i, text in enumerate(options, start=1)]
-        questions.append(CorpusQuestion(" ".join(sentences), "\n".join([stem.format(topic=topic), *numbered]), negative))
+        questions.append(CorpusQuestion(" ".join(sentences), "\n".join([stem.format(topic=topic), *numbered]),
+                                        negative, options.index(right) + 1))
     return questions
 
 

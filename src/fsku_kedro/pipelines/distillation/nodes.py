@@ -59,7 +59,7 @@ def teacher_choice_targets(
         logger.info("Choice targets: no choice_target round in the schedule, none computed")
         return target_frame([])
     templates = read_templates(prompt_templates)
-    questions: list[tuple[CompetitionQuestion, str, str]] = []
+    questions: list[tuple[CompetitionQuestion, str, str, str]] = []  # question, source, split, right option
     unparsed = 0
     for row in prompt_set[prompt_set["question_type"] == "multiple_choice"].itertuples(index=False):
         text = question_of(str(row.prompt), templates["answer_multiple_choice"])
@@ -67,32 +67,44 @@ def teacher_choice_targets(
         if question is None or not question.choices:
             unparsed += 1
             continue
-        questions.append((question, str(row.source), str(row.split)))
+        questions.append((question, str(row.source), str(row.split), ""))
     if unparsed:
         logger.warning("Choice targets: %d multiple-choice prompts of the prompt set are not in the "
                        "answer_multiple_choice template with numbered options; left out", unparsed)
     corpus = multiple_choice_questions(chunks, options.corpus_questions, options.seed, options.negative_share)
-    for n, (_, text, negative) in enumerate(corpus):
+    for n, (_, text, negative, answer) in enumerate(corpus):
         # The kind is in the id, which keys the stored teacher targets.
         question_id = f"corpus-mc{'-not' if negative else ''}-{options.seed}-{n}"
         split = "validation" if unit_hash(options.seed, question_id) < options.validation_share else "train"
-        questions.append((parse_question(question_id, text), "corpus", split))
+        question = parse_question(question_id, text)
+        questions.append((question, "corpus", split, question.choices[str(answer)]))
     if not questions:
         raise ValueError("a choice_target round has no question: the prompt set holds no multiple-choice item in "
                          "the answer_multiple_choice template and distillation.choice_targets.corpus_questions is 0")
-    served = [shuffled(question, options.seed) for question, _, _ in questions]
+    served = [shuffled(question, options.seed) for question, *_ in questions]
     template = templates[options.template]
     targets = teacher_targets(served, teacher_model, template, progress,
                               {"seed": options.seed}, options.batch_size)
     rows = [{"question_id": q.ID, "source": source, "split": split, "question": q.Question,
              "prompt": served_chat(q, template)[0]["content"], "option_count": len(q.choices or {}),
-             "target": targets[q.ID]["target"], "one_pass": targets[q.ID]["one_pass"]}
-            for q, (_, source, split) in zip(served, questions)]
+             "target": targets[q.ID]["target"], "one_pass": targets[q.ID]["one_pass"],
+             "answer": next((int(n) for n, text in (q.choices or {}).items() if right and text == right), 0)}
+            for q, (_, source, split, right) in zip(served, questions)]
     frame = target_frame(rows)
     agree = sum(int(np.argmax(r["target"]) == np.argmax(r["one_pass"])) for r in rows)
     logger.info("Choice targets: %d questions (%s); the averaged and the one-pass choice agree on %d",
                 len(frame), frame.groupby(["source", "split"]).size().to_dict(), agree)
     return frame
+
+
+def _training_data_key(method: str, settings: DistillationSettings, pair_dataset: Any,
+                       choice_targets: pd.DataFrame) -> str:
+    """What a round trains on, for its checkpoint fingerprint: the pairs, or the choice targets and the
+    settings that change how training reads them."""
+    if method != CHOICE_TARGET:
+        return _content_hash(pair_dataset)
+    reading = settings.choice_targets.model_dump(include={"temperature", "orders", "label_weight"})
+    return json_hash({"reading": reading, "targets": choice_targets.to_dict("records")})
 
 
 def train_student(
@@ -114,9 +126,7 @@ def train_student(
     method = settings.losses[0]
     training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher",
                                                      "teacher_signal_dir", "choice_targets"})
-    data = (json_hash({"temperature": settings.choice_targets.temperature,
-                       "targets": choice_targets.to_dict("records")}) if method == CHOICE_TARGET
-            else _content_hash(pair_dataset))
+    data = _training_data_key(method, settings, pair_dataset, choice_targets)
     run = run_fingerprint(method, training_settings, student_model.name, student_model.path, teacher_model.name, data)
     output_dir = Path(settings.checkpoint_dir) / f"round_{round_number}" / run
     what = (f"{int((choice_targets['split'] == 'train').sum())} choice targets" if method == CHOICE_TARGET
