@@ -86,6 +86,9 @@ ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_ta
 # the other corpus questions never did), on the orders arm's recipe: the same 160 questions but about a
 # fifth of them turned, whose teacher targets are new.
 ARMS["choice_target_negative"] = _changed("choice_target_orders", "distillation.choice_targets.negative_share=0.3")
+# The same questions with the answer each corpus question was made with mixed into its target at half
+# weight: where the teacher misreads a question (a negated stem above all), the known answer corrects it.
+ARMS["choice_target_negative_labelled"] = _changed("choice_target_negative", "distillation.choice_targets.label_weight=0.5")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
            "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
            "token_kl", "teacher_response_nll"]

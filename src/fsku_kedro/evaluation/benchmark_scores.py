@@ -27,9 +27,9 @@ def benchmark_scores(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Per option order in ``sets``: MC accuracy (``benchmark_<order>_mc_accuracy``; on the questions
     whose stem asks which option is not correct, ``benchmark_<order>_negative_mc_accuracy``), the
-    descriptive score where the set has descriptive questions, and the fallback count; and the answers. Answers
-    resume from ``store``, keyed by the student's weights, so a killed validation redoes only its
-    unfinished batches and another student never reuses them."""
+    descriptive score where the set has descriptive questions, and the fallback count; and the
+    answers. Answers resume from ``store``, keyed by the student's weights, so a killed validation
+    redoes only its unfinished batches and another student never reuses them."""
     if not any(questions for questions, _ in sets.values()):
         return {}, []
     served = inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
