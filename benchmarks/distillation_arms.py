@@ -82,13 +82,15 @@ ARMS["seqkd_choice_target"].append("distillation.choice_targets.corpus_questions
 # its options), one epoch: the first arm's 72 steps, but no question is seen twice in the same order.
 ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_targets.orders=2",
                                         "distillation.training.num_train_epochs=1")
-# A share of the corpus questions asking which statement is NOT correct (300 of FSKU's 1000 stems do;
-# the other corpus questions never did), on the orders arm's recipe: the same 160 questions but about a
-# fifth of them turned, whose teacher targets are new.
-ARMS["choice_target_negative"] = _changed("choice_target_orders", "distillation.choice_targets.negative_share=0.3")
+# Negated questions (300 of FSKU's 1000 stems ask which statement is NOT correct; no corpus question
+# did), on the orders arm's recipe. The answer is a sentence of the chunk made false
+# (corpus_questions.falsified); every chunk that allows one asks it negated: 47 of the 160 questions
+# (29 %, about FSKU's share).
+ARMS["choice_target_falsified"] = _changed("choice_target_orders", "distillation.choice_targets.negative_share=1.0")
 # The same questions with the answer each corpus question was made with mixed into its target at half
-# weight: where the teacher misreads a question (a negated stem above all), the known answer corrects it.
-ARMS["choice_target_negative_labelled"] = _changed("choice_target_negative", "distillation.choice_targets.label_weight=0.5")
+# weight: where the teacher misreads a question, the known answer corrects it.
+ARMS["choice_target_falsified_labelled"] = _changed("choice_target_falsified",
+                                                    "distillation.choice_targets.label_weight=0.5")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
            "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
            "token_kl", "teacher_response_nll"]

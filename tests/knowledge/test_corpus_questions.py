@@ -8,6 +8,7 @@ import pandas as pd
 from fsku_kedro.knowledge.corpus_questions import (
     descriptive_question,
     descriptive_questions,
+    falsified,
     multiple_choice_questions,
 )
 
@@ -49,11 +50,21 @@ def test_one_question_per_section_with_its_whole_text_seeded():
 
 def _documents():
     laws = {"전자금융거래법": ["금융회사는 전자금융거래의 안전성을 확보하여야 한다.", "이용자는 접근매체를 다른 사람에게 양도하여서는 아니 된다.",
-                          "금융회사는 오류를 안 날부터 두 주 안에 정정하여야 한다.", "전자금융거래 기록은 오 년간 보존하여야 한다."],
-            "개인정보 보호법": ["개인정보처리자는 개인정보를 안전하게 관리하여야 한다.", "정보주체는 자신의 개인정보 열람을 요구할 수 있다.",
-                          "민감정보는 별도의 동의를 받아야만 처리할 수 있다."],
-            "전자서명법": ["전자서명은 서명자의 신원을 확인하는 데 쓰인다.", "인증사업자는 인증업무준칙을 게시하여야 한다."]}
+                          "금융회사는 오류를 안 날부터 두 주 안에 정정하여야 한다.", "전자금융거래 기록은 오 년간 보존한다."],
+            "개인정보 보호법": ["개인정보처리자는 개인정보를 안전하게 관리하는 조직이다.", "정보주체는 자신의 개인정보 열람을 요구하는 사람이다.",
+                          "민감정보는 별도의 동의가 있을 때 처리하는 정보이다.", "유출 사실은 72시간 이내에 정보주체에게 알린다."],
+            "전자서명법": ["전자서명은 서명자의 신원을 확인하는 데 쓰인다.", "인증사업자는 인증업무준칙을 게시하여야 한다.",
+                      "인증서는 유효기간이 지나면 효력을 잃는다."]}
     return pd.DataFrame({"doc_id": list(laws), "title": list(laws), "content": [" ".join(s) for s in laws.values()]}), laws
+
+
+def test_each_edit_makes_a_statement_false_and_leaves_years_alone():
+    assert falsified("금융회사는 오류를 정정하여야 한다.") == "금융회사는 오류를 정정하여야 하는 것은 아니다."
+    assert falsified("접근매체를 양도하여서는 아니 된다.") == "접근매체를 양도하여도 된다."
+    assert falsified("정보주체는 열람을 요구할 수 있다.") == "정보주체는 열람을 요구할 수 없다."
+    assert falsified("유출 사실은 72시간 이내에 알린다.") == "유출 사실은 144시간 이내에 알린다."
+    assert falsified("2023년 가이드라인을 발간했다.") is None, "a year is not a period"
+    assert falsified("전자서명은 신원을 확인하는 데 쓰인다.") is None
 
 
 def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
@@ -72,8 +83,10 @@ def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
         assert (options[question.answer - 1] in laws[topic]) is not question.negative, "the known answer"
         if question.negative:
             assert "않은" in stem or "않는" in stem
-            assert len(own) == 3 and len(set(options)) == 4, "three of the chunk's sentences and one from elsewhere"
+            assert len(own) == 3 and len(set(options)) == 4
+            assert options[question.answer - 1] in {falsified(s) for s in laws[topic]} - set(laws[topic]), \
+                "three of the chunk's sentences and another of them made false"
         else:
-            assert len(laws[topic]) < 3 and len(own) == 1, "only a chunk of fewer than three sentences asks positively"
-    assert sum(q.negative for q in everything) == sum(len(laws[t]) >= 3 for t in laws) * 4
-    assert 0 < sum(q.negative for q in mixed) < 12
+            assert topic == "전자서명법" and len(own) == 1, "a chunk of fewer than four sentences asks positively"
+    assert sum(q.negative for q in everything) == 8, "the two chunks of four sentences, each asked 4 times"
+    assert 0 < sum(q.negative for q in mixed) < 8

@@ -2,7 +2,8 @@
 
 - FSKU-style multiple choice. Most ask which statement is correct: one sentence of the chunk among
   sentences of other documents. Some ask which is not, as 300 of FSKU's 1000 stems do: three
-  sentences of the chunk and one of another document.
+  sentences of the chunk and a fourth made false by a fixed edit (an obligation waived, a
+  prohibition lifted, a permission withdrawn, a period or count doubled).
 - Descriptive questions on a chunk's section (a law article or a guide's heading), each with the
   text that answers it.
 
@@ -28,6 +29,15 @@ NEGATIVE_STEMS = (
     "다음 중 {topic}에 관한 설명으로 옳지 않은 것은?",
     "다음 중 {topic}의 내용에 해당하지 않는 것은?",
     "{topic}에 대한 설명으로 적절하지 않은 것은?",
+)
+# Edits that make a statement of the knowledge base false; the first that applies is used.
+FALSIFY = (
+    (re.compile(r"(?<![\d.])([1-9]\d{0,2})\s?(영업일|개월|시간|년|일|분|회|명|%)"),
+     lambda m: f"{int(m.group(1)) * 2}{m.group(2)}"),  # a period, count or share doubled (not a year)
+    (re.compile(r"야 한다\.?$"), lambda m: "야 하는 것은 아니다."),  # an obligation waived
+    (re.compile(r"서는 (?:안|아니) 된다\.?$"), lambda m: "도 된다."),  # a prohibition lifted
+    (re.compile(r" 수 있다\.?$"), lambda m: " 수 없다."),  # a permission withdrawn
+    (re.compile(r" 수 없다\.?$"), lambda m: " 수 있다."),
 )
 SENTENCE_END = re.compile(r"(?<=[다요음함임\.])\s+")
 OPTION_CHARS = (15, 160)  # a sentence this long makes a plausible option
@@ -55,14 +65,22 @@ def _sentences(text: str) -> list[str]:
     return [s for s in pieces if OPTION_CHARS[0] <= len(s) <= OPTION_CHARS[1]]
 
 
+def falsified(sentence: str) -> str | None:
+    """``sentence`` made false by the first edit of ``FALSIFY`` that applies; None when none does."""
+    for pattern, edit in FALSIFY:
+        if pattern.search(sentence):
+            return pattern.sub(edit, sentence, count=1)
+    return None
+
+
 def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int,
                               negative_share: float = 0.0) -> list[CorpusQuestion]:
     """``count`` four-option questions, each about one chunk.
 
-    A seeded ``negative_share`` of them (among chunks with three sentences or more) ask which statement
-    is not correct: three options are the chunk's sentences and the answer is a sentence of another
-    document. The others ask which is correct: the answer is one of the chunk's sentences and the other
-    options are sentences of other documents."""
+    A seeded ``negative_share`` of them (among chunks of four sentences or more, one of which
+    ``falsified`` can edit) ask which statement is not correct: three options are the chunk's
+    sentences and the answer is another of its sentences made false. The others ask which is correct:
+    the answer is one of the chunk's sentences and the other options are sentences of other documents."""
     if count == 0:
         return []
     rows = [(str(r.doc_id), str(r.title or r.doc_id), _sentences(str(r.content))) for r in chunks.itertuples()]
@@ -76,9 +94,12 @@ def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int,
         doc, topic, sentences = rows[n % len(rows)]
         others = sorted((item for item in pool if item[0] != doc), key=lambda item: unit_hash(seed, n, item[1]))
         start = n // len(rows) % len(sentences)
-        negative = len(sentences) >= 3 and unit_hash(seed, "negative", n) < negative_share
+        turn = [sentences[(start + k) % len(sentences)] for k in range(len(sentences))]
+        false = next((edited for sentence in turn if (edited := falsified(sentence))), None)
+        negative = len(sentences) >= 4 and false is not None and unit_hash(seed, "negative", n) < negative_share
         if negative:
-            options = [sentences[(start + k) % len(sentences)] for k in range(3)] + [others[0][1]]
+            source = next(sentence for sentence in turn if falsified(sentence) == false)
+            options = [sentence for sentence in turn if sentence != source][:3] + [false]
             stem = NEGATIVE_STEMS[n % len(NEGATIVE_STEMS)]
         else:
             options = [sentences[start]] + [sentence for _, sentence in others[:3]]

@@ -79,7 +79,7 @@ class ChoiceTargetSettings(Settings):
     # teacher's preference among the option texts, wherever they stand).
     orders: PositiveInt = 1
     # Of the corpus questions, this seeded share ask which statement is NOT correct (300 of FSKU's
-    # 1000 stems do), among chunks with three sentences or more.
+    # 1000 stems do), among chunks that allow one (corpus_questions.multiple_choice_questions).
     negative_share: float = Field(0.0, ge=0.0, le=1.0)
     # Training reads each target as (1 - w) * teacher + w * the known answer, where the question has
     # one (made from the knowledge base): the teacher's preference with the answer the question was made with.
