@@ -188,11 +188,12 @@ def target_agreement() -> dict[str, dict[str, float]] | None:
         return None
     corpus = frame[frame["answer"] > 0]
     kinds = corpus["question_id"].str.contains("-not-").map({True: "negated", False: "positive"})
-    return {kind: {"questions": len(group),
-                   "cyclic_top_is_answer": float(np.mean([np.argmax(t) + 1 == a for t, a in
-                                                          zip(group["target"], group["answer"])])),
-                   "one_pass_top_is_answer": float(np.mean([np.argmax(t) + 1 == a for t, a in
-                                                            zip(group["one_pass"], group["answer"])]))}
+
+    def top_is_answer(group: pd.DataFrame, column: str) -> float:
+        return float(np.mean([np.argmax(p) + 1 == a for p, a in zip(group[column], group["answer"])]))
+
+    return {kind: {"questions": len(group), "cyclic_top_is_answer": top_is_answer(group, "target"),
+                   "one_pass_top_is_answer": top_is_answer(group, "one_pass")}
             for kind, group in corpus.groupby(kinds)}
 
 
