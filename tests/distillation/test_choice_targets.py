@@ -1,6 +1,7 @@
 """The debiased multiple-choice target: teacher targets (cyclic average, resumable), the loss, a real
 training round on tiny models, and the node that gathers the questions."""
 
+import copy
 import math
 
 import pandas as pd
@@ -158,6 +159,36 @@ def test_a_choice_target_round_moves_the_student_toward_the_targets(student, tmp
     with pytest.raises(ValueError, match="needs the teacher's choice targets"):
         train_round("choice_target", student, student, None, training_parameters(), tmp_path / "none",
                     choice_targets=frame.iloc[0:0])
+
+
+def test_a_choice_target_round_killed_in_its_second_epoch_resumes_to_the_uninterrupted_adapter(student, tmp_path):
+    from fsku_kedro.distillation.merging import extract_adapter
+    from fsku_kedro.models.bundle import ModelBundle
+    from tests.distillation.test_training import StopAfterSteps
+
+    def fresh():
+        return ModelBundle(copy.deepcopy(student.model), student.tokenizer, "s")
+
+    targets = {"q1": [0.0, 0.0, 1.0, 0.0], "q2": [1.0, 0.0, 0.0, 0.0, 0.0], "q3": [0.0, 1.0, 0.0]}
+    frame = _frame(targets, QUESTIONS)
+    # 3 questions in 2 orders, 2 rows a step: 3 steps an epoch, checkpoints at 4 and at the end (6).
+    params = training_parameters(max_steps=-1, num_train_epochs=2, save_steps=4)
+    params = params.model_copy(update={"choice_targets": params.choice_targets.model_copy(update={"orders": 2})})
+    whole, _ = train_round("choice_target", fresh(), student, None, params, tmp_path / "whole", choice_targets=frame)
+    train_round("choice_target", fresh(), student, None, params, tmp_path / "killed", choice_targets=frame,
+                extra_callbacks=[StopAfterSteps(3)])
+    assert sorted(p.name for p in (tmp_path / "killed").glob("checkpoint-*")) == ["checkpoint-4"]
+    resumed, history = train_round("choice_target", fresh(), student, None, params, tmp_path / "killed",
+                                   choice_targets=frame)
+    assert [r["step"] for r in history if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    # A finished round started again loads its last checkpoint and trains nothing.
+    again, _ = train_round("choice_target", fresh(), student, None, params, tmp_path / "whole", choice_targets=frame)
+    expected = extract_adapter(whole).weights
+    for other in (resumed, again):
+        got = extract_adapter(other).weights
+        assert got.keys() == expected.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], atol=1e-6, rtol=1e-5)
 
 
 def test_the_node_gathers_prompt_set_and_corpus_questions_or_nothing(teacher, tmp_path):

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
 
 from fsku_kedro.distillation.choice_targets import single_token_options
 from fsku_kedro.questions import parse_question, shuffled, shuffled_order
@@ -151,6 +151,9 @@ def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str
     fields = set(TrainingArguments.__dataclass_fields__)
     args = TrainingArguments(**{key: value for key, value in arguments.items() if key in fields})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    # The adapter's initial weights come from the seed, as a trainer given peft_config draws them: two
+    # runs of the same round (a killed one resumed included) train the same adapter.
+    set_seed(args.seed)
     return ChoiceTargetTrainer(
         model=get_peft_model(model, peft_config),
         args=args,
