@@ -253,6 +253,8 @@ def main() -> int:
     parser.add_argument("--arm", choices=sorted(ARMS), required=True)
     parser.add_argument("--record", action="store_true", help="record the latest run's outputs, do not run")
     parser.add_argument("--ran-at", default=None, help="with --record: the commit the recorded run ran at")
+    parser.add_argument("--name", default=None, help="record under this name (default: the arm's), to keep an "
+                        "earlier record of the same settings made at other code")
     args = parser.parse_args()
     run = command(args.arm)
     seconds = None
@@ -274,11 +276,12 @@ def main() -> int:
     recorded = {name: {key: report.get(key) for key in ["model", *COLUMNS, "benchmark_own_fallbacks",
                                                         "benchmark_shuffled_fallbacks"]}
                 for name, report in reports.items()}
-    before = figures.get(args.arm, {})
+    entry = args.name or args.arm
+    before = figures.get(entry, {})
     # Recording the same run again keeps its wall time.
     same_run = all(before.get("rounds", {}).get(name, {}).get(key) == report[key]
                    for name, report in recorded.items() for key in ("model", *COLUMNS[:2]))
-    figures[args.arm] = {
+    figures[entry] = {
         "kedro_command": " ".join(run),
         "ran_at": args.ran_at if args.record else "the record's commit",
         "rounds": recorded,
@@ -294,7 +297,7 @@ def main() -> int:
                                 "student": "the teacher cut to 26 of 28 layers by block influence"},
                         evaluation="held-out FSKU benchmark questions outside the settings slice "
                         "(distillation.validation.fsku_benchmark of qwen_coder_cpu), served path, one pass")
-    print(f"\n{args.arm} ({cpu_line()}), real models; held-out FSKU questions, one pass\n")
+    print(f"\n{entry} ({cpu_line()}), real models; held-out FSKU questions, one pass\n")
     print_table(["round", "model", *COLUMNS], [
         [name, report.get("model"), *(f"{report[c]:.3f}" if isinstance(report.get(c), float) else "" for c in COLUMNS)]
         for name, report in reports.items()])

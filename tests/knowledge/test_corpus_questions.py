@@ -90,3 +90,21 @@ def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
             assert topic == "전자서명법" and len(own) == 1, "a chunk of fewer than four sentences asks positively"
     assert sum(q.negative for q in everything) == 8, "the two chunks of four sentences, each asked 4 times"
     assert 0 < sum(q.negative for q in mixed) < 8
+
+
+def test_options_are_whole_statements_without_the_heading_line():
+    # Shaped like the knowledge base's chunks: a heading line, then sentences with words ending in 다 or 음
+    # ("2년마다", "다음") that do not end a sentence.
+    contents = [
+        ("정보통신망법 제50조(영리목적의 광고성 정보 전송 제한)\n광고를 보내려면 수신자의 사전 동의를 받아야 한다. "
+         "오후 9시부터 다음 날 오전 8시까지는 별도의 동의를 받아야 한다. 동의를 받은 자는 2년마다 동의 여부를 확인해야 한다."),
+        ("접근통제와 인증 실무 안내서 > 4. 사용자 인증과 다중 인증\n인증 요소는 지식, 소유, 존재의 세 범주로 나눈다. "
+         "MFA는 서로 다른 범주의 인증 요소를 결합하는 방식이다."),
+    ]
+    chunks = pd.DataFrame({"doc_id": ["a", "b"], "title": ["정보통신망법", "안내서"], "content": contents})
+    statements = {s for content in contents for s in content.split("\n")[1].split(". ")}
+    statements = {s if s.endswith(".") else f"{s}." for s in statements}
+    seen = set()
+    for question in multiple_choice_questions(chunks, 10, seed=0):
+        seen.update(line.split(" ", 1)[1] for line in question.text.split("\n")[1:])
+    assert seen == statements, seen ^ statements

@@ -39,7 +39,9 @@ FALSIFY = (
     (re.compile(r" 수 있다\.?$"), lambda m: " 수 없다."),  # a permission withdrawn
     (re.compile(r" 수 없다\.?$"), lambda m: " 수 있다."),
 )
-SENTENCE_END = re.compile(r"(?<=[다요음함임\.])\s+")
+# Sentences end at punctuation or a line break: a word ending in 다 or 음 ("2년마다", "다음") does not end one.
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+STATEMENT = re.compile(r"[다요음함임]\.?$")  # a statement ends so; a heading line or a cut phrase does not
 OPTION_CHARS = (15, 160)  # a sentence this long makes a plausible option
 ARTICLE = re.compile(r"^(?P<law>.+?)\s+(?P<article>제\d+조(?:의\d+)?)\s*\((?P<topic>[^()]+)\)\s*$")
 HEADING_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[가-하]\.)(?:\s+|$)")
@@ -61,8 +63,12 @@ class CorpusQuestion(NamedTuple):
 
 
 def _sentences(text: str) -> list[str]:
-    pieces = (re.sub(r"\s+", " ", s).strip(" -*#|") for s in SENTENCE_END.split(text))
-    return [s for s in pieces if OPTION_CHARS[0] <= len(s) <= OPTION_CHARS[1]]
+    """The statements of a chunk that make plausible options: each line split at sentence punctuation,
+    kept when it ends as a statement and is of option length (the heading line a chunk opens with,
+    "전자서명법 제20조(손해배상책임)" or "안내서 > 4. 사용자 인증", is not kept, nor glued to the next)."""
+    pieces = (re.sub(r"\s+", " ", piece).strip(" -*#|") for line in text.splitlines()
+              for piece in SENTENCE_END.split(line))
+    return [s for s in pieces if OPTION_CHARS[0] <= len(s) <= OPTION_CHARS[1] and STATEMENT.search(s)]
 
 
 def falsified(sentence: str) -> str | None:
