@@ -92,7 +92,7 @@ def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
     assert 0 < sum(q.negative for q in mixed) < 8
 
 
-def test_options_are_whole_statements_without_the_heading_line():
+def test_options_are_whole_statements_without_the_heading_line(caplog):
     # Shaped like the knowledge base's chunks: a heading line, then sentences with words ending in 다 or 음
     # ("2년마다", "다음") that do not end a sentence.
     contents = [
@@ -101,10 +101,15 @@ def test_options_are_whole_statements_without_the_heading_line():
         ("접근통제와 인증 실무 안내서 > 4. 사용자 인증과 다중 인증\n인증 요소는 지식, 소유, 존재의 세 범주로 나눈다. "
          "MFA는 서로 다른 범주의 인증 요소를 결합하는 방식이다."),
     ]
-    chunks = pd.DataFrame({"doc_id": ["a", "b"], "title": ["정보통신망법", "안내서"], "content": contents})
     statements = {s for content in contents for s in content.split("\n")[1].split(". ")}
     statements = {s if s.endswith(".") else f"{s}." for s in statements}
+    # A chunk of headings alone gives no option, and is counted in the log.
+    chunks = pd.DataFrame({"doc_id": ["a", "b", "c"], "title": ["정보통신망법", "안내서", "목차"],
+                           "content": [*contents, "전자금융감독규정 > 제3장 전자금융업무\n제1절 통칙"]})
     seen = set()
-    for question in multiple_choice_questions(chunks, 10, seed=0):
+    with caplog.at_level("INFO", logger="fsku_kedro.knowledge.corpus_questions"):
+        questions = multiple_choice_questions(chunks, 10, seed=0)
+    for question in questions:
         seen.update(line.split(" ", 1)[1] for line in question.text.split("\n")[1:])
     assert seen == statements, seen ^ statements
+    assert "1 of 3 chunks hold no statement" in caplog.text

@@ -13,12 +13,15 @@ prompts for the teacher.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import NamedTuple
 
 import pandas as pd
 
 from fsku_kedro.hashing import unit_hash
+
+logger = logging.getLogger(__name__)
 
 STEMS = (
     "다음 중 {topic}에 관한 설명으로 가장 적절한 것은?",
@@ -90,6 +93,9 @@ def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int,
     if count == 0:
         return []
     rows = [(str(r.doc_id), str(r.title or r.doc_id), _sentences(str(r.content))) for r in chunks.itertuples()]
+    if skipped := sum(not row[2] for row in rows):
+        logger.info("Corpus questions: %d of %d chunks hold no statement of option length; none is asked about",
+                    skipped, len(rows))
     rows = [row for row in rows if row[2]]
     rows.sort(key=lambda row: unit_hash(seed, "mc_prompt", row[2][0]))
     pool = [(doc, sentence) for doc, _, sentences in rows for sentence in sentences]
