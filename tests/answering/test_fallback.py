@@ -17,6 +17,15 @@ def test_extractive_answer_keeps_the_closest_sentences_in_order():
     assert extractive_answer("질문", "", max_sentences=2, max_chars=10) == "질문", "no passage: the question's own words"
 
 
+def test_extractive_answer_keeps_sentences_whole_across_words_ending_in_da():
+    # "2년마다" and "다음" end in 다 but end no sentence; a numbered heading line is one piece.
+    passage = ("3. 야간 전송 제한\n수신 동의를 받은 자는 2년마다 수신 동의 여부를 확인하여야 한다. "
+               "다음 날 오전 8시까지는 전송할 수 없다.")
+    answer = extractive_answer("수신 동의 여부 확인 주기는?", passage, max_sentences=1, max_chars=300)
+    assert answer == "수신 동의를 받은 자는 2년마다 수신 동의 여부를 확인하여야 한다."
+    assert extractive_answer("야간 전송 제한", passage, max_sentences=1, max_chars=300) == "3. 야간 전송 제한"
+
+
 def test_budget_scales_with_the_set_and_the_breaker_opens_when_spent():
     limits = TimeLimitSettings()  # the competition's 270 minutes for 515 questions
     assert scaled_budget(515, limits.budget_minutes, limits.budget_questions) == 270 * 60

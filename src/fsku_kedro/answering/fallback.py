@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-SENTENCE_END = re.compile(r"(?<=[.?!다요])\s+|\n+")
+# Sentence ends: punctuation (not a heading's number, "3. 암호키 관리") or a line break; not every
+# 다/요, as "2년마다" and "다음" end no sentence.
+SENTENCE_END = re.compile(r"(?<=[.?!])(?<!\d\.)\s+|\n+")
 
 
 def bigrams(text: str) -> Counter:
