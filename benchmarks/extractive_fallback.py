@@ -27,7 +27,12 @@ from report import catalog_with_chunks, print_table, verdict, write_result
 from fsku_kedro.answering import fallback
 from fsku_kedro.answering.fallback_policy import clean_text
 from fsku_kedro.evaluation.fsku_benchmark import benchmark_set
-from fsku_kedro.evaluation.fsku_score import COSINE_WEIGHT, KEYWORD_WEIGHT, DescriptiveItem, descriptive_scores
+from fsku_kedro.evaluation.fsku_score import (
+    COSINE_WEIGHT,
+    KEYWORD_WEIGHT,
+    DescriptiveItem,
+    descriptive_scores,
+)
 from fsku_kedro.knowledge.passages import retrieve_passages
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 
