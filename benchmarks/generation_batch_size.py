@@ -20,6 +20,7 @@ import time
 from report import catalog_with_chunks, print_table, verdict, write_result
 
 from fsku_kedro.generation.backends import TransformersBackend
+from fsku_kedro.parameters.generation import GeneratorSettings
 
 SLACK = 1.10
 
@@ -36,7 +37,7 @@ def main() -> int:
         print(f"no prompt set in {args.env or 'base'}: run the response_generation pipeline's build_prompt_set first")
         return 2
     prompt_set = catalog.load("prompt_set")
-    settings = catalog.load(f"params:{args.role}").generation
+    settings = GeneratorSettings.model_validate(catalog.load(f"params:{args.role}")).generation
     model = catalog.load(f"{args.role}_model")
     ordered = prompt_set.iloc[(-prompt_set["prompt"].str.len()).argsort(kind="stable")]
     step = max(len(ordered) // args.prompts, 1)
