@@ -10,8 +10,8 @@ so a sentence was cut after words such as "2년마다" or "다음"; the current 
 punctuation and line breaks only. Both answer every question from the same passage; the table gives
 the competition's descriptive score (cosine similarity and keyword recall against the reference) and
 how many chosen pieces are not whole sentences (they end neither in sentence punctuation nor at a
-line end of the passage: a heading or table row is whole). Target: no cut piece under the current rule, and a descriptive score no
-lower than the earlier rule's. Records ``benchmarks/results/extractive_fallback.json``
+line end of the passage: a heading or table row is whole). Target: no cut piece under the current
+rule, and a descriptive score no lower than the earlier rule's. Records ``benchmarks/results/extractive_fallback.json``
 (``extractive_fallback_<env>.json`` for another environment).
 """
 
@@ -92,8 +92,9 @@ def main() -> int:
     met = current["cut_pieces"] == 0 and current["descriptive_score"] >= earlier["descriptive_score"]
     for entry in figures.values():
         entry.pop("answers")
-    write_result("extractive_fallback" + (f"_{args.env}" if args.env else ""), {"env": args.env or "base", "questions": len(questions),
-                                         "answers_changed": changed, "rules": figures, "target_met": met})
+    name = "extractive_fallback" + (f"_{args.env}" if args.env else "")
+    write_result(name, {"env": args.env or "base", "questions": len(questions), "answers_changed": changed,
+                        "rules": figures, "target_met": met})
     return verdict(met, "no cut sentence under the current rule, descriptive score >= the earlier rule's")
 
 
