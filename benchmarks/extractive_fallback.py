@@ -43,18 +43,14 @@ WHOLE = re.compile(r"[.?!]$")
 def answers_under(rule: re.Pattern, questions, passages, settings) -> tuple[list[str], int, int]:
     """Each question's fallback answer with ``rule`` as the sentence splitter; the number of chosen
     pieces and how many of them were cut inside a line without sentence punctuation."""
-    saved, fallback.SENTENCE_END = fallback.SENTENCE_END, rule
-    try:
-        answers, pieces, cut = [], 0, 0
-        for question in questions:
-            top = passages[question.ID][0].text if passages.get(question.ID) else ""
-            text = fallback.extractive_answer(question.parsed_question, top, settings.sentences, settings.max_chars)
-            answers.append(clean_text(text) or question.parsed_question)
-            chosen = [s.strip() for s in rule.split(top) if len(s.strip()) > 1 and s.strip() in text]
-            pieces += len(chosen)
-            cut += sum(not WHOLE.search(s) and not re.search(re.escape(s) + r"[ \t]*(\n|$)", top) for s in chosen)
-    finally:
-        fallback.SENTENCE_END = saved
+    answers, pieces, cut = [], 0, 0
+    for question in questions:
+        top = passages[question.ID][0].text if passages.get(question.ID) else ""
+        text = fallback.extractive_answer(question.parsed_question, top, settings.sentences, settings.max_chars, rule)
+        answers.append(clean_text(text) or question.parsed_question)
+        chosen = [s for s in fallback.passage_sentences(top, rule) if s in text]
+        pieces += len(chosen)
+        cut += sum(not WHOLE.search(s) and not re.search(re.escape(s) + r"[ \t]*(\n|$)", top) for s in chosen)
     return answers, pieces, cut
 
 

@@ -19,7 +19,7 @@ import time
 
 from report import catalog_with_chunks, print_table, verdict, write_result
 
-from fsku_kedro.generation.backends import TransformersBackend
+from fsku_kedro.generation.backends import make_backend
 from fsku_kedro.parameters.generation import GeneratorSettings
 
 SLACK = 1.10
@@ -46,8 +46,7 @@ def main() -> int:
     sampling = settings.sampling()
     rows, texts = [], {}
     for batch_size in args.batch_sizes:
-        backend = TransformersBackend(model, batch_size=batch_size, show_progress=True,
-                                      cache_implementation=settings.cache_implementation)
+        backend = make_backend(model, settings.model_copy(update={"batch_size": batch_size}))
         start = time.perf_counter()
         completions = backend.generate(chats, sampling)
         seconds = time.perf_counter() - start

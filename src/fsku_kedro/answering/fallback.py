@@ -34,10 +34,16 @@ def overlap_choice(options: dict[str, str], context: str) -> tuple[int, float | 
     return best_number, (best_score / total if total > 0 else None)
 
 
-def extractive_answer(question: str, passage: str, max_sentences: int, max_chars: int) -> str:
+def passage_sentences(passage: str, sentence_end: re.Pattern = SENTENCE_END) -> list[str]:
+    """The passage's sentences (pieces between ``sentence_end`` matches), stripped, longer than one character."""
+    return [s.strip() for s in sentence_end.split(passage) if len(s.strip()) > 1]
+
+
+def extractive_answer(question: str, passage: str, max_sentences: int, max_chars: int,
+                      sentence_end: re.Pattern = SENTENCE_END) -> str:
     """The ``max_sentences`` passage sentences closest to the question (bigram overlap), kept in passage
     order, cut at ``max_chars`` (``inference.fallback`` holds the defaults)."""
-    sentences = [s.strip() for s in SENTENCE_END.split(passage) if len(s.strip()) > 1]
+    sentences = passage_sentences(passage, sentence_end)
     if not sentences:
         return question.strip()[:max_chars]
     question_grams = bigrams(question)
