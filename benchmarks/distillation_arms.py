@@ -91,6 +91,12 @@ ARMS["choice_target_falsified"] = _changed("choice_target_orders", "distillation
 # weight: where the teacher misreads a question, the known answer corrects it.
 ARMS["choice_target_falsified_labelled"] = _changed("choice_target_falsified",
                                                     "distillation.choice_targets.label_weight=0.5")
+# FSKU-like corpus questions: every option about the question's document, the wrong ones false
+# statements made from it (the default's other options are true sentences of other documents, where
+# the teacher's averaged top hits the answer for only 0.39 of 160); 30 % of them negated.
+ARMS["choice_target_falsified_distractors"] = _changed("choice_target_orders",
+                                                       "distillation.choice_targets.distractors=falsified",
+                                                       "distillation.choice_targets.negative_share=0.3")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
            "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
            "token_kl", "teacher_response_nll"]

@@ -89,6 +89,21 @@ def test_torn_lines_and_other_settings_are_not_reused(tmp_path):
     assert set(store.finished("f1")) == {"a", "b"}
 
 
+def test_a_key_asked_with_two_inputs_in_turn_keeps_both_records(tmp_path):
+    store, computed = ResponseStore(tmp_path / "progress.jsonl"), []
+
+    def compute(keys, text):
+        computed.extend(keys)
+        return [{"response": f"{text} {key}"} for key in keys]
+
+    def ask(text):
+        hashes = {"q": text}
+        return store.complete("f", ["q"], lambda keys: compute(keys, text), 4, "test", inputs=hashes)["q"]["response"]
+
+    assert [ask("old"), ask("new"), ask("old"), ask("new")] == ["old q", "new q", "old q", "new q"]
+    assert computed == ["q", "q"], "each input computed once, then read back whichever was asked last"
+
+
 def test_shards_split_the_prompt_set(tmp_path, tiny_llama_dir):
     bundle = ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny")
     small = PARAMETERS.model_copy(update={"max_new_tokens": 2, "num_shards": 3})

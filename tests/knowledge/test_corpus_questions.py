@@ -59,7 +59,10 @@ def _documents():
 
 
 def test_each_edit_makes_a_statement_false_and_leaves_years_alone():
-    assert falsified("금융회사는 오류를 정정하여야 한다.") == "금융회사는 오류를 정정하여야 하는 것은 아니다."
+    assert falsified("금융회사는 오류를 정정하여야 한다.") == "금융회사는 오류를 정정하지 않아도 된다."
+    assert falsified("사전 동의를 받아야 한다.") == "사전 동의를 받지 않아도 된다."
+    assert falsified("장비의 시간을 NTP로 맞추어 두어야 한다.") == "장비의 시간을 NTP로 맞추어 두지 않아도 된다."
+    assert falsified("자료를 한곳에 모아야 한다.") == "자료를 한곳에 모아야 하는 것은 아니다.", "a stem not known"
     assert falsified("접근매체를 양도하여서는 아니 된다.") == "접근매체를 양도하여도 된다."
     assert falsified("정보주체는 열람을 요구할 수 있다.") == "정보주체는 열람을 요구할 수 없다."
     assert falsified("유출 사실은 72시간 이내에 알린다.") == "유출 사실은 144시간 이내에 알린다."
@@ -113,3 +116,66 @@ def test_options_are_whole_statements_without_the_heading_line(caplog):
         seen.update(line.split(" ", 1)[1] for line in question.text.split("\n")[1:])
     assert seen == statements, seen ^ statements
     assert "1 of 3 chunks hold no statement" in caplog.text
+
+
+def _split_documents(size: int):
+    """The laws of ``_documents`` cut into chunks of ``size`` sentences."""
+    _, laws = _documents()
+    rows = [(law, " ".join(sentences[i:i + size])) for law, sentences in laws.items()
+            for i in range(0, len(sentences), size)]
+    return pd.DataFrame({"doc_id": [law for law, _ in rows], "title": [law for law, _ in rows],
+                         "content": [content for _, content in rows]}), laws
+
+
+def _options(question):
+    return [line.split(" ", 1)[1] for line in question.text.split("\n")[1:]]
+
+
+def test_falsified_distractors_leave_one_true_statement_about_the_document():
+    chunks, laws = _split_documents(2)
+    true = {sentence for sentences in laws.values() for sentence in sentences}
+    made = {falsified(sentence): law for law, sentences in laws.items() for sentence in sentences if falsified(sentence)}
+    questions = multiple_choice_questions(chunks, 12, seed=0, distractors="falsified")
+    assert questions == multiple_choice_questions(chunks, 12, seed=0, distractors="falsified"), "seeded"
+    for question in questions:
+        options = _options(question)
+        topic = next(law for law in laws if law in question.text.split("\n")[0])
+        assert not question.negative and len(set(options)) == 4
+        assert [o for o in options if o in true] == [options[question.answer - 1]], "only the answer is true"
+        assert options[question.answer - 1] in laws[topic]
+        distractors = [o for o in options if o not in true]
+        assert all(o in made for o in distractors), "the other options are false statements of the corpus"
+        own = sum(made[o] == topic for o in distractors)
+        assert own == min(3, sum(1 for s in laws[topic] if falsified(s) and s != options[question.answer - 1])), \
+            "made from the question's own document first, from others where it has too few"
+
+
+def test_falsified_distractors_differ_in_their_edit():
+    # Five obligations, a period and a permission: three waived obligations would give the answer away.
+    sentences = ["금융회사는 접근 기록을 남겨야 한다.", "금융회사는 권한을 검토하여야 한다.", "금융회사는 계정을 잠가야 한다.",
+                 "금융회사는 변경 내역을 보고하여야 한다.", "금융회사는 비밀번호를 바꾸어야 한다.",
+                 "접속 기록은 3년간 보관한다.", "이용자는 열람을 요구할 수 있다."]
+    chunks = pd.DataFrame({"doc_id": ["a", "b"], "title": ["안내서", "다른 법"],
+                           "content": [" ".join(sentences), "다른 법은 다른 내용을 정하는 법이다."]})
+    for question in multiple_choice_questions(chunks, 14, seed=0, distractors="falsified"):
+        options = _options(question)
+        answer = options[question.answer - 1]
+        if answer not in sentences[:5]:
+            continue
+        distractors = [o for o in options if o != answer]
+        assert sum("않아도 된다" in o or "것은 아니다" in o for o in distractors) == 1, options
+
+
+def test_falsified_distractors_let_more_chunks_ask_for_the_incorrect_statement():
+    chunks, laws = _split_documents(2)
+    assert not any(q.negative for q in multiple_choice_questions(chunks, 10, seed=0, negative_share=1.0)), \
+        "no chunk of two sentences can ask it with the chunk's own sentences"
+    negated = multiple_choice_questions(chunks, 10, seed=0, negative_share=1.0, distractors="falsified")
+    asked = [q for q in negated if q.negative]
+    assert asked and len(asked) < len(negated), "the documents of four sentences with an editable one"
+    for question in asked:
+        options = _options(question)
+        topic = next(law for law in laws if law in question.text.split("\n")[0])
+        answer = options[question.answer - 1]
+        assert [o for o in options if o not in laws[topic]] == [answer]
+        assert answer in {falsified(s) for s in laws[topic]}

@@ -31,8 +31,10 @@ class ResponseStore:
         self.path = Path(path)
         self.skipped_lines = 0
 
-    def finished(self, run_fingerprint: str) -> dict[str, dict[str, Any]]:
-        """Records already on disk for this fingerprint, by prompt_id (the last one wins)."""
+    def finished(self, run_fingerprint: str, inputs: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+        """Records already on disk for this fingerprint, by prompt_id: the last one, or with ``inputs``
+        the last one computed from the key's input where one was (a key asked in turn with two inputs
+        keeps both records)."""
         done: dict[str, dict[str, Any]] = {}
         self.skipped_lines = 0
         if not self.path.exists():
@@ -41,8 +43,12 @@ class ResponseStore:
             for number, line in enumerate(lines, start=1):
                 try:
                     record = json.loads(line)
-                    if record["fingerprint"] == run_fingerprint:
-                        done[record["prompt_id"]] = record
+                    key = record["prompt_id"]
+                    if record["fingerprint"] != run_fingerprint:
+                        continue
+                    if inputs is None or key not in done or record.get("input") == inputs.get(key) \
+                            or done[key].get("input") != inputs.get(key):
+                        done[key] = record
                 except (json.JSONDecodeError, KeyError, TypeError):
                     self.skipped_lines += 1
                     logger.warning("%s: line %d is not a complete record; it will be regenerated", self.path, number)
@@ -65,7 +71,7 @@ class ResponseStore:
         ``inputs`` (a hash of what each key's record is computed from) is for keys that do not name
         their content: each new record keeps its hash, and a stored record whose hash differs is
         computed again (one stored without a hash is reused)."""
-        done = self.finished(run_fingerprint)
+        done = self.finished(run_fingerprint, inputs)
         if inputs:
             stale = [key for key in keys if key in done and done[key].get("input", inputs[key]) != inputs[key]]
             if stale:

@@ -81,6 +81,9 @@ class ChoiceTargetSettings(Settings):
     # Of the corpus questions, this seeded share ask which statement is NOT correct (300 of FSKU's
     # 1000 stems do), among chunks that allow one (corpus_questions.multiple_choice_questions).
     negative_share: float = Field(0.0, ge=0.0, le=1.0)
+    # The other options of a corpus question: sentences of other documents (true, off topic), or
+    # false statements made from the question's own document, as FSKU's options are.
+    distractors: Literal["other_documents", "falsified"] = "other_documents"
     # Training reads each target as (1 - w) * teacher + w * the known answer, where the question has
     # one (made from the knowledge base): the teacher's preference with the answer the question was made with.
     label_weight: float = Field(0.0, ge=0.0, le=1.0)

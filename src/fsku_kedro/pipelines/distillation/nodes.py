@@ -71,7 +71,8 @@ def teacher_choice_targets(
     if unparsed:
         logger.warning("Choice targets: %d multiple-choice prompts of the prompt set are not in the "
                        "answer_multiple_choice template with numbered options; left out", unparsed)
-    corpus = multiple_choice_questions(chunks, options.corpus_questions, options.seed, options.negative_share)
+    corpus = multiple_choice_questions(chunks, options.corpus_questions, options.seed, options.negative_share,
+                                       options.distractors)
     for n, (_, text, negative, answer) in enumerate(corpus):
         # The kind is in the id, which keys the stored teacher targets.
         question_id = f"corpus-mc{'-not' if negative else ''}-{options.seed}-{n}"
