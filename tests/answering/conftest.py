@@ -39,11 +39,13 @@ def digit_llama_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def digit_bundle(digit_llama_dir):
+    """The digit Llama in float32 on every CPU: its tests compare scoring paths to 1e-5, which bfloat16
+    (the 'auto' dtype where the CPU has it) does not hold."""
     from fsku_kedro.models.bundle import ModelBundle
     from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
 
-    return ModelBundle(load_causal_lm(str(digit_llama_dir)), load_tokenizer(str(digit_llama_dir)), "digit-llama",
-                       str(digit_llama_dir))
+    model = load_causal_lm(str(digit_llama_dir), dtype="float32")
+    return ModelBundle(model, load_tokenizer(str(digit_llama_dir)), "digit-llama", str(digit_llama_dir))
 
 
 @pytest.fixture(scope="module")
