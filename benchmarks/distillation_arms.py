@@ -97,6 +97,10 @@ ARMS["choice_target_falsified_labelled"] = _changed("choice_target_falsified",
 ARMS["choice_target_falsified_distractors"] = _changed("choice_target_orders",
                                                        "distillation.choice_targets.distractors=falsified",
                                                        "distillation.choice_targets.negative_share=0.3")
+# The same questions with their known answers mixed into the targets at half weight: on these the
+# teacher's averaged top hits the answer for only about half (0.52 positive, 0.47 negated).
+ARMS["choice_target_falsified_distractors_labelled"] = _changed("choice_target_falsified_distractors",
+                                                                "distillation.choice_targets.label_weight=0.5")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
            "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
            "token_kl", "teacher_response_nll"]

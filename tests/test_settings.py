@@ -145,3 +145,37 @@ def test_bad_schedules_are_refused_with_the_allowed_losses(tmp_path):
             "distillm.alpha_anchor_steps (10) anchor steps and the round trains training.max_steps 10") in message
     never_adapts["distillm"]["alpha_anchor_steps"] = 2
     assert DistillationSettings.model_validate({"schedule": [never_adapts]}).for_round(1).distillm.adaptive_alpha
+
+
+def test_every_distillation_arm_validates_in_its_environment():
+    """benchmarks/distillation_arms.py passes each arm as ``kedro run --params``; every key of every arm
+    exists, so no arm runs on silently different settings."""
+    import importlib
+    import sys
+
+    from kedro.config import OmegaConfigLoader
+    from omegaconf import OmegaConf
+
+    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+    try:
+        arms = importlib.import_module("distillation_arms")
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "benchmarks"))
+    assert len(arms.ARMS) >= 10
+    for name in arms.ARMS:
+        params = arms.command(name)[-1]
+        runtime = OmegaConf.to_container(OmegaConf.from_dotlist(params.split(",")))
+        loader = OmegaConfigLoader(str(CONF), base_env="base", default_run_env=arms.ENV, env=arms.ENV,
+                                   runtime_params=runtime, merge_strategy={"parameters": "soft"})
+        resolved = resolve_parameters(loader["parameters"], ParameterSources(loader, arms.ENV, runtime))
+        DistillationSettings.model_validate(resolved["distillation"])
+        for entry in params.split(","):
+            key, value = entry.split("=", 1)
+            held = resolved
+            for part in key.split("."):
+                held = held[part]
+            if key == "distillation.schedule":  # expanded into one entry per round
+                held, value = [round_["loss"] for round_ in held], value.split()
+            else:
+                value = OmegaConf.from_dotlist([f"v={value}"]).v
+            assert held == value, f"{name}: {key}"
