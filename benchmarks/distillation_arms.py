@@ -42,12 +42,18 @@ OUTPUTS = ROOT / "data" / ENV
 TARGET = 0.50
 PIPELINES = "knowledge_base,response_generation,distillation"
 # Each arm: what it changes in the environment's distillation settings (kedro --params).
+# The choice-target settings that the environment's default has since changed are pinned to what
+# the first arms ran with, so every arm keeps its recorded settings.
+CHOICE_TARGETS_AS_FIRST_RUN = ["distillation.choice_targets.orders=1",
+                               "distillation.choice_targets.distractors=other_documents",
+                               "distillation.choice_targets.negative_share=0.0"]
 ARMS: dict[str, list[str]] = {
     # The teacher's cyclic-averaged option distribution at the answer position, on the prompt set's
     # multiple-choice items and 160 questions made from the knowledge base, two epochs.
     "choice_target": ["distillation.schedule=choice_target", "distillation.choice_targets.corpus_questions=160",
                       "distillation.training.max_steps=-1", "distillation.training.num_train_epochs=2",
-                      "distillation.training.per_device_train_batch_size=4", "distillation.training.save_steps=10"],
+                      "distillation.training.per_device_train_batch_size=4", "distillation.training.save_steps=10",
+                      *CHOICE_TARGETS_AS_FIRST_RUN],
 }
 # The same targets sharpened (p ** 4, renormalised): the teacher's averaged distribution is flat
 # (mean top probability 0.34), so the plain KL carries little of which option it prefers.
@@ -77,7 +83,7 @@ for name, schedule, steps in [("seqkd", "seqkd", 72), ("kd", "kd", 72), ("distil
                               ("seqkd_distillm_v2", "seqkd distillm_v2", 36),
                               ("seqkd_choice_target", "seqkd choice_target", 36)]:
     ARMS[name] = [f"distillation.schedule={schedule}", f"distillation.training.max_steps={steps}", *PAIR_TRAINING]
-ARMS["seqkd_choice_target"].append("distillation.choice_targets.corpus_questions=160")
+ARMS["seqkd_choice_target"] += ["distillation.choice_targets.corpus_questions=160", *CHOICE_TARGETS_AS_FIRST_RUN]
 # Each training question in two option orders per epoch (its own and one other, the target following
 # its options), one epoch: the first arm's 72 steps, but no question is seen twice in the same order.
 ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_targets.orders=2",
