@@ -98,7 +98,7 @@ def main() -> int:
     questions = sets["shuffled"][0][:args.speed_questions]
     for role, seconds in seconds_per_question(bundles, questions, templates, inference).items():
         figures[role]["seconds_per_question"] = seconds
-    counts = {order: len(questions) for order, (questions, _) in sets.items()}
+    counts = {order: len(asked) for order, (asked, _) in sets.items()}
     path = write_result("held_out_final", figures, by_cpu_kind=True, questions=counts,
                         evaluation="every FSKU benchmark MC question outside the settings slice (200 MC, seed 0), "
                         "options in own order and shuffled (seed 0), served path, closed book, one pass",
