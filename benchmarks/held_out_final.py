@@ -51,9 +51,9 @@ def seconds_per_question(bundles: dict, questions: list, templates: dict, infere
     """Mean answering seconds per question of each model on ``questions``, taking turns in blocks."""
     from fsku_kedro.answering.batch_runner import answer_questions
     from fsku_kedro.answering.prompts import PreparedQuestion
-    from fsku_kedro.parameters.inference import DebiasSettings
+    from fsku_kedro.evaluation.benchmark_scores import served_settings
 
-    served = inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
+    served = served_settings(inference)
     spent = dict.fromkeys(bundles, 0.0)
     for start in range(0, len(questions), BLOCK):
         block = [PreparedQuestion(q) for q in questions[start:start + BLOCK]]

@@ -141,10 +141,9 @@ def _teacher(catalog, dtype):
 def _plain(catalog):
     """The environment's inference settings, closed book, without debiasing: the pruning and
     compression parts compare weights, each judged by one pass per question."""
-    from fsku_kedro.parameters.inference import DebiasSettings
+    from fsku_kedro.evaluation.benchmark_scores import served_settings
 
-    return catalog.load("params:inference").model_copy(
-        update={"use_context": False, "debias": DebiasSettings(method="none")})
+    return served_settings(catalog.load("params:inference"))
 
 
 SLICE_SETTINGS = ["closed book", "retrieval", *(f"{base} + {method}" for base in ("closed book", "retrieval")

@@ -17,6 +17,10 @@ from fsku_kedro.parameters.inference import DebiasSettings, InferenceSettings
 from fsku_kedro.questions import asks_for_incorrect
 
 
+def served_settings(inference: InferenceSettings) -> InferenceSettings:
+    """The inference settings as held-out questions are judged: closed book, one pass, no debiasing."""
+    return inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
+
 def benchmark_scores(
     student: ModelBundle,
     sets: dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]],
@@ -32,7 +36,7 @@ def benchmark_scores(
     redoes only its unfinished batches and another student never reuses them."""
     if not any(questions for questions, _ in sets.values()):
         return {}, []
-    served = inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
+    served = served_settings(inference)
     # The weights in the name: a student rebuilt at the same path and name is another model.
     keyed = ModelBundle(student.model, student.tokenizer,
                         f"{student.name}#{weights_key(student.name, student.path, student.model)}", student.path)
