@@ -21,6 +21,7 @@ def served_settings(inference: InferenceSettings) -> InferenceSettings:
     """The inference settings as held-out questions are judged: closed book, one pass, no debiasing."""
     return inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
 
+
 def benchmark_scores(
     student: ModelBundle,
     sets: dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]],
