@@ -101,7 +101,7 @@ def main() -> int:
         scores, _ = benchmark_scores(bundle, sets, templates, embedder, inference, store)
         figures[role] = {"model": bundle.name, "directory": str(Path(bundle.path).resolve().relative_to(ROOT))
                          if Path(bundle.path).resolve().is_relative_to(ROOT) else bundle.path,
-                         "weights": weights_key(bundle.name, bundle.path, bundle.model), **scores}
+                         "weights": weights_key(bundle.name, bundle.model), **scores}
     questions = sets["shuffled"][0][:args.speed_questions]
     for role, seconds in seconds_per_question(bundles, questions, templates, inference).items():
         figures[role]["seconds_per_question"] = seconds

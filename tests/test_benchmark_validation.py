@@ -103,10 +103,13 @@ def test_benchmark_scores_answer_by_the_served_path_and_resume(tiny_student, tin
     try:
         assert benchmark_scores(tiny_student, sets, templates, tiny_embedder, inference, store)[0] == scores
         assert not calls, "a second validation of the same student reads its answers back"
+        moved = ModelBundle(tiny_student.model, tiny_student.tokenizer, tiny_student.name, str(tmp_path / "v2"))
+        assert benchmark_scores(moved, sets, templates, tiny_embedder, inference, store)[0] == scores
+        assert not calls, "the same weights saved under another version's folder read their answers back"
         with torch.no_grad():
             next(tiny_student.model.parameters()).add_(0.5)
         benchmark_scores(tiny_student, sets, templates, tiny_embedder, inference, store)
-        assert calls, "changed weights under the same name and path are answered again"
+        assert calls, "changed weights under the same name are answered again"
     finally:
         handle.remove()
         with torch.no_grad():

@@ -72,7 +72,7 @@ def test_rows_are_keyed_by_their_tokens_and_response_and_shards_are_whole(teache
     assert row_key(ids, attention, response) == row_key(torch.tensor([5, 6, 7, 8, 3, 3]), attention, response), (
         "padding does not count")
     assert row_key(ids, attention, response) != row_key(ids, attention, torch.tensor([0, 1, 1, 1, 0, 0]))
-    key = weights_key("tiny-teacher", None, teacher.model)
+    key = weights_key("tiny-teacher", teacher.model)
     store = TeacherSignalStore(tmp_path, key, flush_every=2)
     store.put("a", torch.ones(2, 4))
     assert not list((tmp_path / key).glob("*.safetensors")), "below flush_every, nothing is written yet"
@@ -80,7 +80,7 @@ def test_rows_are_keyed_by_their_tokens_and_response_and_shards_are_whole(teache
     (tmp_path / key / "shard-torn.partial").write_bytes(b"half a shard")
     reread = TeacherSignalStore(tmp_path, key)
     assert len(reread) == 2 and torch.equal(reread.get("a"), torch.ones(2, 4)), "a .partial file is never read"
-    assert weights_key("other-teacher", None, teacher.model) != key
+    assert weights_key("other-teacher", teacher.model) != key
     with torch.no_grad():
         teacher.model.get_input_embeddings().weight.add_(0.01)
-    assert weights_key("tiny-teacher", None, teacher.model) != key, "changed weights, another folder"
+    assert weights_key("tiny-teacher", teacher.model) != key, "changed weights, another folder"

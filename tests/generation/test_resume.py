@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import pandas as pd
+import torch
 
 from fsku_kedro.generation.responses import generate_responses
 from fsku_kedro.generation.store import ResponseStore
@@ -75,6 +76,14 @@ def test_killed_run_resumes_without_loss_or_rework(tmp_path, tiny_llama_dir):
     fresh = generate_responses(_prompt_set(), bundle, ResponseStore(tmp_path / "fresh.jsonl"), PARAMETERS)
     assert resumed["prompt_id"].tolist() == fresh["prompt_id"].tolist() == _prompt_set()["prompt_id"].tolist()
     assert resumed["response"].tolist() == fresh["response"].tolist()
+
+    moved = ModelBundle(bundle.model, bundle.tokenizer, "tiny", str(tmp_path / "saved-again"))
+    generate_responses(_prompt_set(), moved, ResponseStore(store_file), PARAMETERS)
+    assert _lines(store_file) == written, "the same weights in another folder resume"
+    with torch.no_grad():
+        next(bundle.model.parameters()).add_(0.5)
+    generate_responses(_prompt_set(), bundle, ResponseStore(store_file), PARAMETERS)
+    assert len(_lines(store_file)) == 2 * len(PROMPTS), "changed weights under the same name answer again"
 
 
 def test_torn_lines_and_other_settings_are_not_reused(tmp_path):

@@ -163,3 +163,14 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
         per_student.setdefault(record["fingerprint"], set()).add(record["prompt_id"])
     assert sorted(map(len, per_student.values())) == [3 + 1 + 3] * 3, "each round's student answers each item once"
     assert catalog.load("round_1.training_curves").axes, "training curves are plotted"
+
+    # Run again with each round's student saved to another folder, as a new version of a killed run
+    # is: the responses, checkpoints and answers are keyed by the weights, so nothing is redone.
+    stores = {name: (tmp_path / name).read_bytes() for name in ("round_2.student.jsonl", "benchmark.jsonl")}
+    for n in (1, 2):
+        catalog[f"round_{n}.distilled_student"] = ModelDirectoryDataset(str(tmp_path / f"round_{n}_again"))
+    SequentialRunner().run(generation_only + distillation.create_pipeline(rounds=2), catalog)
+    assert {name: (tmp_path / name).read_bytes() for name in stores} == stores, "no response or answer is redone"
+    assert [len(list((tmp_path / "checkpoints" / f"round_{n}").iterdir())) for n in (1, 2)] == [1, 1], (
+        "each round resumes from its own checkpoints")
+    assert catalog.load("round_2.validation_metrics") == metrics

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainerState
 from transformers.trainer_utils import get_last_checkpoint
 
 from fsku_kedro.hashing import json_hash
@@ -148,7 +148,7 @@ def build_trainer(
         args = DistillationConfig(distillation_loss=method, **settings.distillm.model_dump(), **common)
         if settings.teacher_signal_dir and needs_teacher(method):
             kwargs["teacher_signal"] = TeacherSignalStore(
-                settings.teacher_signal_dir, weights_key(teacher.name, teacher.path, teacher.model))
+                settings.teacher_signal_dir, weights_key(teacher.name, teacher.model))
         return DistillationTrainer(
             model=model, ref_model=teacher.model, args=args, teacher_tokenizer=teacher.tokenizer, **kwargs
         )
@@ -182,6 +182,20 @@ def train_round(
     trainer = build_trainer(method, student, teacher, pairs, settings, output_dir, extra_callbacks, choice_targets)
     last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
     if last:
+        state = TrainerState.load_from_json(str(Path(last) / "trainer_state.json"))
+        if 0 < trainer.args.max_steps <= state.global_step:
+            # Finished before the kill. The trainer, resumed at max_steps in the middle of an epoch,
+            # would take one step more; the adapter is read back from the checkpoint instead.
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            logger.info("Round already trained to step %d: its adapter is read from %s", state.global_step, last)
+            adapter = load_file(str(Path(last) / "adapter_model.safetensors"))
+            result = set_peft_model_state_dict(trainer.model, adapter)
+            if result.unexpected_keys:
+                raise ValueError(f"{last}: the checkpoint's adapter does not fit the model "
+                                 f"({len(result.unexpected_keys)} unexpected weights, e.g. {result.unexpected_keys[:2]})")
+            return trainer.model, list(state.log_history)
         logger.info("Resuming %s training from %s", method, last)
     trainer.train(resume_from_checkpoint=last)
     return trainer.model, list(trainer.state.log_history)

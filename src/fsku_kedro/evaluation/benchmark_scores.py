@@ -38,9 +38,9 @@ def benchmark_scores(
     if not any(questions for questions, _ in sets.values()):
         return {}, []
     served = served_settings(inference)
-    # The weights in the name: a student rebuilt at the same path and name is another model.
-    keyed = ModelBundle(student.model, student.tokenizer,
-                        f"{student.name}#{weights_key(student.name, student.path, student.model)}", student.path)
+    # The weights in the name, and no folder: a retrained student under the same name is another
+    # model, the same weights saved again under a new version are not.
+    keyed = ModelBundle(student.model, student.tokenizer, f"{student.name}#{weights_key(student.name, student.model)}")
     scores: dict[str, float] = {}
     answers: list[dict[str, Any]] = []
     for order, (questions, labels) in sets.items():

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from fsku_kedro.generation.backends import make_backend
 from fsku_kedro.generation.store import ResponseStore, fingerprint
 from fsku_kedro.hashing import unit_hash
-from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.bundle import ModelBundle, weights_key
 from fsku_kedro.parameters.generation import RoleGenerationSettings
 
 logger = logging.getLogger(__name__)
@@ -33,10 +33,10 @@ def generate_responses(
     prompts already answered there with the same model and settings are not generated again."""
     sampling = settings.sampling()
     shard, shards = settings.shard_index, settings.num_shards
-    # A retrained model must be saved under a new name or path, or its old answers would be reused.
-    run = fingerprint(
-        model.name, {**sampling.model_dump(), "system_prompt": settings.system_prompt, "path": model.path}
-    )
+    # Keyed by the weights, not the folder: a retrained student gets new responses, the same student
+    # saved again under a new version resumes.
+    run = fingerprint(model.name, {**sampling.model_dump(), "system_prompt": settings.system_prompt,
+                                   "weights": weights_key(model.name, model.model)})
     mine = prompt_set[[_in_shard(pid, shard, shards) for pid in prompt_set["prompt_id"]]]
     done = response_store.finished(run)
     todo = mine[~mine["prompt_id"].isin(done)]

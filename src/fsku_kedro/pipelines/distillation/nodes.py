@@ -26,7 +26,7 @@ from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.hashing import json_hash, unit_hash
 from fsku_kedro.knowledge.corpus_questions import multiple_choice_questions
 from fsku_kedro.knowledge.embedding import Embedder
-from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.bundle import ModelBundle, weights_key
 from fsku_kedro.parameters.distillation import CHOICE_TARGET, DistillationSettings, ValidationSettings
 from fsku_kedro.parameters.inference import InferenceSettings
 from fsku_kedro.plotting import use_korean_font
@@ -128,7 +128,8 @@ def train_student(
     training_settings = settings.model_dump(exclude={"validation", "rounds", "keep_base_if_better", "launcher",
                                                      "teacher_signal_dir", "choice_targets"})
     data = _training_data_key(method, settings, pair_dataset, choice_targets)
-    run = run_fingerprint(method, training_settings, student_model.name, student_model.path, teacher_model.name, data)
+    run = run_fingerprint(method, training_settings, weights_key(student_model.name, student_model.model),
+                          teacher_model.name, data)
     output_dir = Path(settings.checkpoint_dir) / f"round_{round_number}" / run
     what = (f"{int((choice_targets['split'] == 'train').sum())} choice targets" if method == CHOICE_TARGET
             else f"{len(pair_dataset['train'])} pairs")
