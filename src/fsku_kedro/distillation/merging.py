@@ -45,18 +45,24 @@ def extract_adapter(model: PeftModel) -> LoraAdapter:
     return LoraAdapter(config=model.peft_config[name], weights=weights)
 
 
+def load_adapter_weights(peft_model: PeftModel, weights: dict[str, torch.Tensor], what: str) -> None:
+    """Put ``weights`` into ``peft_model``'s adapter; weights that do not fit (``what`` names the model)
+    are refused."""
+    result = set_peft_model_state_dict(peft_model, weights)
+    missing_lora = [k for k in result.missing_keys if "lora_" in k]
+    if missing_lora or result.unexpected_keys:
+        raise ValueError(
+            f"the adapter does not fit {what}: {len(missing_lora)} LoRA weights missing "
+            f"(e.g. {missing_lora[:2]}), {len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]})"
+        )
+
+
 def merge_adapter(base: ModelBundle, adapter: LoraAdapter, name: str) -> ModelBundle:
     """Apply ``adapter`` to ``base`` and fold it into the weights (``merge_and_unload``).
 
     ``base.model`` itself becomes the merged model (no second copy of the weights is made).
     """
     peft_model = get_peft_model(base.model, adapter.config)
-    result = set_peft_model_state_dict(peft_model, adapter.weights)
-    missing_lora = [k for k in result.missing_keys if "lora_" in k]
-    if missing_lora or result.unexpected_keys:
-        raise ValueError(
-            f"the adapter does not fit {base.name}: {len(missing_lora)} LoRA weights missing "
-            f"(e.g. {missing_lora[:2]}), {len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:2]})"
-        )
+    load_adapter_weights(peft_model, adapter.weights, base.name)
     merged = peft_model.merge_and_unload()
     return ModelBundle(model=merged, tokenizer=base.tokenizer, name=name, path=None)

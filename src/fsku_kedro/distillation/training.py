@@ -186,15 +186,10 @@ def train_round(
         if 0 < trainer.args.max_steps <= state.global_step:
             # Finished before the kill. The trainer, resumed at max_steps in the middle of an epoch,
             # would take one step more; the adapter is read back from the checkpoint instead.
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
+            from fsku_kedro.distillation.merging import load_adapter, load_adapter_weights
 
             logger.info("Round already trained to step %d: its adapter is read from %s", state.global_step, last)
-            adapter = load_file(str(Path(last) / "adapter_model.safetensors"))
-            result = set_peft_model_state_dict(trainer.model, adapter)
-            if result.unexpected_keys:
-                raise ValueError(f"{last}: the checkpoint's adapter does not fit the model "
-                                 f"({len(result.unexpected_keys)} unexpected weights, e.g. {result.unexpected_keys[:2]})")
+            load_adapter_weights(trainer.model, load_adapter(Path(last)).weights, f"{student.name} ({last})")
             return trainer.model, list(state.log_history)
         logger.info("Resuming %s training from %s", method, last)
     trainer.train(resume_from_checkpoint=last)
