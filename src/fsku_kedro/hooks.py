@@ -1,4 +1,5 @@
-"""Project hooks: settings checked before the run, model locations and parameters in MLflow."""
+"""Project hooks: settings checked before the run, model locations and parameters in MLflow, the vLLM
+engine shut down after each node."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kedro.io.core import AbstractVersionedDataset
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from pydantic import BaseModel
 
+from fsku_kedro.generation.vllm_engine import ENGINES
 from fsku_kedro.log_setup import install_error_display, install_repeat_filter
 from fsku_kedro.parameters import SettingsError, resolve_parameters
 from fsku_kedro.parameters.sources import ParameterSources
@@ -233,6 +235,19 @@ class RunTimingHook:
 # experiment on its runs table; from 3.17 the switch (remembered per browser, default GenAI) decides,
 # so the link below carries workflowType=machine_learning.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
+class EngineReleaseHook:
+    """Shuts the vLLM engine down when the node that started it ends, so that it holds no memory or
+    core while later nodes train or quantize (the next node that needs it starts its own)."""
+
+    @hook_impl
+    def after_node_run(self) -> None:
+        ENGINES.release()
+
+    @hook_impl
+    def on_node_error(self) -> None:
+        ENGINES.release()
 
 
 def runs_table_url(experiment_id: str, server: str = "http://127.0.0.1:5000") -> str:

@@ -5,6 +5,7 @@ import os
 from kedro.config import OmegaConfigLoader
 
 from fsku_kedro.hooks import (
+    EngineReleaseHook,
     InputVersionsHook,
     ModelLocationHook,
     ModelPreflightHook,
@@ -38,6 +39,6 @@ CONFIG_LOADER_ARGS = {
 }
 
 HOOKS = (SettingsHook(), ModelPreflightHook(), InputVersionsHook(), ModelLocationHook(), RunTimingHook(),
-         ProjectMlflowHook())
+         EngineReleaseHook(), ProjectMlflowHook())
 # kedro-mlflow's own hook is replaced by ProjectMlflowHook, which extends it.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)

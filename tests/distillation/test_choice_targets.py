@@ -237,5 +237,6 @@ def test_how_training_reads_the_targets_is_part_of_the_checkpoint_fingerprint():
     keys = {_training_data_key("choice_target", DistillationSettings(choice_targets=change), None, frame)
             for change in ({}, {"temperature": 0.5}, {"orders": 2}, {"label_weight": 0.5})}
     assert len(keys) == 4, "a different reading of the same targets is another run"
-    assert _training_data_key("choice_target", DistillationSettings(choice_targets={"batch_size": 2}), None, frame) \
-        == _training_data_key("choice_target", DistillationSettings(), None, frame), "teacher scoring batch: same run"
+    scored_otherwise = DistillationSettings(choice_targets={"backend": {"backend": "vllm", "batch_size": 2}})
+    assert _training_data_key("choice_target", scored_otherwise, None, frame) \
+        == _training_data_key("choice_target", DistillationSettings(), None, frame), "the teacher's scoring engine: same run"

@@ -61,8 +61,25 @@ def test_backend_selection(bundle):
     assert isinstance(make_backend(bundle, BackendSettings(batch_size=2)), TransformersBackend)
     with pytest.raises(ValueError, match="backend"):
         BackendSettings(backend="tgi")
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match=r"pip install -e '\.\[gpu\]'"):
-            make_backend(bundle, BackendSettings(backend="vllm"))
+
+
+def test_vllm_that_cannot_run_falls_back_to_transformers_with_one_log_line(bundle, monkeypatch, caplog):
+    from fsku_kedro.generation import backends, vllm_engine
+
+    monkeypatch.setattr(vllm_engine, "unavailable_reason", lambda: "vLLM does not import (ModuleNotFoundError)")
+    backends._warn_once.cache_clear()
+    settings = BackendSettings(backend="vllm", batch_size=3)
+    with caplog.at_level("WARNING", logger="fsku_kedro.generation.backends"):
+        first, second = make_backend(bundle, settings), make_backend(bundle, settings)
+    assert isinstance(first, TransformersBackend) and isinstance(second, TransformersBackend)
+    assert first.batch_size == 3
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["generation.backend is vllm, but vLLM does not import (ModuleNotFoundError); "
+                     "the transformers backend serves instead"]
+    # A model held only in memory cannot be loaded by vLLM either: the reason names it.
+    monkeypatch.setattr(vllm_engine, "unavailable_reason", lambda: None)
+    in_memory = ModelBundle(bundle.model, bundle.tokenizer, "in-memory")
+    with caplog.at_level("WARNING", logger="fsku_kedro.generation.backends"):
+        assert isinstance(make_backend(in_memory, settings), TransformersBackend)
+    assert "in-memory is held in memory only" in caplog.records[-1].getMessage()
+    backends._warn_once.cache_clear()

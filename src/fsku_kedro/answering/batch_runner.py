@@ -162,11 +162,14 @@ def answer_questions(
     store: ResponseStore | None = None,
     clock: Callable[[], float] | None = None,
     show_progress: bool = True,
+    identity: str | None = None,
 ) -> list[SubmissionRow]:
     """One answer per item, in input order. Finished answers found in ``store`` under the same
-    model and settings are reused; new batches are appended to it as they finish."""
-    run = fingerprint(bundle.name if bundle else "none",
-                      {**answer_fingerprint(settings), "model_path": bundle.path if bundle else None,
+    model and settings are reused; new batches are appended to it as they finish. The model is known
+    there by its name and folder, or by ``identity`` alone where given (a name that carries its weights)."""
+    run = fingerprint(identity or (bundle.name if bundle else "none"),
+                      {**answer_fingerprint(settings),
+                       "model_path": bundle.path if bundle and not identity else None,
                        "templates": {k: v for k, v in sorted(templates.items()) if k in TEMPLATES.values()}})
     records = store.finished(run) if store is not None else {}
     done = {key: SubmissionRow.model_validate(record["row"]) for key, record in records.items() if "row" in record}

@@ -15,6 +15,10 @@ choice targets) repeat everything up to the first option, about half of their to
 batched in token order, a row joining the open batch while that costs fewer token positions than
 starting a new one; the shared prefix runs once, its key/value cache is repeated for the rows and
 only their remainders run on it.
+
+With ``engine`` (the vLLM backend, generation/backends.py) the same rows go to vLLM instead, which
+reads the wanted tokens' log-probabilities at each row's end and shares common heads through its
+prefix cache.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -36,6 +41,13 @@ class Choice:
     number: int
     confidence: float
     probabilities: dict[int, float]
+
+
+class NextTokenReader(Protocol):
+    """An engine that reads, after each row of token ids, the log-probabilities of some next tokens."""
+
+    def next_token_log_probs(self, token_rows: list[list[int]], wanted: list[list[int]],
+                             show_progress: bool = False) -> list[list[float]]: ...
 
 
 def option_token_sequences(tokenizer, count: int) -> list[Prefix]:
@@ -145,12 +157,14 @@ def score_choices(
     batch_size: int = 8,
     show_progress: bool = False,
     share_prefix: bool | None = None,
+    engine: NextTokenReader | None = None,
 ) -> list[Choice]:
-    """The most likely option number for each chat, in input order. ``share_prefix`` (default: on a
-    CPU) runs the tokens a batch's rows begin with once."""
+    """The most likely option number for each chat, in input order. The bundle's model reads the rows
+    in batches of ``batch_size`` (``share_prefix``, default on a CPU, runs the tokens a batch's rows
+    begin with once), or ``engine`` reads them when given."""
     if len(chats) != len(option_counts):
         raise ValueError("one option count per chat is needed")
-    tokenizer, model = bundle.tokenizer, bundle.model
+    tokenizer = bundle.tokenizer
     prompts = [
         tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
                   add_special_tokens=False)["input_ids"]
@@ -160,19 +174,14 @@ def score_choices(
     needs = [needed_tokens(s) for s in sequences]
     rows = [(i, prefix) for i, need in enumerate(needs) for prefix in need]
     tokens = [prompts[i] + list(prefix) for i, prefix in rows]
+    wanted = [sorted(needs[i][prefix]) for i, prefix in rows]
+    if engine is not None:
+        read = engine.next_token_log_probs(tokens, wanted, show_progress)
+    else:
+        read = _model_log_probs(bundle, tokens, wanted, batch_size, show_progress, share_prefix)
     log_probs: list[dict[Prefix, dict[int, float]]] = [{} for _ in chats]
-    device = next(model.parameters()).device
-    if share_prefix is None:
-        share_prefix = device.type == "cpu"  # a GPU is faster on full batches than on shorter rows
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    model.eval()
-    for batch, shared in tqdm(row_batches(tokens, batch_size, share_prefix), desc=f"choice scoring ({bundle.name})",
-                              disable=not show_progress):
-        rows_log_probs = last_log_probs(model, [tokens[r] for r in batch], shared, pad, device)
-        for row, r in enumerate(batch):
-            i, prefix = rows[r]
-            needed = sorted(needs[i][prefix])
-            log_probs[i][prefix] = dict(zip(needed, rows_log_probs[row, needed].tolist()))
+    for (i, prefix), needed, values in zip(rows, wanted, read):
+        log_probs[i][prefix] = dict(zip(needed, values))
     results = []
     for i in range(len(chats)):
         scores = torch.tensor(sequence_scores(sequences[i], log_probs[i]), dtype=torch.float64)
@@ -180,3 +189,22 @@ def score_choices(
         best = int(probs.argmax())
         results.append(Choice(best + 1, float(probs[best]), {n + 1: float(p) for n, p in enumerate(probs)}))
     return results
+
+
+def _model_log_probs(bundle: ModelBundle, tokens: list[list[int]], wanted: list[list[int]], batch_size: int,
+                     show_progress: bool, share_prefix: bool | None) -> list[list[float]]:
+    """``wanted`` next tokens' log-probabilities after each row, read by the bundle's transformers model."""
+    model = bundle.model
+    device = next(model.parameters()).device
+    if share_prefix is None:
+        share_prefix = device.type == "cpu"  # a GPU is faster on full batches than on shorter rows
+    tokenizer = bundle.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model.eval()
+    read: list[list[float]] = [[] for _ in tokens]
+    for batch, shared in tqdm(row_batches(tokens, batch_size, share_prefix), desc=f"choice scoring ({bundle.name})",
+                              disable=not show_progress):
+        rows_log_probs = last_log_probs(model, [tokens[r] for r in batch], shared, pad, device)
+        for row, r in enumerate(batch):
+            read[r] = rows_log_probs[row, wanted[r]].tolist()
+    return read

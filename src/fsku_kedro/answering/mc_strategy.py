@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fsku_kedro.answering.choice_scoring import score_choices
+from fsku_kedro.answering.choice_scoring import NextTokenReader, score_choices
 from fsku_kedro.answering.debias import Scorer, cyclic_scores, debiased, estimate_prior
 from fsku_kedro.answering.prompts import PreparedQuestion, build_chat
 from fsku_kedro.contracts import CompetitionQuestion
+from fsku_kedro.generation.backends import vllm_backend
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.hashing import unit_hash
 from fsku_kedro.models.bundle import ModelBundle
@@ -22,16 +23,17 @@ from fsku_kedro.parameters.inference import InferenceSettings
 
 
 def option_scorer(bundle: ModelBundle, items: list[PreparedQuestion], templates: dict[str, str],
-                  settings: InferenceSettings, with_context: bool | None = None, batch_size: int | None = None
-                  ) -> Scorer:
+                  settings: InferenceSettings, with_context: bool | None = None, batch_size: int | None = None,
+                  engine: NextTokenReader | None = None) -> Scorer:
     """Scores (possibly rotated) versions of ``items``' questions: each gets the passages of the item
-    with its ID, and back the probability of each option position."""
+    with its ID, and back the probability of each option position; ``engine`` (vLLM) reads the option
+    tokens instead of the bundle's model where given."""
     passages = {item.question.ID: item.passages for item in items}
 
     def score(questions: list[CompetitionQuestion]) -> list[dict[int, float]]:
         chats = [build_chat(PreparedQuestion(q, passages[q.ID]), templates, settings, with_context) for q in questions]
         choices = score_choices(bundle, chats, [len(q.choices or {}) for q in questions],
-                                batch_size=batch_size or max(len(items), 1))
+                                batch_size=batch_size or max(len(items), 1), engine=engine)
         return [choice.probabilities for choice in choices]
 
     return score
@@ -56,13 +58,15 @@ class ChoiceStrategy:
                  prior: dict[int, list[float]] | None = None):
         self.bundle, self.templates, self.settings = bundle, templates, settings
         self.prior = prior or {}
+        # The engine of inference.generation reads the options (vLLM where it is chosen and runs).
+        self.engine = vllm_backend(bundle, settings.generation, show_progress=False)
 
     def choose(self, group: list[PreparedQuestion], with_context: bool | None = None,
                cyclic: bool | None = None) -> list[tuple[int, float]]:
         """(option number, confidence) per question: averaged over rotations when ``cyclic`` (default:
         when ``debias.method`` is cyclic), else divided by the prior (empty unless PriDe estimated one)."""
         cyclic = self.settings.debias.method == "cyclic" if cyclic is None else cyclic
-        score = option_scorer(self.bundle, group, self.templates, self.settings, with_context)
+        score = option_scorer(self.bundle, group, self.templates, self.settings, with_context, engine=self.engine)
         questions = [item.question for item in group]
         if cyclic:
             return [_best(_softmax(scores)) for scores in cyclic_scores(questions, score)]
@@ -75,7 +79,8 @@ def estimate_position_prior(items: list[PreparedQuestion], bundle: ModelBundle, 
     mc = [item for item in items if item.question.question_type == "multiple_choice"]
     chosen = sorted(mc, key=lambda item: unit_hash(settings.debias.seed, "pride", item.question.ID))
     chosen = chosen[: settings.debias.estimation_questions]
-    score = option_scorer(bundle, chosen, templates, settings, batch_size=settings.batch_size)
+    score = option_scorer(bundle, chosen, templates, settings, batch_size=settings.batch_size,
+                          engine=vllm_backend(bundle, settings.generation, show_progress=False))
     return estimate_prior([item.question for item in chosen], score)
 
 

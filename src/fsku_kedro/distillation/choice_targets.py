@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from fsku_kedro.answering.choice_scoring import option_token_sequences, score_choices
+from fsku_kedro.answering.choice_scoring import NextTokenReader, option_token_sequences, score_choices
 from fsku_kedro.answering.debias import cyclic_scores
 from fsku_kedro.contracts import CompetitionQuestion
 from fsku_kedro.generation.store import ResponseStore, fingerprint
@@ -58,11 +58,13 @@ def teacher_targets(
     store: ResponseStore,
     settings: dict[str, Any],
     batch_size: int,
+    engine: NextTokenReader | None = None,
     questions_per_save: int = 8,
 ) -> dict[str, dict[str, list[float]]]:
     """Per question id, the teacher's cyclic-averaged option distribution (``target``) and its one-pass
-    distribution (``one_pass``), both in the question's own option order. Finished questions are
-    appended to ``store`` as they complete, so a restarted run computes only the rest."""
+    distribution (``one_pass``), both in the question's own option order, scored by the teacher's model
+    (or by ``engine``, vLLM, where given). Finished questions are appended to ``store`` as they complete,
+    so a restarted run computes only the rest."""
     run = fingerprint(teacher.name, {"template": template, **settings})
     by_id = {q.ID: q for q in questions}
 
@@ -73,7 +75,7 @@ def teacher_targets(
 
         def score(rotated: list[CompetitionQuestion]) -> list[dict[int, float]]:
             choices = score_choices(teacher, [served_chat(q, template) for q in rotated],
-                                    [len(q.choices or {}) for q in rotated], batch_size=batch_size)
+                                    [len(q.choices or {}) for q in rotated], batch_size=batch_size, engine=engine)
             for question, choice in zip(rotated, choices):
                 if question.choices == shown[question.ID]:  # the unrotated pass is the one-pass answer
                     one_pass[question.ID] = choice.probabilities

@@ -38,13 +38,14 @@ def benchmark_scores(
     if not any(questions for questions, _ in sets.values()):
         return {}, []
     served = served_settings(inference)
-    # The weights in the name, and no folder: a retrained student under the same name is another
-    # model, the same weights saved again under a new version are not.
-    keyed = ModelBundle(student.model, student.tokenizer, f"{student.name}#{weights_key(student.name, student.model)}")
+    # Known by its weights, not its folder: a retrained student under the same name is another model,
+    # the same weights saved again under a new version are not.
+    identity = f"{student.name}#{weights_key(student.name, student.model)}"
     scores: dict[str, float] = {}
     answers: list[dict[str, Any]] = []
     for order, (questions, labels) in sets.items():
-        rows = answer_questions([PreparedQuestion(q) for q in questions], keyed, templates, served, store)
+        rows = answer_questions([PreparedQuestion(q) for q in questions], student, templates, served, store,
+                                identity=identity)
         items = score_items(rows, questions, labels, embedder)
         overall = answer_report(items).iloc[0]
         scores[f"benchmark_{order}_mc_accuracy"] = float(overall["mc_accuracy"])

@@ -8,6 +8,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_
 
 from fsku_kedro.distillation.loss_names import LOSS_DIVERGENCES
 from fsku_kedro.parameters.base import Settings
+from fsku_kedro.parameters.generation import BackendSettings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
 from fsku_kedro.parameters.trainer_fields import ConfigClassSettings
 
@@ -70,7 +71,9 @@ class ChoiceTargetSettings(Settings):
     corpus_questions: NonNegativeInt = 0  # questions made from the knowledge base, besides the prompt set's
     validation_share: float = Field(0.2, ge=0.0, lt=1.0)  # of the corpus questions (seeded by their id)
     seed: int = 0  # option shuffles and the corpus questions
-    batch_size: PositiveInt = 8  # teacher choice scoring
+    # The engine that scores the teacher's options: transformers (rows per batch: backend.batch_size) or
+    # vLLM, whose prefix cache shares each question's head across its rotations.
+    backend: BackendSettings = BackendSettings()
     # Training reads each target sharpened to p ** (1 / temperature), renormalised; the stored targets
     # stay the teacher's, so arms that differ only here share them.
     temperature: float = Field(1.0, gt=0.0)

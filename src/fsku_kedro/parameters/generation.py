@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
@@ -19,18 +20,53 @@ class SamplingSettings(Settings):
     seed: int = 0
 
 
+# vLLM's CPU thread binding: "all" (every core this process may use, split between tensor-parallel ranks),
+# "auto" (vLLM's own choice, which leaves one core to its scheduler), or core ids per rank ("0-3", "0,2|1,3").
+THREADS_BIND = r"^(all|auto|\d+(-\d+)?(,\d+(-\d+)?)*(\|\d+(-\d+)?(,\d+(-\d+)?)*)*)$"
+
+
+class VLLMSettings(Settings):
+    """How the vLLM engine is started (``backend: vllm``). The KV cache is sized by the device the engine
+    runs on: a share of the GPU's memory on a GPU, GiB of RAM on a CPU."""
+
+    tensor_parallel_size: PositiveInt = 1
+    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)  # GPU: share for weights, activations, KV cache
+    cpu_kv_cache_gib: PositiveInt = 2  # CPU: RAM for the KV cache (vLLM reads whole GiB)
+    cpu_threads_bind: str = Field("all", pattern=THREADS_BIND)
+    enforce_eager: bool | None = None  # None: eager on a CPU (no 85 s compile), compiled graphs on a GPU
+    enable_prefix_caching: bool = True  # shared prompt heads (option rotations, one template) run once
+    # Tokens per KV-cache block, the unit the prefix cache shares. None: 32 on a CPU (the smallest its
+    # attention takes; vLLM's own 128 shares less of a question's rotations), vLLM's own on a GPU.
+    block_size: PositiveInt | None = None
+    max_model_len: PositiveInt | None = None  # None: the model's own
+    lora_path: str | None = None  # a PEFT adapter served on top of the model
+
+    @model_validator(mode="after")
+    def _kv_cache_fits(self) -> VLLMSettings:
+        total = physical_memory_gib()
+        if total is not None and self.cpu_kv_cache_gib >= total:
+            raise ValueError(f"cpu_kv_cache_gib {self.cpu_kv_cache_gib} is not below this machine's "
+                             f"{total:.1f} GiB of RAM; set it to a few GiB (2 holds about 75,000 tokens of "
+                             "a 1.5B Qwen2.5)")
+        return self
+
+
+def physical_memory_gib() -> float | None:
+    """The machine's RAM in GiB, where the system says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 class BackendSettings(Settings):
-    """Which engine generates and how it batches."""
+    """Which engine generates and scores, and how it batches."""
 
     backend: Literal["transformers", "vllm"] = "transformers"
     batch_size: PositiveInt = 8
     # transformers only: "static" pre-allocates the KV cache; None keeps transformers' dynamic cache.
     cache_implementation: Literal["static", "dynamic", "offloaded", "offloaded_static"] | None = None
-    # vLLM only.
-    tensor_parallel_size: PositiveInt = 1
-    gpu_memory_utilization: float = Field(0.85, gt=0.0, le=1.0)
-    max_model_len: PositiveInt | None = None
-    lora_path: str | None = None
+    vllm: VLLMSettings = VLLMSettings()
 
 
 class GenerationSettings(BackendSettings, SamplingSettings):

