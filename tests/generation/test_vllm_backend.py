@@ -116,7 +116,11 @@ def test_lora_adapter_is_served_as_its_merged_model_answers(smol, tmp_path):
     assert [c.text for c in served] != [c.text for c in base]  # the adapter changed the answers
 
 
+# The script imports Kedro first, as the `kedro` command does: vLLM's spawned processes import their parent's
+# main script, and with it Flask (through dynaconf), whose proxies broke vLLM's workers until the engine
+# was started without it (vllm_engine.main_script_left_out).
 AVX2_RUN = textwrap.dedent("""
+    import kedro.framework.project  # noqa: F401
     import json, sys
     from pathlib import Path
 
@@ -141,7 +145,7 @@ AVX2_RUN = textwrap.dedent("""
 NO_AVX512 = "import torch.cpu\ntorch.cpu._is_avx512_supported = lambda: False\n"
 
 
-def test_vllm_runs_its_avx2_build_where_the_cpu_has_no_avx512(smol, tmp_path):
+def test_vllm_runs_its_avx2_build_where_the_cpu_has_no_avx512_under_a_kedro_main_script(smol, tmp_path):
     (tmp_path / "run.py").write_text(AVX2_RUN, encoding="utf-8")
     (tmp_path / "sitecustomize.py").write_text(NO_AVX512, encoding="utf-8")
     environment = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

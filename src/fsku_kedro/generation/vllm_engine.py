@@ -13,11 +13,14 @@ shuts it down first.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import json
 import logging
 import os
 import platform
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +163,22 @@ def cpu_environment(settings: VLLMSettings, cores: list[int]) -> dict[str, str]:
             "VLLM_CPU_OMP_THREADS_BIND": threads_bind(settings.cpu_threads_bind, settings.tensor_parallel_size, cores)}
 
 
+@contextlib.contextmanager
+def main_script_left_out() -> Iterator[None]:
+    """Starts vLLM's processes without the script this process runs. They are spawned, and a spawned
+    process imports its parent's main script first; under the ``kedro`` command that imports Kedro, and
+    through dynaconf Flask, whose unbound proxies (``flask.current_app``) break the scan vLLM's workers
+    make of every loaded module ("Working outside of application context"). vLLM needs nothing from
+    the main script; modules run with ``-m`` (pytest, ``python -m kedro``) are never imported again."""
+    main = sys.modules["__main__"]
+    path = main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        if path is not None:
+            main.__file__ = path
+
+
 class EngineSlot:
     """Holds at most one engine; asking for another spec shuts the held one down first."""
 
@@ -179,7 +198,8 @@ class EngineSlot:
         arguments = engine_arguments(spec, on_gpu)
         logger.info("Starting vLLM on the %s for %s (%s)", "GPU" if on_gpu else "CPU", spec.model_path,
                     {k: v for k, v in arguments.items() if k != "model"})
-        self.llm = LLM(**arguments)
+        with main_script_left_out():
+            self.llm = LLM(**arguments)
         self.spec = spec
         return self.llm
 
