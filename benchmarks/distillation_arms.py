@@ -107,6 +107,25 @@ ARMS["choice_target_falsified_distractors"] = _changed("choice_target_orders",
 # teacher's averaged top hits the answer for only about half (0.52 positive, 0.47 negated).
 ARMS["choice_target_falsified_distractors_labelled"] = _changed("choice_target_falsified_distractors",
                                                                 "distillation.choice_targets.label_weight=0.5")
+# The environment's default recipe (the falsified-distractor targets above) on other students and with
+# other stages; ``student_shape`` derives the student for the run (parameters/student_shape.py).
+DEFAULT = "choice_target_falsified_distractors"
+# The teacher itself (28 layers, unpruned) trained on its own cyclic-averaged targets: a one-pass model
+# that learns what the teacher knows only over four rotations, at the teacher's cost.
+ARMS["teacher_own_targets"] = _changed(DEFAULT, "student_shape.layers=28")
+# The accuracy/speed frontier: deeper cuts, and one width cut of all 28 layers (6,400 of 8,960 MLP
+# channels each, about 0.75x the teacher's matrix work per token).
+for depth in (24, 22, 20):
+    ARMS[f"depth_{depth}"] = _changed(DEFAULT, f"student_shape.layers={depth}")
+ARMS["width_6400"] = _changed(DEFAULT, "student_shape.layers=28", "student_shape.mlp_channels=6400")
+# Knowledge recovery first: token-level KD on the teacher's responses to the prompt set (36 steps of
+# 4), then the default choice targets.
+ARMS["kd_then_targets"] = [entry for entry in ARMS[DEFAULT] if not entry.startswith("distillation.schedule=")] + [
+    "distillation.schedule.0.loss=kd", "distillation.schedule.0.training.max_steps=36",
+    "distillation.schedule.1.loss=choice_target"]
+# The negated stems (student 0.20 against the teacher's 0.55 on the hidden set): half of the corpus
+# questions negated instead of 30 %.
+ARMS["negated_half"] = _changed(DEFAULT, "distillation.choice_targets.negative_share=0.5")
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
            "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
            "token_kl", "teacher_response_nll"]
@@ -297,8 +316,11 @@ def main() -> int:
     # Recording the same run again keeps its wall time.
     same_run = all(before.get("rounds", {}).get(name, {}).get(key) == report[key]
                    for name, report in recorded.items() for key in ("model", *COLUMNS[:2]))
+    shape = {key.split("=")[0].removeprefix("student_shape."): int(key.split("=")[1])
+             for key in ARMS[args.arm] if key.startswith("student_shape.")}
     figures[entry] = {
         "kedro_command": " ".join(run),
+        "student_shape": shape or {"layers": 26},
         "ran_at": args.ran_at if args.record else "the record's commit",
         "rounds": recorded,
         "choice_targets": target_agreement(),

@@ -1,76 +1,178 @@
-"""A distilled student against its teacher on every FSKU benchmark multiple-choice question outside
-the settings slice (800 of 1000), in the benchmark's own option order and with options shuffled
-(seed 0, as validation shuffles them), one pass, closed book, through the path validation scores
-(evaluation/benchmark_scores.py) in ``qwen_coder_cpu``; and each model's seconds per question
-measured in the same run.
+"""Models against the teacher on every multiple-choice question of the FSKU benchmark's test split (600 of
+1000: outside the settings slice and the validation questions, which chose recipes, rounds and
+settings; evaluation/fsku_benchmark.py), closed book, through the path validation scores
+(evaluation/benchmark_scores.py) in ``qwen_coder_cpu``: in the benchmark's own option order, and with
+options shuffled under each of three seeds (their mean, with a 95 % interval over the seeds); and each
+model's seconds per question measured in the same run as the teacher's.
 
-    python benchmarks/held_out_final.py --student DIR [--baseline DIR] [--speed-questions 48] [--questions N]
+    python benchmarks/held_out_final.py --model distilled=DIR [--model LABEL=DIR ...] [--teacher-cyclic]
+                                        [--speed-questions 48] [--questions N]
 
-``--student`` is a model directory (a version of ``distilled_student``); the teacher is the
-environment's ``teacher_model``. ``--baseline`` adds the undistilled student (the pruned model the
-distillation started from, ``student_model``) as a third model, scored and timed alike. Answers
-resume from data/qwen_coder_cpu/08_reporting/held_out_final.progress.jsonl, keyed by each model's
-weights, so a killed run redoes only unfinished batches. The speed part answers the first
-``--speed-questions`` of them again without the store, the models taking turns in blocks of 8, so
-that whatever else runs on the cores slows all alike. ``--questions N`` is a plumbing check on N of
-them: its figures are printed, not recorded.
+Each ``--model`` is a label and a model directory (a version of ``distilled_student``, an undistilled
+student's cache, a 4-bit copy). The teacher (the environment's ``teacher_model``, one pass) is scored in
+every run; ``--teacher-cyclic`` adds it averaged over the options' cyclic rotations (4 passes), the
+accuracy a one-pass model would have to learn. Answers resume from
+data/qwen_coder_cpu/08_reporting/held_out_final.progress.jsonl, keyed by each model's weights, so a killed
+run redoes only unfinished batches. The speed part answers the first ``--speed-questions`` again without
+the store, the models taking turns in blocks of 8, so that whatever else runs on the cores slows all
+alike; each model's time is also given as a ratio to the teacher's in the same run. ``--questions N`` is a
+plumbing check on N questions: its figures are printed, not recorded.
 
-Record: benchmarks/results/held_out_final.<cpu kind>.json. Targets (the moonshot): the student's
-single-pass accuracy in own order at least the teacher's, and fewer seconds per question; with a
-baseline, also the distilled student above the undistilled one with options shuffled. Exits 1 when one
-is missed, 2 when the benchmark files are absent.
+Record: benchmarks/results/held_out_test.<cpu kind>.json, one entry per label, kept across runs (each with
+its own command, commit and date), and the frontier beside it (.png: accuracy against time per question
+as a multiple of the teacher's), with every answer (question, option order, answer, option
+probabilities) so that any subset can be scored again. held_out_final.<cpu kind>.json is the earlier
+record, measured on all 800 outside the settings slice, 200 of which chose the recipe: history only.
+Targets (the issue's, for the labels given): a one-pass model at or above the teacher's one pass with
+options shuffled at no more than the teacher's time; a model at <= 0.75x the teacher's time within 3
+points of it. Exits 1 when a target is missed, 2 when the benchmark files are absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import ROOT, catalog_with_chunks, cpu_line, print_table, verdict, write_result
+from report import (
+    ROOT,
+    catalog_with_chunks,
+    cpu_line,
+    print_table,
+    result_path,
+    run_stamp,
+    typed,
+    verdict,
+    write_result,
+)
 
 ENV = "qwen_coder_cpu"
 PROGRESS = ROOT / "data" / ENV / "08_reporting" / "held_out_final.progress.jsonl"
-ORDERS = ("own", "shuffled")
+SEEDS = (0, 1, 2)
+ORDERS = ("own", *(f"shuffled_{seed}" for seed in SEEDS))
 BLOCK = 8
+# Student's t for 2 degrees of freedom (three seeds), two-sided 95 %.
+T_TWO_DF = 4.303
 
 
 def held_out_sets(catalog, limit: int | None):
-    """The MC questions outside the settings slice (``limit``: that many, by a seeded hash), per option
-    order; None without the benchmark."""
-    from fsku_kedro.evaluation.fsku_benchmark import held_out_benchmark
-    from fsku_kedro.parameters.distillation import HeldOutBenchmarkSettings
+    """The test split's MC questions (``limit``: the first that many) in their own option order and
+    shuffled by each seed; None without the benchmark."""
+    from fsku_kedro.evaluation.fsku_benchmark import benchmark_test_split
 
-    mc = catalog.load("fsku_benchmark_mc")
-    if mc.empty:
+    tables = [catalog.load(f"fsku_benchmark_{part}") for part in ("mc", "mc_answers", "descriptive")]
+    if tables[0].empty:
         return None
-    settings = HeldOutBenchmarkSettings(mc_questions=limit or len(mc), descriptive_questions=0, option_orders=list(ORDERS))
-    return held_out_benchmark(mc, catalog.load("fsku_benchmark_mc_answers"), catalog.load("fsku_benchmark_descriptive"),
-                              settings)
+    sets = {"own": benchmark_test_split(*tables, ["own"], seed=0)["own"]}
+    for seed in SEEDS:
+        sets[f"shuffled_{seed}"] = benchmark_test_split(*tables, ["shuffled"], seed=seed)["shuffled"]
+    kept = {}
+    for order, (questions, labels) in sets.items():
+        chosen = [q for q in questions if q.question_type == "multiple_choice"][:limit]
+        ids = {q.ID for q in chosen}
+        kept[order] = (chosen, [label for label in labels if label.ID in ids])
+    return kept
+
+
+def over_seeds(scores: dict[str, float], name: str) -> dict[str, float]:
+    """The mean of ``benchmark_shuffled_<seed>_<name>`` over the seeds and its 95 % interval."""
+    values = [scores[f"benchmark_shuffled_{seed}_{name}"] for seed in SEEDS if f"benchmark_shuffled_{seed}_{name}" in scores]
+    if not values:
+        return {}
+    mean = statistics.fmean(values)
+    half = T_TWO_DF * statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return {f"shuffled_{name}": mean, f"shuffled_{name}_interval": [mean - half, mean + half]}
+
+
+def answer_record(answers: list[dict], sets: dict) -> dict[str, dict[str, list]]:
+    """Per option order: each question's ID, expected and given answer and option probabilities."""
+    expected = {order: {label.ID: label.answer for label in labels} for order, (_, labels) in sets.items()}
+    record: dict[str, dict[str, list]] = {}
+    for row in answers:
+        order = record.setdefault(row["order"], {"ID": [], "expected": [], "answer": [], "probabilities": []})
+        order["ID"].append(row["ID"])
+        order["expected"].append(expected[row["order"]][row["ID"]])
+        order["answer"].append(row["answer"])
+        order["probabilities"].append(row.get("option_probabilities"))
+    return record
 
 
 def seconds_per_question(bundles: dict, questions: list, templates: dict, inference) -> dict[str, float]:
-    """Mean answering seconds per question of each model on ``questions``, taking turns in blocks."""
+    """Mean answering seconds per question of each (bundle, cyclic) in ``bundles`` on ``questions``,
+    taking turns in blocks."""
     from fsku_kedro.answering.batch_runner import answer_questions
     from fsku_kedro.answering.prompts import PreparedQuestion
     from fsku_kedro.evaluation.benchmark_scores import served_settings
 
-    served = served_settings(inference)
     spent = dict.fromkeys(bundles, 0.0)
     for start in range(0, len(questions), BLOCK):
         block = [PreparedQuestion(q) for q in questions[start:start + BLOCK]]
-        for name, bundle in bundles.items():
-            rows = answer_questions(block, bundle, templates, served, store=None, show_progress=False)
+        for name, (bundle, cyclic) in bundles.items():
+            rows = answer_questions(block, bundle, templates, served_settings(inference, cyclic), store=None,
+                                    show_progress=False)
             spent[name] += sum(row.inference_time for row in rows)
     return {name: seconds / len(questions) for name, seconds in spent.items()}
 
 
+def labelled(text: str) -> tuple[str, Path]:
+    label, _, directory = text.partition("=")
+    if not label or not directory or label.startswith("teacher"):
+        raise argparse.ArgumentTypeError(f"--model takes LABEL=DIR with a label not starting with teacher, got {text!r}")
+    return label, Path(directory)
+
+
+def targets(figures: dict, labels: list[str]) -> list[int]:
+    """The issue's targets for the models of this run, against the teacher's one pass."""
+    teacher = figures["teacher"]
+    checks = []
+    for label in labels:
+        model = figures[label]
+        ratio = model["time_ratio_to_teacher"]
+        better = model["shuffled_mc_accuracy"] >= teacher["shuffled_mc_accuracy"] and ratio <= 1.0
+        checks.append(verdict(better, f"{label}: shuffled {model['shuffled_mc_accuracy']:.3f} against the teacher's "
+                              f"{teacher['shuffled_mc_accuracy']:.3f}, at {ratio:.2f}x its time"))
+        if ratio <= 0.75:
+            close = model["shuffled_mc_accuracy"] >= teacher["shuffled_mc_accuracy"] - 0.03
+            checks.append(verdict(close, f"{label} at {ratio:.2f}x the teacher's time within 3 points of it"))
+    return checks
+
+
+def plot_frontier(figures: dict, path: Path) -> None:
+    """Test accuracy (own order, and shuffled with its interval) against time per question as a multiple
+    of the teacher's one pass in the same run, one point per recorded model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7.5, 5))
+    for label, f in figures.items():
+        x = f["time_ratio_to_teacher"]
+        low, high = f["shuffled_mc_accuracy_interval"]
+        shuffled = f["shuffled_mc_accuracy"]
+        axis.errorbar(x, shuffled, yerr=[[shuffled - low], [high - shuffled]], fmt="o", color="tab:blue", capsize=3)
+        axis.plot(x, f["benchmark_own_mc_accuracy"], "s", color="tab:orange")
+        axis.annotate(label, (x, shuffled), textcoords="offset points", xytext=(6, -10), fontsize=8)
+    axis.plot([], [], "o", color="tab:blue", label="shuffled, mean of 3 seeds (95 % interval)")
+    axis.plot([], [], "s", color="tab:orange", label="own option order")
+    axis.axhline(figures["teacher"]["shuffled_mc_accuracy"], color="grey", linestyle=":",
+                 label="teacher one pass, shuffled")
+    axis.set(xlabel="seconds per question, x the teacher's one pass (same run)", ylabel="test MC accuracy",
+             title=f"FSKU test split, {sum(1 for _ in figures)} models, closed book")
+    axis.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", type=Path, required=True, help="the distilled student's model directory")
-    parser.add_argument("--baseline", type=Path, default=None, help="the undistilled student's model directory")
+    parser.add_argument("--model", type=labelled, action="append", default=[], help="LABEL=DIR, repeatable")
+    parser.add_argument("--teacher-cyclic", action="store_true", help="also the teacher over cyclic rotations")
     parser.add_argument("--speed-questions", type=int, default=48)
     parser.add_argument("--questions", type=int, default=None, help="only this many (a plumbing check)")
     args = parser.parse_args()
@@ -87,53 +189,55 @@ def main() -> int:
     if sets is None:
         print("FSKU benchmark files not found; nothing to score")
         return 2
-    inference = catalog.load("params:inference")
+    inference = typed(catalog, "inference")
     templates = read_templates(catalog.load("prompt_templates"))
     embedder = catalog.load("embedder")
     teacher = catalog.load("teacher_model")
-    student = load_any_model(args.student.resolve(), dtype=inference.dtype)
-    bundles = {"student": student, "teacher": teacher}
-    if args.baseline is not None:
-        bundles["undistilled"] = load_any_model(args.baseline.resolve(), dtype=inference.dtype)
+    runs = {"teacher": (teacher, False)}
+    if args.teacher_cyclic:
+        runs["teacher_cyclic"] = (teacher, True)
+    for label, directory in args.model:
+        runs[label] = (load_any_model(directory.resolve(), dtype=inference.dtype), False)
     store = ResponseStore(PROGRESS)
+    stamp = run_stamp()
     figures: dict = {}
-    for role, bundle in bundles.items():
-        scores, _ = benchmark_scores(bundle, sets, templates, embedder, inference, store)
-        figures[role] = {"model": bundle.name, "directory": str(Path(bundle.path).resolve().relative_to(ROOT))
-                         if Path(bundle.path).resolve().is_relative_to(ROOT) else bundle.path,
-                         "weights": weights_key(bundle.name, bundle.model), **scores}
-    questions = sets["shuffled"][0][:args.speed_questions]
-    for role, seconds in seconds_per_question(bundles, questions, templates, inference).items():
-        figures[role]["seconds_per_question"] = seconds
+    for label, (bundle, cyclic) in runs.items():
+        scores, answers = benchmark_scores(bundle, sets, templates, embedder, inference, store, cyclic=cyclic)
+        where = Path(bundle.path).resolve() if bundle.path else None
+        figures[label] = {"model": bundle.name, "cyclic": cyclic, "run": stamp,
+                          "directory": where.relative_to(ROOT).as_posix() if where and where.is_relative_to(ROOT)
+                          else bundle.path, "weights": weights_key(bundle.name, bundle.model), **scores,
+                          **over_seeds(scores, "mc_accuracy"), **over_seeds(scores, "negative_mc_accuracy"),
+                          "answers": answer_record(answers, sets)}
+    questions = sets["shuffled_0"][0][:args.speed_questions]
+    for label, seconds in seconds_per_question(runs, questions, templates, inference).items():
+        figures[label]["seconds_per_question"] = seconds
+    for label in runs:
+        figures[label]["time_ratio_to_teacher"] = (figures[label]["seconds_per_question"]
+                                                   / figures["teacher"]["seconds_per_question"])
     counts = {order: len(asked) for order, (asked, _) in sets.items()}
-    context = {"questions": counts, "dtype": resolve_dtype(inference.dtype),
-               "evaluation": "every FSKU benchmark MC question outside the settings slice (200 MC, seed 0), "
-               "options in own order and shuffled (seed 0), served path, closed book, one pass",
-               "speed": f"the first {len(questions)} shuffled questions, the models taking turns in blocks of "
-               f"{BLOCK}, without stored answers"}
-    # A run on fewer questions checks the plumbing; it must not replace the record of all 800.
-    path = write_result("held_out_final", figures, by_cpu_kind=True, **context) if args.questions is None else None
-    columns = [f"benchmark_{order}_mc_accuracy" for order in ORDERS] + [
-        f"benchmark_{order}_negative_mc_accuracy" for order in ORDERS]
-    print(f"\nHeld-out FSKU MC ({cpu_line()}), real models, {counts} questions, one pass\n")
-    print_table(["role", "model", *columns, "seconds_per_question"], [
-        [role, f["model"], *(f"{f[c]:.3f}" if c in f else "" for c in columns), f"{f['seconds_per_question']:.2f}"]
-        for role, f in figures.items()])
-    ratio = figures["student"]["seconds_per_question"] / figures["teacher"]["seconds_per_question"]
-    where = f"recorded in {path.relative_to(ROOT)}" if path else "a plumbing check, not recorded"
-    print(f"\nstudent / teacher seconds per question: {ratio:.2f}; {where}")
-    own, shuffled = "benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy"
-    checks = [
-        verdict(figures["student"][own] >= figures["teacher"][own],
-                f"the student's own-order accuracy {figures['student'][own]:.3f} >= the teacher's "
-                f"{figures['teacher'][own]:.3f}"),
-        verdict(ratio < 1.0, f"the student answers faster ({ratio:.2f} of the teacher's seconds per question)"),
-    ]
-    if "undistilled" in figures:
-        checks.append(verdict(figures["student"][shuffled] > figures["undistilled"][shuffled],
-                              f"distillation helps: shuffled accuracy {figures['student'][shuffled]:.3f} > "
-                              f"{figures['undistilled'][shuffled]:.3f} before it"))
-    return max(checks)
+    context = {"label": "real models", "questions": counts, "dtype": resolve_dtype(inference.dtype),
+               "evaluation": "every MC question of the FSKU benchmark's test split (outside the settings slice and "
+               "the validation questions), options in own order and shuffled by seeds 0, 1 and 2 (mean and a 95 % "
+               "t interval over the seeds), served path, closed book, one pass unless cyclic",
+               "speed": f"the first {len(questions)} questions shuffled by seed 0, the models of one run taking turns "
+               f"in blocks of {BLOCK}, without stored answers; time_ratio_to_teacher is within that run"}
+    path = None
+    if args.questions is None:  # a plumbing check must not replace the record of the whole test split
+        previous = result_path("held_out_test", by_cpu_kind=True)
+        kept = json.loads(previous.read_text(encoding="utf-8"))["figures"] if previous.is_file() else {}
+        path = write_result("held_out_test", {**kept, **figures}, by_cpu_kind=True, **context)
+        plot_frontier({**kept, **figures}, path.with_suffix(".png"))
+    print(f"\nFSKU test split MC ({cpu_line()}), real models, {counts['own']} questions\n")
+    print_table(["label", "model", "own order", "shuffled (3 seeds)", "95 % interval", "negated stems, shuffled",
+                 "seconds per question", "x teacher"], [
+        [label, f["model"], f"{f['benchmark_own_mc_accuracy']:.3f}", f"{f['shuffled_mc_accuracy']:.3f}",
+         "{:.3f} to {:.3f}".format(*f["shuffled_mc_accuracy_interval"]),
+         f"{f['shuffled_negative_mc_accuracy']:.3f}" if "shuffled_negative_mc_accuracy" in f else "",
+         f"{f['seconds_per_question']:.2f}", f"{f['time_ratio_to_teacher']:.2f}"]
+        for label, f in figures.items()])
+    print(f"\n{'recorded in ' + str(path.relative_to(ROOT)) if path else 'a plumbing check, not recorded'}")
+    return max([0, *targets(figures, [label for label, _ in args.model])])
 
 
 if __name__ == "__main__":

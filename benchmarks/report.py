@@ -66,23 +66,22 @@ def result_path(name: str, by_cpu_kind: bool = False) -> Path:
     return RESULTS / (f"{name}.{cpu_kind()}.json" if by_cpu_kind else f"{name}.json")
 
 
-def write_result(name: str, figures: dict, by_cpu_kind: bool = False, **context: object) -> Path:
-    """``result_path(name, by_cpu_kind)``: the figures with the command that made them, the commit
-    (marked ``+changes`` when the tree differed from it), the CPU, the date and ``context`` (models,
-    settings)."""
+def run_stamp() -> dict[str, str]:
+    """The command that is running (as ``python <script> <args>``), the commit (marked ``+changes``
+    when the tree differs from it), the CPU and the date."""
     commit = _git("rev-parse", "HEAD") or "unknown"
     if _git("status", "--porcelain", "--untracked-files=no"):
         commit += "+changes"
     script = Path(sys.argv[0]).resolve()
     script_name = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else sys.argv[0]
-    record = {
-        "command": " ".join(["python", script_name, *sys.argv[1:]]),
-        "commit": commit,
-        "cpu": cpu_line(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **context,
-        "figures": figures,
-    }
+    return {"command": " ".join(["python", script_name, *sys.argv[1:]]), "commit": commit, "cpu": cpu_line(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_result(name: str, figures: dict, by_cpu_kind: bool = False, **context: object) -> Path:
+    """``result_path(name, by_cpu_kind)``: the figures with ``run_stamp()`` and ``context`` (models,
+    settings)."""
+    record = {**run_stamp(), **context, "figures": figures}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = result_path(name, by_cpu_kind)
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -134,3 +133,11 @@ def catalog_with_chunks(env: str | None):
         pipelines.set_requested(None)  # the next context types every pipeline's parameters again
         catalog = KedroSession.create(project_path=ROOT, env=env).load_context().catalog
     return catalog
+
+
+def typed(catalog, name: str):
+    """The ``name`` parameters block of ``catalog`` as its settings model, defaults filled in."""
+    from fsku_kedro.parameters import ROOTS
+
+    value = catalog.load(f"params:{name}")
+    return value if isinstance(value, ROOTS[name]) else ROOTS[name].model_validate(value)

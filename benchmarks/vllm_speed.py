@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import catalog_with_chunks, cpu_line, print_table, verdict, write_result
+from report import catalog_with_chunks, cpu_line, print_table, typed, verdict, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "qwen_coder_cpu"
@@ -201,14 +201,6 @@ def part_descriptive(teacher, questions, templates, inference) -> dict:
     out["identical_texts"] = same_share(texts["vllm"], texts["transformers"])
     out["texts"] = texts
     return out
-
-
-def typed(catalog, name: str):
-    """The environment's ``name`` block as its settings model, defaults filled in."""
-    from fsku_kedro.parameters import ROOTS
-
-    value = catalog.load(f"params:{name}")
-    return value if isinstance(value, ROOTS[name]) else ROOTS[name].model_validate(value)
 
 
 def engine_load_seconds(teacher, settings) -> float:

@@ -489,17 +489,36 @@ def test_errors_about_user_input_are_the_last_thing_on_screen(project_copy, tiny
     assert "Traceback" not in data_error.stderr
 
 
-def test_model_dirs_only_work_from_the_command_line(project_copy, monkeypatch, tiny_llama_dir):
+@pytest.mark.parametrize("block", ["model_dirs", "student_shape"])
+def test_catalog_runtime_blocks_only_work_from_the_command_line(project_copy, monkeypatch, tiny_llama_dir, block):
     from fsku_kedro.parameters import SettingsError
 
     monkeypatch.chdir(project_copy)
     bootstrap_project(project_copy)
-    env = project_copy / "conf" / "model_dir_in_file"
+    env = project_copy / "conf" / f"{block}_in_file"
     env.mkdir(exist_ok=True)
-    (env / "parameters.yml").write_text(yaml.safe_dump({"model_dirs": {"inference": str(tiny_llama_dir)}}))
-    with KedroSession.create(project_path=project_copy, env="model_dir_in_file") as session:
-        with pytest.raises(SettingsError, match="model_dirs only works with --params"):
+    value = {"inference": str(tiny_llama_dir)} if block == "model_dirs" else {"layers": 3}
+    (env / "parameters.yml").write_text(yaml.safe_dump({block: value}))
+    with KedroSession.create(project_path=project_copy, env=f"{block}_in_file") as session:
+        with pytest.raises(SettingsError, match=f"{block} only works with --params"):
             session.run(pipeline_names=["inference"])
+
+
+def test_student_shape_from_the_command_line_derives_that_student(project_copy, monkeypatch):
+    """The default environment's student (the packaged SmolLM2 cut to 10 layers) takes another depth and
+    an MLP width for one run, named after its shape; the default run's student is untouched."""
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    shape = {"student_shape": {"layers": 6, "mlp_channels": 256}}
+    with KedroSession.create(project_path=project_copy, runtime_params=shape) as session:
+        student = session.load_context().catalog.load("student_model")
+    config = student.model.config
+    assert (config.num_hidden_layers, config.intermediate_size) == (6, 256)
+    assert student.name == "SmolLM2-135M-Instruct-depth6-mlp256"
+    assert student.model.model.layers[0].mlp.up_proj.weight.shape[0] == 256
+    with KedroSession.create(project_path=project_copy) as session:
+        default = session.load_context().catalog.load("student_model")
+    assert (default.model.config.num_hidden_layers, default.model.config.intermediate_size) == (10, 1536)
 
 
 def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):

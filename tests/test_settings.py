@@ -173,8 +173,8 @@ def test_every_distillation_arm_validates_in_its_environment():
         DistillationSettings.model_validate(resolved["distillation"])
         for key in (entry.split("=", 1)[0] for entry in params.split(",")):
             held, given = resolved, runtime
-            for part in key.split("."):
-                held, given = held[part], given[part]
+            for part in key.split("."):  # a schedule entry is keyed by its position
+                held, given = held[int(part)] if isinstance(held, list) else held[part], given[part]
             if key == "distillation.schedule":  # expanded into one entry per round
                 held, given = [round_["loss"] for round_ in held], given.split()
             assert held == given, f"{name}: {key}"

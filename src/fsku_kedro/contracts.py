@@ -116,6 +116,8 @@ class SubmissionRow(_Record):
     question_type: QuestionType
     method: str = Field(min_length=1)  # choice_scoring, generate, generate_extract, fallback_*
     fallback_reason: str = ""  # why a fallback answered (time_limit, model_error, ...), else empty
+    # Choice scoring: each option's probability in the order the question showed them (after debiasing).
+    option_probabilities: list[float] | None = None
 
 
 class LabelledAnswer(_Record):

@@ -43,16 +43,23 @@ class SettingsHook:
         build_for_rounds(resolved["distillation"]["rounds"])
 
 
+# Blocks the catalog reads as runtime parameters, and what to do in a file instead.
+COMMAND_LINE_ONLY = {
+    "model_dirs": "point the catalog entry compressed_student@path or distilled_student@path at the directory",
+    "student_shape": "set keep_layers or keep_mlp_channels on the catalog entry student_model",
+}
+
+
 def _check_command_line_only(raw: dict[str, Any], runtime: dict[str, Any], sources: ParameterSources) -> None:
-    in_files = {key for key, value in (raw.get("model_dirs") or {}).items()
-                if value is not None and key not in (runtime.get("model_dirs") or {})}
-    if in_files:
-        where = sources.where(("model_dirs",))
-        raise SettingsError(
-            f"model_dirs.{sorted(in_files)[0]} is set in {where}, but model_dirs only works with --params "
-            "(the catalog reads it as a runtime parameter); in a file, point the catalog entry "
-            "compressed_student@path or distilled_student@path at the directory instead"
-        )
+    for block, instead in COMMAND_LINE_ONLY.items():
+        in_files = {key for key, value in (raw.get(block) or {}).items()
+                    if value is not None and key not in (runtime.get(block) or {})}
+        if in_files:
+            where = sources.where((block,))
+            raise SettingsError(
+                f"{block}.{min(in_files)} is set in {where}, but {block} only works with --params "
+                f"(the catalog reads it as a runtime parameter); in a file, {instead} instead"
+            )
 
 
 def _check_model_dirs(model_dirs: dict[str, Any]) -> None:

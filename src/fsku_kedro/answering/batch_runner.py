@@ -81,7 +81,8 @@ class BatchAnswerer:
             return [self._descriptive_row(item, c) for item, c in zip(group, completions)]
         if self.settings.mc_method == "choice_scoring":
             choices = self.strategy.choose(group)
-            return [answer_row(item, str(n), confidence, "choice_scoring") for item, (n, confidence) in zip(group, choices)]
+            return [answer_row(item, str(chosen.number), chosen.confidence, "choice_scoring",
+                               probabilities=chosen.probabilities) for item, chosen in zip(group, choices)]
         completions = self.backend().generate(chats, self.settings.mc_generation, max_time=deadline)
         read = first_number if self.settings.mc_extraction == "first_number" else extract_choice
         found = [read(c.text, len(item.question.choices or {})) for c, item in zip(completions, group)]

@@ -36,12 +36,15 @@ def clean_text(text: str) -> str:
 
 
 def answer_row(item: PreparedQuestion, answer: str, confidence: float | None, method: str,
-               fallback_reason: str = "") -> SubmissionRow:
-    """A submission row for ``item``; a confidence is kept only where one was measured (clipped to [0, 1])."""
+               fallback_reason: str = "", probabilities: dict[int, float] | None = None) -> SubmissionRow:
+    """A submission row for ``item``; a confidence is kept only where one was measured (clipped to [0, 1]),
+    and the option probabilities where the options were scored."""
     measured = None if confidence is None else min(max(confidence, 0.0), 1.0)
+    options = [round(probabilities[n], 6) for n in sorted(probabilities)] if probabilities else None
     return SubmissionRow(ID=item.question.ID, answer=answer, confidence=measured,
                          inference_time=0.0, used_fallback=bool(fallback_reason), method=method,
-                         question_type=item.question.question_type, fallback_reason=fallback_reason)
+                         question_type=item.question.question_type, fallback_reason=fallback_reason,
+                         option_probabilities=options)
 
 
 class FallbackPolicy:
@@ -56,8 +59,9 @@ class FallbackPolicy:
             start = self.breaker.clock()
             try:
                 choices = self.strategy.choose([group[i] for i in mc], with_context=False, cyclic=False)
-                for i, (number, confidence) in zip(mc, choices):
-                    results[i] = answer_row(group[i], str(number), confidence, "fallback_closed_book", reasons[i])
+                for i, chosen in zip(mc, choices):
+                    results[i] = answer_row(group[i], str(chosen.number), chosen.confidence, "fallback_closed_book",
+                                            reasons[i], chosen.probabilities)
             except PROGRAMMING_ERRORS:
                 raise
             except Exception as error:  # noqa: BLE001 - any model failure falls through to overlap

@@ -9,7 +9,7 @@ confidence of an answer is the probability its option ends with.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from fsku_kedro.answering.choice_scoring import NextTokenReader, score_choices
 from fsku_kedro.answering.debias import Scorer, cyclic_scores, debiased, estimate_prior
@@ -46,9 +46,17 @@ def _softmax(scores: dict[int, float]) -> dict[int, float]:
     return {n: w / total for n, w in weights.items()}
 
 
-def _best(probabilities: dict[int, float]) -> tuple[int, float]:
+class Chosen(NamedTuple):
+    """The chosen option, its probability and every option's, after debiasing."""
+
+    number: int
+    confidence: float
+    probabilities: dict[int, float]
+
+
+def _best(probabilities: dict[int, float]) -> Chosen:
     number = max(probabilities, key=lambda n: (probabilities[n], -n))
-    return number, probabilities[number]
+    return Chosen(number, probabilities[number], probabilities)
 
 
 class ChoiceStrategy:
@@ -62,9 +70,9 @@ class ChoiceStrategy:
         self.engine = vllm_backend(bundle, settings.generation, show_progress=False)
 
     def choose(self, group: list[PreparedQuestion], with_context: bool | None = None,
-               cyclic: bool | None = None) -> list[tuple[int, float]]:
-        """(option number, confidence) per question: averaged over rotations when ``cyclic`` (default:
-        when ``debias.method`` is cyclic), else divided by the prior (empty unless PriDe estimated one)."""
+               cyclic: bool | None = None) -> list[Chosen]:
+        """The chosen option per question: averaged over rotations when ``cyclic`` (default: when
+        ``debias.method`` is cyclic), else divided by the prior (empty unless PriDe estimated one)."""
         cyclic = self.settings.debias.method == "cyclic" if cyclic is None else cyclic
         score = option_scorer(self.bundle, group, self.templates, self.settings, with_context, engine=self.engine)
         questions = [item.question for item in group]

@@ -17,9 +17,11 @@ from fsku_kedro.parameters.inference import DebiasSettings, InferenceSettings
 from fsku_kedro.questions import asks_for_incorrect
 
 
-def served_settings(inference: InferenceSettings) -> InferenceSettings:
-    """The inference settings as held-out questions are judged: closed book, one pass, no debiasing."""
-    return inference.model_copy(update={"use_context": False, "debias": DebiasSettings(method="none")})
+def served_settings(inference: InferenceSettings, cyclic: bool = False) -> InferenceSettings:
+    """The inference settings as held-out questions are judged: closed book, one pass, no debiasing
+    (``cyclic``: averaged over the options' cyclic rotations instead, one pass per option)."""
+    debias = DebiasSettings(method="cyclic" if cyclic else "none")
+    return inference.model_copy(update={"use_context": False, "debias": debias})
 
 
 def benchmark_scores(
@@ -29,18 +31,20 @@ def benchmark_scores(
     embedder: Embedder,
     inference: InferenceSettings,
     store: ResponseStore,
+    cyclic: bool = False,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Per option order in ``sets``: MC accuracy (``benchmark_<order>_mc_accuracy``; on the questions
     whose stem asks which option is not correct, ``benchmark_<order>_negative_mc_accuracy``), the
     descriptive score where the set has descriptive questions, and the fallback count; and the
     answers. Answers resume from ``store``, keyed by the student's weights, so a killed validation
-    redoes only its unfinished batches and another student never reuses them."""
+    redoes only its unfinished batches and another student never reuses them. ``cyclic``: the
+    answers averaged over cyclic rotations (a figure to compare with, not the served one pass)."""
     if not any(questions for questions, _ in sets.values()):
         return {}, []
-    served = served_settings(inference)
+    served = served_settings(inference, cyclic)
     # Known by its weights, not its folder: a retrained student under the same name is another model,
     # the same weights saved again under a new version are not.
-    identity = f"{student.name}#{weights_key(student.name, student.model)}"
+    identity = f"{student.name}#{weights_key(student.name, student.model)}" + ("#cyclic" if cyclic else "")
     scores: dict[str, float] = {}
     answers: list[dict[str, Any]] = []
     for order, (questions, labels) in sets.items():

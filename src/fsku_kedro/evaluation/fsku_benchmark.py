@@ -1,8 +1,14 @@
-"""The released FSKU benchmark as a test table and a label table.
+"""The released FSKU benchmark as a test table and a label table, and its split into dev and test.
 
 mc_kor.csv (Domain, Sub_domain, Question) with its answers in mc_answer.csv (Answer, same row
 order), and descriptive_kor.csv (Question, Answer, Keyword with comma-separated keywords).
 A seeded hash of each question picks a fixed slice when a limit is set; rows keep file order.
+
+The split is made once. **dev** holds the settings slice (the 200 multiple-choice and 20 descriptive
+questions that chose the inference settings) and the validation questions (the next 200 and 20
+outside it, by the held-out hash, seed 0: they choose recipes and rounds); **test** holds every other
+question (600 and 68 of the released files) and serves final figures only. Validation refuses a
+choice that would read a test question (``held_out_benchmark``); ``benchmark_test_split`` is for reports.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fsku_kedro.contracts import CompetitionQuestion, DataContractError, LabelledAnswer, validate_records
+from fsku_kedro.errors import UserInputError
 from fsku_kedro.hashing import unit_hash
 from fsku_kedro.parameters.distillation import HeldOutBenchmarkSettings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings
@@ -69,30 +76,82 @@ def benchmark_set(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.Da
     return parsed, validate_records(labels.to_dict("records"), LabelledAnswer, source="FSKU benchmark labels")
 
 
+# The split (module docstring): the settings slice, and the validation questions chosen outside it.
+SETTINGS_SLICE = BenchmarkSliceSettings(mc_limit=200, descriptive_limit=20, seed=0)
+VALIDATION_MC, VALIDATION_DESCRIPTIVE, VALIDATION_SEED = 200, 20, 0
+Sets = dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]]
+
+
+class SplitReadError(UserInputError):
+    """A selection would read questions of the benchmark's test split."""
+
+
+def _held_out_ids(questions: list[CompetitionQuestion], taken: set[str], mc_count: int, descriptive_count: int,
+                  seed: int) -> set[str]:
+    """``mc_count`` and ``descriptive_count`` question ids outside ``taken``, in the order of a seeded hash."""
+    chosen: set[str] = set()
+    for kind, limit in (("multiple_choice", mc_count), ("descriptive", descriptive_count)):
+        rest = [q.ID for q in questions if q.question_type == kind and q.ID not in taken]
+        chosen |= set(sorted(rest, key=lambda i: unit_hash(seed, "held_out", i))[:limit])
+    return chosen
+
+
+def benchmark_split(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame) -> dict[str, set[str]]:
+    """The question ids of the ``dev`` and ``test`` splits (module docstring)."""
+    everything = BenchmarkSliceSettings(mc_limit=None, descriptive_limit=None)
+    questions, _ = benchmark_set(mc, mc_answers, descriptive, everything)
+    settings_slice = {q.ID for q in benchmark_set(mc, mc_answers, descriptive, SETTINGS_SLICE)[0]}
+    dev = settings_slice | _held_out_ids(questions, settings_slice, VALIDATION_MC, VALIDATION_DESCRIPTIVE,
+                                         VALIDATION_SEED)
+    return {"dev": dev, "test": {q.ID for q in questions} - dev}
+
+
+def _in_orders(questions: list[CompetitionQuestion], labels: list[LabelledAnswer], orders: list[str],
+               seed: int) -> Sets:
+    """``questions`` per option order: ``own`` as published, ``shuffled`` with each question's options
+    shuffled by ``seed`` and its answer renumbered. Descriptive questions go with the first order only."""
+    sets = {}
+    for n, order in enumerate(orders):
+        kept = questions if n == 0 else [q for q in questions if q.question_type == "multiple_choice"]
+        ids = {q.ID for q in kept}
+        if order == "own":
+            sets[order] = (kept, [label for label in labels if label.ID in ids])
+            continue
+        positions = {q.ID: shuffled_order(q, seed) for q in kept if q.choices}
+        sets[order] = ([shuffled(q, seed) if q.choices else q for q in kept], [
+            label.model_copy(update={"answer": str(positions[label.ID].index(int(label.answer)) + 1)})
+            if label.ID in positions else label for label in labels if label.ID in ids])
+    return sets
+
+
 def held_out_benchmark(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
-                       settings: HeldOutBenchmarkSettings) -> dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]]:
+                       settings: HeldOutBenchmarkSettings) -> Sets:
     """Questions and labels outside the ``settings.excluded`` slice: ``mc_questions`` and
     ``descriptive_questions`` of them chosen by a seeded hash (file order kept), per option order
     (``own``: as published; ``shuffled``: each question's options shuffled by the seed, the answer
-    renumbered). Descriptive questions go with the first order only."""
+    renumbered). Descriptive questions go with the first order only. A choice that reaches into the
+    test split is refused: validation chooses, so it reads dev only."""
     questions, labels = benchmark_set(mc, mc_answers, descriptive, BenchmarkSliceSettings(mc_limit=None,
                                                                                           descriptive_limit=None))
     excluded, _ = benchmark_set(mc, mc_answers, descriptive, settings.excluded)
-    taken = {q.ID for q in excluded}
-    chosen: set[str] = set()
-    for kind, limit in (("multiple_choice", settings.mc_questions), ("descriptive", settings.descriptive_questions)):
-        rest = [q.ID for q in questions if q.question_type == kind and q.ID not in taken]
-        chosen |= set(sorted(rest, key=lambda i: unit_hash(settings.seed, "held_out", i))[:limit])
-    questions = [q for q in questions if q.ID in chosen]
-    labels = [label for label in labels if label.ID in chosen]
-    sets = {}
-    for n, order in enumerate(settings.option_orders):
-        kept = questions if n == 0 else [q for q in questions if q.question_type == "multiple_choice"]
-        if order == "own":
-            sets[order] = (kept, [label for label in labels if label.ID in {q.ID for q in kept}])
-            continue
-        orders = {q.ID: shuffled_order(q, settings.seed) for q in kept if q.choices}
-        sets[order] = ([shuffled(q, settings.seed) if q.choices else q for q in kept], [
-            label.model_copy(update={"answer": str(orders[label.ID].index(int(label.answer)) + 1)})
-            if label.ID in orders else label for label in labels if label.ID in {q.ID for q in kept}])
-    return sets
+    chosen = _held_out_ids(questions, {q.ID for q in excluded}, settings.mc_questions,
+                           settings.descriptive_questions, settings.seed)
+    leaked = chosen & benchmark_split(mc, mc_answers, descriptive)["test"]
+    if leaked:
+        raise SplitReadError(
+            f"distillation.validation.fsku_benchmark would read {len(leaked)} questions of the FSKU benchmark's test "
+            f"split (e.g. {min(leaked)}), which only final figures may read; validation chooses rounds, so it "
+            f"takes at most {VALIDATION_MC} multiple-choice and {VALIDATION_DESCRIPTIVE} descriptive questions, seed "
+            f"{VALIDATION_SEED}, outside the settings slice (evaluation/fsku_benchmark.py)")
+    return _in_orders([q for q in questions if q.ID in chosen], [label for label in labels if label.ID in chosen],
+                      settings.option_orders, settings.seed)
+
+
+def benchmark_test_split(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
+                         orders: list[str], seed: int) -> Sets:
+    """The test split's questions and labels per option order (shuffled by ``seed``), for final figures."""
+    questions, labels = benchmark_set(mc, mc_answers, descriptive, BenchmarkSliceSettings(mc_limit=None,
+                                                                                          descriptive_limit=None))
+    test = benchmark_split(mc, mc_answers, descriptive)["test"]
+    return _in_orders([q for q in questions if q.ID in test], [label for label in labels if label.ID in test],
+                      orders, seed)

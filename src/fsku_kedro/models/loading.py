@@ -4,7 +4,7 @@
 - ``load_quantized``: a GPTQ, bitsandbytes or torchao model (the settings travel in config.json);
 - ``load_any_model``: either, decided from the directory's config.json;
 - ``materialise_pretrained``: a model from any source (package file, GGUF, directory, cache id),
-  optionally depth-pruned, cached once as safetensors;
+  optionally depth- and width-pruned, cached once as safetensors;
 - ``load_embedder`` / ``load_reranker``: retrieval models from any source.
 """
 
@@ -18,7 +18,14 @@ from typing import Any
 
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.compute_dtype import resolve_dtype
-from fsku_kedro.models.pruning import block_influence, depth_prune, evenly_spaced_layers, influential_layers
+from fsku_kedro.models.pruning import (
+    block_influence,
+    depth_prune,
+    evenly_spaced_layers,
+    influential_layers,
+    mlp_channel_importance,
+    width_prune,
+)
 from fsku_kedro.models.sources import distribution_file, load_causal_lm, load_tokenizer, resolve_source
 from fsku_kedro.parameters.inference import InferenceSettings
 
@@ -26,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_INFO = "fsku_model.json"  # the name a model is known by in reports
 SOURCE_MARKER = "fsku_source.json"  # what a cache folder was made from
+CALIBRATION_PARAGRAPHS = 16  # of the calibration folder, for block influence and MLP channel importance
 
 
 class ModelDirectoryError(FileNotFoundError):
@@ -125,7 +133,7 @@ def calibration_texts(folder: str, count: int) -> list[str]:
 
 
 def select_layers(model: Any, tokenizer: Any, keep: int | list[int], selection: str,
-                  calibration: str | None, calibration_count: int = 16) -> list[int]:
+                  calibration: str | None, calibration_count: int = CALIBRATION_PARAGRAPHS) -> list[int]:
     """The decoder layers a depth-pruned copy keeps: an explicit list, ``evenly_spaced`` (first and last
     kept), or the ``block_influence`` ones measured on the calibration folder's text (ShortGPT)."""
     if not isinstance(keep, int):
@@ -152,16 +160,22 @@ def materialise_pretrained(
     trust_remote_code: bool = False,
     layer_selection: str = "evenly_spaced",
     calibration: str | None = None,
+    keep_mlp_channels: int | None = None,
 ) -> ModelBundle:
     """The model at ``source``, depth-pruned to ``keep_layers`` when given (chosen by
-    ``layer_selection``). With ``cache_dir`` the first call writes safetensors there (atomically) and
-    later calls read them, until the source or the pruning changes."""
+    ``layer_selection``), then width-pruned to ``keep_mlp_channels`` MLP channels a layer when given
+    (the most active on the ``calibration`` folder's text). With ``cache_dir`` the first call writes
+    safetensors there (atomically) and later calls read them, until the source or the pruning changes."""
     dtype = resolve_dtype(dtype)  # the cache holds weights in the dtype they were loaded in
     fingerprint = {"source": source, "keep_layers": keep_layers, "dtype": dtype}
     if keep_layers is not None and layer_selection != "evenly_spaced":
         fingerprint |= {"layer_selection": layer_selection, "calibration": calibration}
     if keep_layers is not None:
         fingerprint["config_records"] = "depth_kept_layers"  # caches written before the record are rebuilt
+    if keep_mlp_channels is not None:
+        if not calibration:
+            raise ValueError("keep_mlp_channels needs calibration: a folder of .md / .txt files")
+        fingerprint |= {"keep_mlp_channels": keep_mlp_channels, "calibration": calibration}
     marker = cache_dir / SOURCE_MARKER if cache_dir else None
     if marker is not None and marker.exists() and json.loads(marker.read_text()) == fingerprint:
         return load_bundle(cache_dir, dtype, trust_remote_code, name)
@@ -169,8 +183,11 @@ def materialise_pretrained(
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
     if keep_layers is not None:
         depth_prune(model, select_layers(model, tokenizer, keep_layers, layer_selection, calibration))
+    if keep_mlp_channels is not None:
+        importance = mlp_channel_importance(model, tokenizer, calibration_texts(calibration, CALIBRATION_PARAGRAPHS))
+        width_prune(model, importance, keep_mlp_channels)
     resolved = resolve_source(source)
-    loadable_by_path = not resolved.endswith(".gguf") and keep_layers is None
+    loadable_by_path = not resolved.endswith(".gguf") and keep_layers is None and keep_mlp_channels is None
     bundle = ModelBundle(model=model, tokenizer=tokenizer, name=name, path=resolved if loadable_by_path else None)
     if cache_dir is not None:
         staging = cache_dir.with_name(cache_dir.name + ".partial")

@@ -1,4 +1,5 @@
-"""Depth pruning: a smaller student made from a teacher by keeping some of its decoder layers."""
+"""Pruning a teacher into a smaller student: in depth (some of its decoder layers kept, chosen by block
+influence) or in width (some of each MLP's intermediate channels kept, chosen by activation importance)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from typing import Any
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+def _decoder_layers(model: Any, what: str) -> torch.nn.ModuleList:
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"{type(model).__name__} has no model.layers; {what} supports decoder-only LMs")
+    return layers
 
 
 def evenly_spaced_layers(total: int, keep: int) -> list[int]:
@@ -26,9 +34,7 @@ def depth_prune(model: Any, keep_layers: list[int]) -> Any:
     Works for transformers models whose decoder blocks live in ``model.model.layers``
     (Llama, Qwen2, Mistral, Gemma families).
     """
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise ValueError(f"{type(model).__name__} has no model.layers; depth pruning supports decoder-only LMs")
+    layers = _decoder_layers(model, "depth pruning")
     total = len(layers)
     if not keep_layers or any(not 0 <= i < total for i in keep_layers):
         raise ValueError(f"layer indices {keep_layers} out of range for a {total}-layer model")
@@ -71,9 +77,7 @@ def block_influence(model: Any, tokenizer: Any, texts: list[str], max_tokens: in
     """ShortGPT's block influence of every decoder layer: 1 - cos(x_in, x_out) between the hidden
     states entering and leaving the layer, averaged over the tokens of ``texts``. A layer whose output
     is nearly its input changes little and is the first to drop."""
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise ValueError(f"{type(model).__name__} has no model.layers; block influence supports decoder-only LMs")
+    layers = _decoder_layers(model, "block influence")
     sums = [0.0] * len(layers)
 
     def measure(index: int):
@@ -108,3 +112,78 @@ def influential_layers(influence: list[float], keep: int) -> list[int]:
         raise ValueError(f"cannot keep {keep} of {len(influence)} layers")
     ranked = sorted(range(len(influence)), key=lambda i: (-influence[i], i))
     return sorted(ranked[:keep])
+
+
+def mlp_channel_importance(model: Any, tokenizer: Any, texts: list[str], max_tokens: int = 256) -> list[torch.Tensor]:
+    """Minitron's activation importance of every MLP intermediate channel, per decoder layer: the L2 norm
+    over a text's tokens of the channel's activation (the input of ``down_proj``), averaged over the
+    texts. A channel that stays near zero on real text contributes little and is the first to drop."""
+    layers = _decoder_layers(model, "width pruning")
+    sums: list[torch.Tensor | None] = [None] * len(layers)
+
+    def measure(index: int):
+        def hook(module, args):
+            norms = args[0][0].float().norm(dim=0)  # [channels]: one text's tokens
+            sums[index] = norms if sums[index] is None else sums[index] + norms
+        return hook
+
+    handles = [layer.mlp.down_proj.register_forward_pre_hook(measure(i)) for i, layer in enumerate(layers)]
+    count = 0
+    model.eval()
+    try:
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
+            if ids.shape[1] < 1:
+                continue
+            with torch.no_grad():
+                model(input_ids=ids)
+            count += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not count:
+        raise ValueError("MLP channel importance needs calibration text")
+    return [total / count for total in sums]
+
+
+def _rows(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
+    kept = torch.nn.Linear(linear.in_features, len(index), bias=linear.bias is not None,
+                           device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        kept.weight.copy_(linear.weight[index])
+        if linear.bias is not None:
+            kept.bias.copy_(linear.bias[index])
+    return kept
+
+
+def _columns(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
+    kept = torch.nn.Linear(len(index), linear.out_features, bias=linear.bias is not None,
+                           device=linear.weight.device, dtype=linear.weight.dtype)
+    with torch.no_grad():
+        kept.weight.copy_(linear.weight[:, index])
+        if linear.bias is not None:
+            kept.bias.copy_(linear.bias)
+    return kept
+
+
+def width_prune(model: Any, importance: list[torch.Tensor], keep: int) -> Any:
+    """Keep, in place, the ``keep`` most important intermediate channels of every layer's gated MLP
+    (``gate_proj`` and ``up_proj`` rows, ``down_proj`` columns) and fix the config; every layer keeps
+    the same number, as the config holds one intermediate size."""
+    layers = _decoder_layers(model, "width pruning")
+    total = model.config.intermediate_size
+    if not 1 <= keep <= total:
+        raise ValueError(f"cannot keep {keep} of {total} MLP channels")
+    if len(importance) != len(layers):
+        raise ValueError(f"{len(importance)} importance vectors for {len(layers)} layers")
+    for layer, scores in zip(layers, importance):
+        index = torch.sort(torch.topk(scores, keep).indices).values.to(layer.mlp.down_proj.weight.device)
+        mlp = layer.mlp
+        mlp.gate_proj, mlp.up_proj = _rows(mlp.gate_proj, index), _rows(mlp.up_proj, index)
+        mlp.down_proj = _columns(mlp.down_proj, index)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = keep
+    model.config.intermediate_size = keep
+    model.config.width_pruned_from = getattr(model.config, "width_pruned_from", None) or total
+    logger.info("Width-pruned the MLPs from %d to %d channels per layer", total, keep)
+    return model

@@ -25,6 +25,7 @@ from fsku_kedro.parameters.package import PackageSettings
 from fsku_kedro.parameters.response_generation import ResponseGenerationSettings
 from fsku_kedro.parameters.retrieval import RetrievalSettings
 from fsku_kedro.parameters.sources import ParameterSources
+from fsku_kedro.parameters.student_shape import StudentShapeSettings
 
 ROOTS: dict[str, type[Settings]] = {
     "knowledge_base": KnowledgeBaseSettings,
@@ -37,6 +38,7 @@ ROOTS: dict[str, type[Settings]] = {
     "inference": InferenceSettings,
     "package": PackageSettings,
     "model_dirs": ModelDirSettings,
+    "student_shape": StudentShapeSettings,
 }
 
 

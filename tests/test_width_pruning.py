@@ -1,0 +1,82 @@
+"""Width pruning (Minitron): each MLP keeps the intermediate channels most active on calibration text,
+and the pruned model saves and reloads with its new shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from kedro.io.core import DatasetError
+
+from fsku_kedro.datasets.models import PretrainedModelDataset
+from fsku_kedro.models.pruning import mlp_channel_importance, width_prune
+from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+from tests.conftest import CORPUS_DIR
+
+TEXTS = ["전자금융거래법은 금융회사의 안전성 확보 의무를 정한다.", "망분리는 내부망과 인터넷망을 나누는 통제이다.",
+         "접근매체를 분실한 이용자는 즉시 금융회사에 알려야 한다."]
+
+
+def _scripted(tiny_llama_dir):
+    """The tiny Llama (128 MLP channels a layer) with, in every layer, half its channels silenced (their
+    up_proj rows zero, so their activation is zero) and another quarter made loud (rows times 100)."""
+    model = load_causal_lm(str(tiny_llama_dir), dtype="float32")
+    generator = torch.Generator().manual_seed(0)
+    silent, loud = [], []
+    with torch.no_grad():
+        for layer in model.model.layers:
+            order = torch.randperm(128, generator=generator)
+            silent.append(set(order[:64].tolist()))
+            loud.append(set(order[64:96].tolist()))
+            layer.mlp.up_proj.weight[order[:64]] = 0.0
+            layer.mlp.up_proj.weight[order[64:96]] *= 100.0
+    return model, silent, loud
+
+
+def test_the_most_active_channels_are_kept_and_silent_ones_cost_nothing(tiny_llama_dir):
+    model, silent, loud = _scripted(tiny_llama_dir)
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    importance = mlp_channel_importance(model, tokenizer, TEXTS)
+    assert len(importance) == 4 and all(scores.shape == (128,) for scores in importance)
+    for scores, quiet in zip(importance, silent):
+        assert all(scores[c] == 0.0 for c in quiet) and all(scores[c] > 0.0 for c in set(range(128)) - quiet)
+    ids = tokenizer(TEXTS[0], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    kept_loud = [sorted(torch.topk(scores, 32).indices.tolist()) for scores in importance]
+    assert [set(k) for k in kept_loud] == loud, "the loudest quarter ranks first in every layer"
+    width_prune(model, importance, 64)
+    with torch.no_grad():
+        after = model(input_ids=ids).logits
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)  # only silent channels were dropped
+    assert model.config.intermediate_size == 64 and model.config.width_pruned_from == 128
+
+
+def test_a_width_pruned_model_saves_and_reloads_with_its_shapes(tiny_llama_dir, tmp_path):
+    model, _, _ = _scripted(tiny_llama_dir)
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    width_prune(model, mlp_channel_importance(model, tokenizer, TEXTS), 48)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    reloaded = load_causal_lm(str(tmp_path), dtype="float32")
+    mlp = reloaded.model.layers[2].mlp
+    assert (mlp.gate_proj.weight.shape, mlp.up_proj.weight.shape, mlp.down_proj.weight.shape) == \
+        ((48, 64), (48, 64), (64, 48))
+    assert reloaded.config.intermediate_size == 48 and reloaded.config.width_pruned_from == 128
+    ids = tokenizer(TEXTS[1], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    with pytest.raises(ValueError, match="cannot keep 49 of 48"):
+        width_prune(reloaded, mlp_channel_importance(reloaded, tokenizer, TEXTS), 49)
+
+
+def test_a_pretrained_source_is_width_pruned_once_on_the_calibration_text(tiny_llama_dir, tmp_path):
+    dataset = PretrainedModelDataset(str(tiny_llama_dir), name="tiny-w64", cache_dir=str(tmp_path / "cache"),
+                                     keep_layers=3, keep_mlp_channels=64, calibration=str(CORPUS_DIR),
+                                     dtype="float32")
+    bundle = dataset.load()
+    assert bundle.model.config.num_hidden_layers == 3 and bundle.model.config.intermediate_size == 64
+    assert bundle.path == str(tmp_path / "cache")
+    again = dataset.load()  # from the cache
+    weights = [b.model.model.layers[0].mlp.up_proj.weight for b in (again, bundle)]
+    torch.testing.assert_close(*weights)
+    with pytest.raises(DatasetError, match="needs calibration"):
+        PretrainedModelDataset(str(tiny_llama_dir), keep_mlp_channels=64)
