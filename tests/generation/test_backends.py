@@ -82,4 +82,11 @@ def test_vllm_that_cannot_run_falls_back_to_transformers_with_one_log_line(bundl
     with caplog.at_level("WARNING", logger="fsku_kedro.generation.backends"):
         assert isinstance(make_backend(in_memory, settings), TransformersBackend)
     assert "in-memory is held in memory only" in caplog.records[-1].getMessage()
+    # Too little free memory for a second copy of the model: transformers serves, nothing is killed.
+    monkeypatch.setattr(vllm_engine, "cuda_present", lambda: False)
+    monkeypatch.setattr(vllm_engine, "available_gib", lambda: 1.5)
+    with caplog.at_level("WARNING", logger="fsku_kedro.generation.backends"):
+        assert isinstance(make_backend(bundle, settings), TransformersBackend)
+    assert "1.5 GiB of memory is free and the engine needs about 5.0 GiB" in caplog.records[-1].getMessage()
+    assert vllm_engine.ENGINES.llm is None
     backends._warn_once.cache_clear()

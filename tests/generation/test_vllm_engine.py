@@ -13,7 +13,9 @@ from fsku_kedro.generation.vllm_engine import (
     cpu_environment,
     engine_arguments,
     lora_rank,
+    memory_shortfall,
     threads_bind,
+    weights_gib,
 )
 from fsku_kedro.parameters.generation import BackendSettings, VLLMSettings, physical_memory_gib
 from tests.test_settings import _problems, _resolved
@@ -106,3 +108,13 @@ def test_a_gptq_checkpoint_with_static_groups_in_column_order_is_served_as_desc_
     assert gptq_overrides(_gptq_checkpoint(tmp_path / "reordered", [1, 0, 0, 1, 0, 1, 1, 0])) is None
     assert gptq_overrides(_gptq_checkpoint(tmp_path / "plain", [0, 0, 0, 0, 1, 1, 1, 1], desc_act=False)) is None
     assert gptq_overrides(str(tmp_path / "not_a_model")) is None
+
+
+def test_the_cpu_engine_is_not_started_where_it_would_exhaust_memory(tiny_llama_dir):
+    spec = EngineSpec(str(tiny_llama_dir), "float32", VLLMSettings(cpu_kv_cache_gib=2))
+    weights = weights_gib(str(tiny_llama_dir))
+    assert 0 < weights < 0.1
+    assert memory_shortfall(spec, 5.0 + weights) is None and memory_shortfall(spec, None) is None
+    refusal = memory_shortfall(spec, 4.0)
+    assert refusal.startswith("4.0 GiB of memory is free and the engine needs about 5.0 GiB")
+    assert "lower cpu_kv_cache_gib" in refusal
