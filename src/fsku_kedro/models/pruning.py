@@ -73,6 +73,26 @@ def next_to_removed(config: Any) -> list[int]:
     return sorted(chosen)
 
 
+def _calibration_passes(model: Any, tokenizer: Any, texts: list[str], max_tokens: int, handles: list[Any],
+                        min_tokens: int) -> tuple[int, int]:
+    """Runs ``model`` on each text of at least ``min_tokens`` tokens (cut to ``max_tokens``) while the hooks
+    behind ``handles`` measure, removes them, and returns how many texts and tokens ran."""
+    texts_run = tokens_run = 0
+    model.eval()
+    try:
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
+            if ids.shape[1] < min_tokens:
+                continue
+            with torch.no_grad():
+                model(input_ids=ids)
+            texts_run, tokens_run = texts_run + 1, tokens_run + ids.shape[1]
+    finally:
+        for handle in handles:
+            handle.remove()
+    return texts_run, tokens_run
+
+
 def block_influence(model: Any, tokenizer: Any, texts: list[str], max_tokens: int = 256) -> list[float]:
     """ShortGPT's block influence of every decoder layer: 1 - cos(x_in, x_out) between the hidden
     states entering and leaving the layer, averaged over the tokens of ``texts``. A layer whose output
@@ -88,19 +108,7 @@ def block_influence(model: Any, tokenizer: Any, texts: list[str], max_tokens: in
         return hook
 
     handles = [layer.register_forward_hook(measure(i), with_kwargs=True) for i, layer in enumerate(layers)]
-    count = 0
-    model.eval()
-    try:
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
-            if ids.shape[1] < 2:
-                continue
-            with torch.no_grad():
-                model(input_ids=ids)
-            count += ids.shape[1]
-    finally:
-        for handle in handles:
-            handle.remove()
+    _, count = _calibration_passes(model, tokenizer, texts, max_tokens, handles, min_tokens=2)
     if not count:
         raise ValueError("block influence needs calibration text of at least two tokens")
     return [value / count for value in sums]
@@ -128,19 +136,7 @@ def mlp_channel_importance(model: Any, tokenizer: Any, texts: list[str], max_tok
         return hook
 
     handles = [layer.mlp.down_proj.register_forward_pre_hook(measure(i)) for i, layer in enumerate(layers)]
-    count = 0
-    model.eval()
-    try:
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
-            if ids.shape[1] < 1:
-                continue
-            with torch.no_grad():
-                model(input_ids=ids)
-            count += 1
-    finally:
-        for handle in handles:
-            handle.remove()
+    count, _ = _calibration_passes(model, tokenizer, texts, max_tokens, handles, min_tokens=1)
     if not count:
         raise ValueError("MLP channel importance needs calibration text")
     return [total / count for total in sums]
