@@ -25,6 +25,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -57,14 +58,20 @@ def _number(text: str) -> float | str:
         return text
 
 
-def _keep_attempt(state: dict, times: Path, outcome: dict | None) -> None:
-    """Appends the run's per-node table (written after every node) to the attempts and removes it;
-    ``outcome`` None: the attempt was killed along with this script, its time is the table's."""
+def _keep_attempt(state: dict, times: Path, outcome: dict | None, log: Path) -> None:
+    """Appends the run's per-node table (written after every node) to the attempts and removes it.
+    ``outcome`` None: the attempt was killed along with this script; its time runs from its start to the
+    log's last write, and what the table lacks (the node it was killed in) is kept as ``lost_seconds``."""
     if not times.is_file():
         return
     table = _load(times)
-    state["attempts"].append(outcome or {"seconds": table.get("pipeline_seconds", 0.0), "exit_code": "killed"})
+    if outcome is None:
+        started = state.get("run_started")
+        wall = log.stat().st_mtime - started if started and log.is_file() else table.get("pipeline_seconds", 0.0)
+        outcome = {"seconds": round(wall, 1), "exit_code": "killed"}
+    state["attempts"].append(outcome)
     state["attempts"][-1].update(table)
+    state["attempts"][-1]["lost_seconds"] = round(max(outcome["seconds"] - table.get("pipeline_seconds", 0.0), 0.0), 1)
     times.unlink()
 
 
@@ -76,7 +83,12 @@ def summed_nodes(attempts: list[dict]) -> list[dict]:
         for row in attempt.get("nodes", []):
             seconds[row["node"]] = seconds.get(row["node"], 0.0) + row["seconds"]
             runs[row["node"]] = runs.get(row["node"], 0) + 1
-    return [{"node": name, "seconds": round(value, 1), "attempts": runs[name]} for name, value in seconds.items()]
+    rows = [{"node": name, "seconds": round(value, 1), "attempts": runs[name]} for name, value in seconds.items()]
+    lost = sum(attempt.get("lost_seconds", 0.0) for attempt in attempts)
+    if lost:  # start-up, and the nodes attempts were killed in before they finished
+        rows.append({"node": "(outside the node tables: start-up, nodes killed unfinished)", "seconds": round(lost, 1),
+                     "attempts": sum(1 for attempt in attempts if attempt.get("lost_seconds"))})
+    return rows
 
 
 def main() -> int:
@@ -103,12 +115,13 @@ def main() -> int:
         if name in state:
             continue
         if name == "run":
-            _keep_attempt(state, times, None)  # a table left behind: an attempt killed with this script
+            _keep_attempt(state, times, None, log)  # a table left behind: an attempt killed with this script
+            state["run_started"] = time.time()
             _save(state_file, state)
         print(f"{name}: {' '.join(command)} (log: {log})", flush=True)
         code, seconds = run_logged(command, clone, log, mode="a")
         if name == "run":  # each attempt's per-node table is kept; a resumed run writes a new one
-            _keep_attempt(state, times, {"seconds": round(seconds, 1), "exit_code": code})
+            _keep_attempt(state, times, {"seconds": round(seconds, 1), "exit_code": code}, log)
             _save(state_file, state)
         if code:
             print(f"{name} failed with exit code {code}; run the same command again to resume")
