@@ -89,13 +89,23 @@ def over_seeds(scores: dict[str, float], name: str) -> dict[str, float]:
 
 
 def answer_record(answers: list[dict], sets: dict) -> dict[str, dict[str, list]]:
-    """Per option order: each question's ID, expected and given answer and option probabilities."""
+    """Per option order: each question's ID, the options as shown (the published numbers, in the order
+    shown), the expected and the given answer, and the option probabilities in the order shown."""
+    from fsku_kedro.questions import shuffled_order
+
     expected = {order: {label.ID: label.answer for label in labels} for order, (_, labels) in sets.items()}
+    published = {q.ID: q for q in sets["own"][0]}
     record: dict[str, dict[str, list]] = {}
     for row in answers:
-        order = record.setdefault(row["order"], {"ID": [], "expected": [], "answer": [], "probabilities": []})
+        name = row["order"]
+        question = published[row["ID"]]
+        shown = (list(shuffled_order(question, int(name.removeprefix("shuffled_")))) if name != "own"
+                 else [int(n) for n in question.choices or {}])
+        order = record.setdefault(name, {"ID": [], "options_shown": [], "expected": [], "answer": [],
+                                         "probabilities": []})
         order["ID"].append(row["ID"])
-        order["expected"].append(expected[row["order"]][row["ID"]])
+        order["options_shown"].append(shown)
+        order["expected"].append(expected[name][row["ID"]])
         order["answer"].append(row["answer"])
         order["probabilities"].append(row.get("option_probabilities"))
     return record

@@ -1,0 +1,81 @@
+"""benchmarks/held_out_final.py's own arithmetic, on a small made-up benchmark: the test split in four
+option orders, each answer recorded with the options as shown, and the mean over shuffle seeds with
+its interval."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+
+from tests.conftest import PROJECT_ROOT
+from tests.test_benchmark_split import _benchmark
+
+
+@pytest.fixture(scope="module")
+def script():
+    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
+    try:
+        yield importlib.import_module("held_out_final")
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "benchmarks"))
+
+
+def _catalog(tables) -> DataCatalog:
+    names = ("fsku_benchmark_mc", "fsku_benchmark_mc_answers", "fsku_benchmark_descriptive")
+    return DataCatalog({name: MemoryDataset(table) for name, table in zip(names, tables)})
+
+
+def test_test_split_orders_and_the_per_question_record(script):
+    from fsku_kedro.evaluation.fsku_benchmark import benchmark_split
+
+    tables = _benchmark()
+    sets = script.held_out_sets(_catalog(tables), limit=None)
+    test = {i for i in benchmark_split(*tables)["test"] if i.startswith("FSKU_MC")}
+    assert list(sets) == ["own", "shuffled_0", "shuffled_1", "shuffled_2"]
+    assert all({q.ID for q in questions} == test for questions, _ in sets.values())
+    # A model that always answers 1, with made-up probabilities.
+    answers = [{"order": order, "ID": q.ID, "answer": "1", "option_probabilities": [0.4, 0.3, 0.2, 0.1]}
+               for order, (questions, _) in sets.items() for q in questions]
+    record = script.answer_record(answers, sets)
+    for order, (questions, labels) in sets.items():
+        kept = record[order]
+        assert kept["ID"] == [q.ID for q in questions]
+        key = {label.ID: label.answer for label in labels}
+        assert kept["expected"] == [key[i] for i in kept["ID"]]
+        for question, shown, expected in zip(questions, kept["options_shown"], kept["expected"]):
+            # The option shown at the expected position is the published answer.
+            published = next(label.answer for label in sets["own"][1] if label.ID == question.ID)
+            assert shown[int(expected) - 1] == int(published)
+    assert record["own"]["options_shown"][0] == [1, 2, 3, 4]
+    assert any(shown != [1, 2, 3, 4] for shown in record["shuffled_1"]["options_shown"])
+
+
+def test_shuffled_figures_are_the_mean_over_seeds_with_a_t_interval(script):
+    scores = {"benchmark_shuffled_0_mc_accuracy": 0.50, "benchmark_shuffled_1_mc_accuracy": 0.52,
+              "benchmark_shuffled_2_mc_accuracy": 0.54, "benchmark_own_mc_accuracy": 0.9}
+    figures = script.over_seeds(scores, "mc_accuracy")
+    assert figures["shuffled_mc_accuracy"] == pytest.approx(0.52)
+    low, high = figures["shuffled_mc_accuracy_interval"]
+    assert (low, high) == pytest.approx((0.52 - 4.303 * 0.02 / 3 ** 0.5, 0.52 + 4.303 * 0.02 / 3 ** 0.5))
+    assert script.over_seeds(scores, "negative_mc_accuracy") == {}
+
+
+def test_models_are_labelled_and_judged_against_the_teacher(script):
+    import argparse
+    from pathlib import Path
+
+    assert script.labelled("distilled=/m") == ("distilled", Path("/m"))
+    for wrong in ("no-directory", "teacher=/m"):  # the teacher's labels are the script's own
+        with pytest.raises(argparse.ArgumentTypeError):
+            script.labelled(wrong)
+    teacher = {"shuffled_mc_accuracy": 0.54}
+    figures = {"teacher": teacher,
+               "served": {"shuffled_mc_accuracy": 0.56, "time_ratio_to_teacher": 1.0},
+               "small": {"shuffled_mc_accuracy": 0.50, "time_ratio_to_teacher": 0.7}}
+    # served: at or above the teacher at its time (met); small: under it (missed), and more than 3
+    # points under at <= 0.75x its time (missed).
+    assert script.targets(figures, ["served"]) == [0]
+    assert script.targets(figures, ["small"]) == [1, 1]
