@@ -43,8 +43,9 @@ def benchmark_scores(
         return {}, []
     served = served_settings(inference, cyclic)
     # Known by its weights, not its folder: a retrained student under the same name is another model,
-    # the same weights saved again under a new version are not.
-    identity = f"{student.name}#{weights_key(student.name, student.model)}" + ("#cyclic" if cyclic else "")
+    # the same weights saved again under a new version are not. Cyclic answers are kept apart by the
+    # settings, which the store's key holds too.
+    identity = f"{student.name}#{weights_key(student.name, student.model)}"
     scores: dict[str, float] = {}
     answers: list[dict[str, Any]] = []
     for order, (questions, labels) in sets.items():

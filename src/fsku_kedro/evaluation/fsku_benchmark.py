@@ -78,6 +78,7 @@ def benchmark_set(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.Da
 
 # The split (module docstring): the settings slice, and the validation questions chosen outside it.
 SETTINGS_SLICE = BenchmarkSliceSettings(mc_limit=200, descriptive_limit=20, seed=0)
+WHOLE = BenchmarkSliceSettings(mc_limit=None, descriptive_limit=None)
 VALIDATION_MC, VALIDATION_DESCRIPTIVE, VALIDATION_SEED = 200, 20, 0
 Sets = dict[str, tuple[list[CompetitionQuestion], list[LabelledAnswer]]]
 
@@ -96,13 +97,18 @@ def _held_out_ids(questions: list[CompetitionQuestion], taken: set[str], mc_coun
     return chosen
 
 
+def _dev_ids(questions: list[CompetitionQuestion], mc: pd.DataFrame, mc_answers: pd.DataFrame,
+             descriptive: pd.DataFrame) -> set[str]:
+    """The ids of the dev split among ``questions`` (the whole benchmark, parsed)."""
+    settings_slice = {q.ID for q in benchmark_set(mc, mc_answers, descriptive, SETTINGS_SLICE)[0]}
+    return settings_slice | _held_out_ids(questions, settings_slice, VALIDATION_MC, VALIDATION_DESCRIPTIVE,
+                                          VALIDATION_SEED)
+
+
 def benchmark_split(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame) -> dict[str, set[str]]:
     """The question ids of the ``dev`` and ``test`` splits (module docstring)."""
-    everything = BenchmarkSliceSettings(mc_limit=None, descriptive_limit=None)
-    questions, _ = benchmark_set(mc, mc_answers, descriptive, everything)
-    settings_slice = {q.ID for q in benchmark_set(mc, mc_answers, descriptive, SETTINGS_SLICE)[0]}
-    dev = settings_slice | _held_out_ids(questions, settings_slice, VALIDATION_MC, VALIDATION_DESCRIPTIVE,
-                                         VALIDATION_SEED)
+    questions, _ = benchmark_set(mc, mc_answers, descriptive, WHOLE)
+    dev = _dev_ids(questions, mc, mc_answers, descriptive)
     return {"dev": dev, "test": {q.ID for q in questions} - dev}
 
 
@@ -131,12 +137,11 @@ def held_out_benchmark(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: 
     (``own``: as published; ``shuffled``: each question's options shuffled by the seed, the answer
     renumbered). Descriptive questions go with the first order only. A choice that reaches into the
     test split is refused: validation chooses, so it reads dev only."""
-    questions, labels = benchmark_set(mc, mc_answers, descriptive, BenchmarkSliceSettings(mc_limit=None,
-                                                                                          descriptive_limit=None))
+    questions, labels = benchmark_set(mc, mc_answers, descriptive, WHOLE)
     excluded, _ = benchmark_set(mc, mc_answers, descriptive, settings.excluded)
     chosen = _held_out_ids(questions, {q.ID for q in excluded}, settings.mc_questions,
                            settings.descriptive_questions, settings.seed)
-    leaked = chosen & benchmark_split(mc, mc_answers, descriptive)["test"]
+    leaked = chosen - _dev_ids(questions, mc, mc_answers, descriptive)
     if leaked:
         raise SplitReadError(
             f"distillation.validation.fsku_benchmark would read {len(leaked)} questions of the FSKU benchmark's test "
@@ -150,8 +155,7 @@ def held_out_benchmark(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: 
 def benchmark_test_split(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
                          orders: list[str], seed: int) -> Sets:
     """The test split's questions and labels per option order (shuffled by ``seed``), for final figures."""
-    questions, labels = benchmark_set(mc, mc_answers, descriptive, BenchmarkSliceSettings(mc_limit=None,
-                                                                                          descriptive_limit=None))
-    test = benchmark_split(mc, mc_answers, descriptive)["test"]
-    return _in_orders([q for q in questions if q.ID in test], [label for label in labels if label.ID in test],
+    questions, labels = benchmark_set(mc, mc_answers, descriptive, WHOLE)
+    dev = _dev_ids(questions, mc, mc_answers, descriptive)
+    return _in_orders([q for q in questions if q.ID not in dev], [label for label in labels if label.ID not in dev],
                       orders, seed)
