@@ -62,14 +62,14 @@ T_TWO_DF = 4.303
 def held_out_sets(catalog, limit: int | None):
     """The test split's MC questions (``limit``: the first that many) in their own option order and
     shuffled by each seed; None without the benchmark."""
-    from fsku_kedro.evaluation.fsku_benchmark import benchmark_test_split
+    from fsku_kedro.evaluation.fsku_benchmark import benchmark_split_sets
 
     tables = [catalog.load(f"fsku_benchmark_{part}") for part in ("mc", "mc_answers", "descriptive")]
     if tables[0].empty:
         return None
     sets = {}
     for seed in SEEDS:  # the own order is the same under every seed
-        orders = benchmark_test_split(*tables, ["own", "shuffled"], seed=seed)
+        orders = benchmark_split_sets(*tables, "test", ["own", "shuffled"], seed=seed)
         sets.setdefault("own", orders["own"])
         sets[f"shuffled_{seed}"] = orders["shuffled"]
     kept = {}

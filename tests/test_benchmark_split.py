@@ -10,7 +10,7 @@ from fsku_kedro.evaluation.fsku_benchmark import (
     SplitReadError,
     benchmark_set,
     benchmark_split,
-    benchmark_test_split,
+    benchmark_split_sets,
     held_out_benchmark,
 )
 from fsku_kedro.parameters.distillation import DistillationSettings, HeldOutBenchmarkSettings
@@ -43,9 +43,12 @@ def test_dev_holds_the_settings_slice_and_the_validation_questions_and_test_the_
     validation = {q.ID for q in shipped["own"][0]}
     settings_slice = {q.ID for q in benchmark_set(*tables, HeldOutBenchmarkSettings().excluded)[0]}
     assert split["dev"] == validation | settings_slice
-    final = benchmark_test_split(*tables, ["own", "shuffled"], seed=1)
-    assert {q.ID for q in final["own"][0]} == split["test"]
-    assert {q.ID for q in final["shuffled"][0]} == {i for i in split["test"] if i.startswith("FSKU_MC")}
+    for name in ("dev", "test"):
+        sets = benchmark_split_sets(*tables, name, ["own", "shuffled"], seed=1)
+        assert {q.ID for q in sets["own"][0]} == split[name]
+        assert {q.ID for q in sets["shuffled"][0]} == {i for i in split[name] if i.startswith("FSKU_MC")}
+    with pytest.raises(ValueError, match="not 'validation'"):
+        benchmark_split_sets(*tables, "validation", ["own"], seed=0)
 
 
 @pytest.mark.parametrize("change", [{"mc_questions": 201}, {"descriptive_questions": 21}, {"seed": 1}])

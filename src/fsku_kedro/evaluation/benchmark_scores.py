@@ -17,11 +17,13 @@ from fsku_kedro.parameters.inference import DebiasSettings, InferenceSettings
 from fsku_kedro.questions import asks_for_incorrect
 
 
-def served_settings(inference: InferenceSettings, cyclic: bool = False) -> InferenceSettings:
+def served_settings(inference: InferenceSettings, cyclic: bool = False,
+                    use_context: bool = False) -> InferenceSettings:
     """The inference settings as held-out questions are judged: closed book, one pass, no debiasing
-    (``cyclic``: averaged over the options' cyclic rotations instead, one pass per option)."""
+    (``cyclic``: averaged over the options' cyclic rotations instead, one pass per option;
+    ``use_context``: with the retrieved passages)."""
     debias = DebiasSettings(method="cyclic" if cyclic else "none")
-    return inference.model_copy(update={"use_context": False, "debias": debias})
+    return inference.model_copy(update={"use_context": use_context, "debias": debias})
 
 
 def benchmark_scores(

@@ -8,7 +8,8 @@ The split is made once. **dev** holds the settings slice (the 200 multiple-choic
 questions that chose the inference settings) and the validation questions (the next 200 and 20
 outside it, by the held-out hash, seed 0: they choose recipes and rounds); **test** holds every other
 question (600 and 68 of the released files) and serves final figures only. Validation refuses a
-choice that would read a test question (``held_out_benchmark``); ``benchmark_test_split`` is for reports.
+choice that would read a test question (``held_out_benchmark``); ``benchmark_split_sets`` gives either
+split whole: dev for benchmarks that choose, test for final figures.
 """
 
 from __future__ import annotations
@@ -152,10 +153,13 @@ def held_out_benchmark(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: 
                       settings.option_orders, settings.seed)
 
 
-def benchmark_test_split(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame,
+def benchmark_split_sets(mc: pd.DataFrame, mc_answers: pd.DataFrame, descriptive: pd.DataFrame, split: str,
                          orders: list[str], seed: int) -> Sets:
-    """The test split's questions and labels per option order (shuffled by ``seed``), for final figures."""
+    """The ``split``'s (``dev`` or ``test``) questions and labels per option order (shuffled by ``seed``)."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"the FSKU benchmark splits into dev and test, not {split!r}")
     questions, labels = benchmark_set(mc, mc_answers, descriptive, WHOLE)
     dev = _dev_ids(questions, mc, mc_answers, descriptive)
-    return _in_orders([q for q in questions if q.ID not in dev], [label for label in labels if label.ID not in dev],
+    kept = {q.ID for q in questions if (q.ID in dev) == (split == "dev")}
+    return _in_orders([q for q in questions if q.ID in kept], [label for label in labels if label.ID in kept],
                       orders, seed)
