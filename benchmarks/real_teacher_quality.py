@@ -13,7 +13,7 @@ restarted, measures only the settings it had not finished):
 
 The slice is fixed: 200 multiple-choice and 20 descriptive questions chosen by a seeded hash
 (inference.fsku_benchmark with mc_limit 200, descriptive_limit 20, seed 0). The headline run over
-all 1108 items is `python benchmarks/fsku_benchmark_score.py --env qwen_coder_cpu ...` (see README).
+all 1108 items is `python benchmarks/fsku_benchmark_score.py --env qwen_coder_cpu ...` (docs/experiments/real_teacher_quality.md).
 Targets (compression part): a 4-bit variant keeps >= 97 % of the fp32 MC accuracy with perplexity
 within +3 %, and nf4 >= 95 %; the figures are recorded in
 benchmarks/results/real_teacher_compression.<CPU kind>.json (native_bf16 or no_bf16).

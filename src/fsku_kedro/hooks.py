@@ -109,7 +109,7 @@ def _model_source_problem(dataset: Any) -> tuple[str, str] | None:
         return None
     if isinstance(source, str) and "/" in source and not source.startswith(("pkg://", ".", "/")):
         return reason, f"hf download {source}"
-    return reason, "the environment's set-up command (see README)"
+    return reason, "the environment's set-up command (docs/environments.md)"
 
 
 _MODEL_DATASETS = ("PretrainedModelDataset", "TokenizerDataset", "SentenceEmbedderDataset", "RerankerDataset")
