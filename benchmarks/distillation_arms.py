@@ -33,6 +33,7 @@ from report import (
     latest,
     print_table,
     result_path,
+    run_stamp,
     verdict,
     write_result,
 )
@@ -326,7 +327,10 @@ def main() -> int:
     figures[entry] = {
         "kedro_command": " ".join(run),
         "student_shape": shape or {"layers": 26},
-        "ran_at": args.ran_at if args.record else "the record's commit",
+        # This entry's own command, commit, CPU and date: the record gathers arms run at different times.
+        # Recording an earlier run, ``ran_at`` names the commit it ran at.
+        "run": run_stamp(),
+        **({"ran_at": args.ran_at} if args.record else {}),
         "rounds": recorded,
         "choice_targets": target_agreement(),
         "curves": curves(),

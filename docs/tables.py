@@ -536,7 +536,9 @@ def render_distillation_arms(record: dict) -> str:
     """Each arm's rounds (round 0: the undistilled student in that run), with where the arm ran."""
     rows, notes = [], []
     for arm, entry in record["figures"].items():
-        ran_at, note = _ran_at(str(entry.get("ran_at", "")))
+        # ``ran_at`` (a recorded earlier run) names where it ran; else the entry's own run stamp.
+        ran_at, note = (_ran_at(str(entry["ran_at"])) if "ran_at" in entry
+                        else (_run_stamp(entry), ""))
         if note:
             notes.append(f"{code(arm)}: {ran_at} {note}")
         for name, scores in entry.get("rounds", {}).items():
