@@ -24,9 +24,10 @@ from kedro.framework.startup import bootstrap_project
 from report import print_table, verdict
 
 from fsku_kedro.generation.backends import TransformersBackend
+from fsku_kedro.generation.responses import generate_responses
 from fsku_kedro.generation.store import ResponseStore
-from fsku_kedro.parameters.generation import SamplingSettings
-from fsku_kedro.pipelines.response_generation.nodes import generate_responses, prompt_id
+from fsku_kedro.parameters.generation import RoleGenerationSettings, SamplingSettings
+from fsku_kedro.pipelines.response_generation.nodes import prompt_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def main() -> int:
     table["speed-up"] = table["tokens/s"] / base
 
     prompt_set = pd.DataFrame({"prompt_id": [prompt_id(p) for p in prompts], "prompt": prompts})
-    settings = {"batch_size": 8, "max_new_tokens": args.max_new_tokens, "do_sample": False}
+    settings = RoleGenerationSettings(batch_size=8, max_new_tokens=args.max_new_tokens, do_sample=False)
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
         generate_responses(prompt_set, student, ResponseStore(Path(scratch) / "full.jsonl"), settings)
