@@ -595,6 +595,16 @@ def render_held_out_test(record: dict) -> str:
     return text
 
 
+def render_serving_choices(record: dict) -> str:
+    """Each model under each serving setting on the dev split, with the projection for the competition."""
+    rows = [[name, fixed(f.get("mc_accuracy")), fixed(f.get("descriptive_score")), fixed(f.get("fsku_score")),
+             fixed(f.get("mc_seconds_per_question"), 2), fixed(f.get("descriptive_seconds_per_question"), 2),
+             f.get("fallbacks", "–"), fixed(f.get("projected_minutes"), 1), _run_stamp(f)]
+            for name, f in record["figures"].items()]
+    return table(["model: setting", "MC accuracy", "descriptive", "FSKU score", "s / MC question",
+                  "s / descriptive question", "fallbacks", "minutes for 515", "run (commit, date)"], rows)
+
+
 def render_vllm_speed(record: dict) -> str:
     figures = record["figures"]
     responses, descriptive = figures["responses"], figures["descriptive"]
@@ -763,6 +773,7 @@ RENDERERS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("distillation_arms", render_distillation_arms),
     ("held_out_final", render_held_out_final),
     ("held_out_test", render_held_out_test),
+    ("serving_choices", render_serving_choices),
     ("vllm_speed", render_vllm_speed),
     ("gpu_scale", render_gpu_scale),
     ("teacher_signal_speed", render_teacher_signal_speed),
