@@ -23,7 +23,7 @@ its own command, commit and date), and the frontier beside it (.png: accuracy ag
 as a multiple of the teacher's), with every answer (question, option order, answer, option
 probabilities) so that any subset can be scored again. held_out_final.<cpu kind>.json is the earlier
 record, measured on all 800 outside the settings slice, 200 of which chose the recipe: history only.
-Targets (the issue's, for the labels given): a one-pass model at or above the teacher's one pass with
+Targets (for the labels given): a one-pass model at or above the teacher's one pass with
 options shuffled at no more than the teacher's time; a model at <= 0.75x the teacher's time within 3
 points of it. Exits 1 when a target is missed, 2 when the benchmark files are absent.
 """
@@ -138,7 +138,7 @@ def labelled(text: str) -> tuple[str, Path]:
 
 
 def targets(figures: dict, labels: list[str]) -> list[int]:
-    """The issue's targets for the models of this run, against the teacher's one pass."""
+    """The targets for the models of this run, against the teacher's one pass."""
     teacher = figures["teacher"]
     checks = []
     for label in labels:
