@@ -831,10 +831,12 @@ def readme_block(folder: Path = RESULTS) -> str:
     for name in HEADLINE:
         record = _read(folder, name)
         if record is not None:
-            return "\n\n".join([
-                "**Headline: models against the teacher on the FSKU benchmark's test split** (generated from "
-                f"{code(f'benchmarks/results/{name}.json')} by `python docs/tables.py --write README.md`).",
-                _stamp_line(name, record), render_figures(name, record)])
+            parts = ["**Headline: models against the teacher on the FSKU benchmark's test split** (generated from "
+                     f"{code(f'benchmarks/results/{name}.json')} by `python docs/tables.py --write README.md`).",
+                     _stamp_line(name, record), render_figures(name, record)]
+            if (folder / f"{name}.png").is_file():
+                parts.append(f"![Test accuracy against time per question](benchmarks/results/{name}.png)")
+            return "\n\n".join(parts)
     found = [(name, record) for name in HISTORY if (record := _read(folder, name)) is not None]
     if not found:
         return ("No headline results are recorded yet (`benchmarks/results/held_out_test.<cpu kind>.json`, "
