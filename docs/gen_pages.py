@@ -2,8 +2,10 @@
 models, and the tables of the Markdown pages from the committed benchmark records.
 
 A page asks for a record's section with a line ``<!-- record: NAME -->`` (``NAME``: a file under
-benchmarks/results without ``.json``; ``*`` matches any characters), and for the README's headline
-block with ``<!-- readme-results -->``. Records no page asks for are listed on experiments/other_records.md,
+benchmarks/results without ``.json``; ``*`` matches any characters), for one figure of a record in its
+text with ``<!-- figure: NAME PATH -->`` or ``<!-- figure: NAME PATH | SPEC -->`` (tables.FIGURE; a
+marker naming no figure stops the build), and for the README's headline block with
+``<!-- readme-results -->``. Records no page asks for are listed on experiments/other_records.md,
 so every record is shown somewhere."""
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _load_tables():
 
 
 tables = _load_tables()
-RECORD = re.compile(r"^<!-- record: (?P<pattern>\S+) -->[ \t]*$", flags=re.M)
+RECORD = tables.RECORD
 README_RESULTS = re.compile(r"^<!-- readme-results -->[ \t]*$", flags=re.M)
 OTHER = "experiments/other_records.md"
 
@@ -57,7 +59,7 @@ def main() -> None:
     for source in sorted(DOCS.rglob("*.md")):
         page = source.relative_to(DOCS).as_posix()
         text = source.read_text(encoding="utf-8")
-        if not (RECORD.search(text) or README_RESULTS.search(text)):
+        if not (RECORD.search(text) or README_RESULTS.search(text) or tables.FIGURE.search(text)):
             continue
 
         def expand(match: re.Match, page: str = page) -> str:
@@ -69,6 +71,10 @@ def main() -> None:
             return "\n\n".join(_section(page, name, records[name]) for name in names)
 
         text = README_RESULTS.sub(lambda _: tables.readme_block(), RECORD.sub(expand, text))
+        try:
+            text = tables.expand_figures(text, records)
+        except ValueError as error:
+            raise ValueError(f"docs/{page}: {error}") from None
         with mkdocs_gen_files.open(page, "w") as out:
             out.write(text)
 

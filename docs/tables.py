@@ -6,6 +6,8 @@
 - ``record_section()``: a committed benchmark record (``benchmarks/results/<name>.json``) as Markdown: what
   it measured (command, commit, CPU, models, dtype, questions) and its figures as tables, one renderer
   per record shape.
+- ``expand_figures()``: a page's ``<!-- figure: NAME PATH [| SPEC] -->`` markers replaced by the one
+  recorded figure each names, so a number in running text is read from its record, never typed.
 - ``readme_block()``: the headline results table that README.md holds between ``<!-- results:start -->``
   and ``<!-- results:end -->``.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import fnmatch
 import functools
 import inspect
 import io
@@ -808,6 +811,62 @@ def record_section(name: str, record: dict, image: str | None = None) -> str:
     if image:
         parts.append(f"![Figure of the record {name}]({image})")
     return "\n\n".join(parts)
+
+
+# --- Markers in a page's text ----------------------------------------------------------------------
+
+# ``<!-- record: NAME -->`` on a line of its own: the section of every record whose name matches NAME
+# (``*`` matches any characters); docs/gen_pages.py expands it.
+RECORD = re.compile(r"^<!-- record: (?P<pattern>\S+) -->[ \t]*$", flags=re.M)
+
+# ``<!-- figure: NAME PATH -->`` or ``<!-- figure: NAME PATH | SPEC -->``: the value at the dotted PATH of
+# the record NAME (list items by index), formatted with the Python format SPEC (floats default to .3f).
+FIGURE = re.compile(r"<!-- figure: (?P<name>\S+) (?P<path>[^|>]+?)(?: \| (?P<spec>[^>]*?))? -->")
+
+
+def figure_value(record: dict, path: str) -> Any:
+    """The value at ``path`` in ``record``; a key may hold dots or spaces (the longest key that exists
+    is taken first). Raises KeyError naming the path where nothing is found."""
+    value, parts = record, path.split(".")
+    while parts:
+        if isinstance(value, list) and parts[0].isdigit() and int(parts[0]) < len(value):
+            value, parts = value[int(parts[0])], parts[1:]
+            continue
+        keys = [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+        key = next((key for key in keys if isinstance(value, dict) and key in value), None)
+        if key is None:
+            raise KeyError(path)
+        value, parts = value[key], parts[len(key.split(".")):]
+    return value
+
+
+def figure_text(records: dict[str, dict], name: str, path: str, spec: str | None = None) -> str:
+    """One recorded figure as text, for ``<!-- figure: ... -->``; raises ValueError when the record or
+    the path does not exist, so a page never shows a figure its record lacks."""
+    if name not in records:
+        raise ValueError(f"no record benchmarks/results/{name}.json")
+    try:
+        value = figure_value(records[name], path)
+    except KeyError:
+        raise ValueError(f"benchmarks/results/{name}.json holds no figure {path!r}") from None
+    if isinstance(value, (dict, list, bool)):
+        raise ValueError(f"benchmarks/results/{name}.json: {path!r} is not a single figure")
+    if spec:
+        return format(value, spec)
+    return fixed(value) if isinstance(value, float) else str(value)
+
+
+def records_on_page(text: str, names: Iterable[str]) -> list[str]:
+    """The records of ``names`` that a page's text shows: by a record marker or a figure marker."""
+    patterns = [match["pattern"] for match in RECORD.finditer(text)]
+    quoted = {match["name"] for match in FIGURE.finditer(text)}
+    return [name for name in names
+            if name in quoted or any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)]
+
+
+def expand_figures(text: str, records: dict[str, dict]) -> str:
+    """``text`` with every figure marker replaced by the figure it names."""
+    return FIGURE.sub(lambda match: figure_text(records, match["name"], match["path"], match["spec"]), text)
 
 
 # --- The README's headline block -------------------------------------------------------------------

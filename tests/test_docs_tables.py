@@ -7,6 +7,8 @@ import copy
 import importlib.util
 import json
 import logging
+import math
+import re
 import sys
 from typing import Literal
 
@@ -203,3 +205,94 @@ def test_a_record_of_an_unexpected_shape_is_listed_plainly(tables, caplog):
         section = tables.record_section("held_out_test.native_bf16", record)
     assert "listed plainly" in section and "| `teacher` |" in section
     assert caplog.records
+
+
+def test_a_figure_marker_renders_the_recorded_value(tables):
+    records = {"run.cpu": {"figures": {"arm one": {"rounds": {"round_1": {"accuracy": 0.5751, "steps": 72}}},
+                                       "rows": [{"seconds": 12.345}], "v1.2": {"share": 0.25}, "flag": True}}}
+    text = ("reaches <!-- figure: run.cpu figures.arm one.rounds.round_1.accuracy --> shuffled in "
+            "<!-- figure: run.cpu figures.arm one.rounds.round_1.steps --> steps, "
+            "<!-- figure: run.cpu figures.rows.0.seconds | .1f --> s, "
+            "<!-- figure: run.cpu figures.v1.2.share | .0% -->.")
+    assert tables.expand_figures(text, records) == "reaches 0.575 shuffled in 72 steps, 12.3 s, 25%."
+    assert tables.records_on_page(text, ["run.cpu", "other"]) == ["run.cpu"]
+    for marker, reason in (("<!-- figure: gone figures.rows.0.seconds -->", "no record"),
+                           ("<!-- figure: run.cpu figures.rows.3.seconds -->", "holds no figure"),
+                           ("<!-- figure: run.cpu figures.arm one.rounds -->", "not a single figure"),
+                           ("<!-- figure: run.cpu figures.flag -->", "not a single figure")):
+        with pytest.raises(ValueError, match=reason):
+            tables.expand_figures(marker, records)
+
+
+# --- The documentation types no figure that a record holds ------------------------------------------
+
+ACCURACY = re.compile(r"(?<![\d.])0\.\d{3}(?![\d])")
+# A line that gives a figure no committed record holds says so; such a line is exempt.
+EXEMPT = re.compile(r"\bunrecorded\b", flags=re.I)
+MARKER = re.compile(r"<!--.*?-->")
+
+
+def _recorded_values(value, found: set[str]) -> set[str]:
+    """Every number anywhere in a record, to three decimals."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _recorded_values(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _recorded_values(item, found)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        found.add(f"{value:.3f}")
+    return found
+
+
+def _typed_accuracies(text: str):
+    """(line number, line, number) for every 0.ddd typed in the page's text, outside fenced code and
+    outside markers."""
+    fenced = False
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+            continue
+        if not fenced:
+            for match in ACCURACY.finditer(MARKER.sub("", line)):
+                yield number, line, match.group()
+
+
+def test_no_page_types_a_figure_its_records_hold(tables):
+    """A page that shows records (``<!-- record: ... -->`` or ``<!-- figure: ... -->``) types none of
+    their figures in accuracy style (0.ddd): the generated tables show them, or a figure marker reads
+    one from its record. A figure of an earlier run that no committed record holds may be typed on a
+    line that says ``unrecorded``."""
+    records = tables.load_records()
+    pages = sorted((PROJECT_ROOT / "docs").rglob("*.md"))
+    assert pages
+    typed = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        shown = tables.records_on_page(text, records)
+        values = {name: _recorded_values(records[name], set()) for name in shown}
+        for number, line, figure in _typed_accuracies(text):
+            holders = [name for name, found in values.items() if figure in found]
+            if holders and not EXEMPT.search(line):
+                typed.append(f"docs/{page.relative_to(PROJECT_ROOT / 'docs')}:{number}: {figure} "
+                             f"(held by {', '.join(holders)})")
+    assert not typed, "figures typed by hand that a record holds:\n" + "\n".join(typed)
+
+
+def test_the_guard_sees_a_typed_figure(tables):
+    text = ("<!-- record: held_out_final.* -->\n\nThe student scores 0.480 in own order.\n"
+            "Earlier it scored 0.480 (unrecorded run).\n```\nexample: 0.480\n```\n"
+            "<!-- figure: held_out_final.native_bf16 figures.student.benchmark_own_mc_accuracy -->\n")
+    found = list(_typed_accuracies(text))
+    assert [(number, figure) for number, _, figure in found] == [(3, "0.480"), (4, "0.480")]
+    assert [EXEMPT.search(line) is None for _, line, _ in found] == [True, False]
+    records = tables.load_records()
+    assert tables.records_on_page(text, records) == ["held_out_final.native_bf16"]
+    assert "0.480" in _recorded_values(records["held_out_final.native_bf16"], set())
+
+
+def test_every_figure_marker_in_the_docs_names_a_recorded_figure(tables):
+    records = tables.load_records()
+    for page in sorted((PROJECT_ROOT / "docs").rglob("*.md")):
+        expanded = tables.expand_figures(page.read_text(encoding="utf-8"), records)  # raises on a bad marker
+        assert "<!-- figure:" not in expanded, page
