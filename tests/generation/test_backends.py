@@ -74,8 +74,8 @@ def test_vllm_that_cannot_run_falls_back_to_transformers_with_one_log_line(bundl
     assert isinstance(first, TransformersBackend) and isinstance(second, TransformersBackend)
     assert first.batch_size == 3
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["generation.backend is vllm, but vLLM does not import (ModuleNotFoundError); "
-                     "the transformers backend serves instead"]
+    assert lines == [("generation.backend is vllm, but vLLM does not import (ModuleNotFoundError); "
+                      "the transformers backend serves instead")]
     # A model held only in memory cannot be loaded by vLLM either: the reason names it.
     monkeypatch.setattr(vllm_engine, "unavailable_reason", lambda: None)
     in_memory = ModelBundle(bundle.model, bundle.tokenizer, "in-memory")

@@ -59,6 +59,25 @@ def engine_shut_down_after_the_module():
     ENGINES.release()
 
 
+def test_lora_adapter_is_served_as_its_merged_model_answers(smol, tmp_path):
+    # First: the engine started here, for an adapter, serves the model alone in the tests below.
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(copy.deepcopy(smol.model), LoraConfig(r=4, lora_alpha=16, init_lora_weights=False,
+                                                                     target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(str(tmp_path / "adapter"))
+    merged = ModelBundle(peft_model.merge_and_unload(), smol.tokenizer, "merged")
+    params = SamplingSettings(max_new_tokens=16)
+    settings = SETTINGS.model_copy(update={"vllm": SETTINGS.vllm.model_copy(update={"lora_path": str(tmp_path / "adapter")})})
+    served = make_backend(smol, settings, show_progress=False).generate(chats(PROMPTS[:4]), params)
+    reference = TransformersBackend(merged, batch_size=1, show_progress=False).generate(chats(PROMPTS[:4]), params)
+    base = TransformersBackend(smol, batch_size=1, show_progress=False).generate(chats(PROMPTS[:4]), params)
+    assert [c.text for c in served] == [c.text for c in reference]
+    assert [c.text for c in served] != [c.text for c in base]  # the adapter changed the answers
+
+
 def test_greedy_text_matches_transformers(smol):
     params = SamplingSettings(max_new_tokens=24)
     engine = make_backend(smol, SETTINGS, show_progress=False)
@@ -96,24 +115,12 @@ def test_generation_and_scoring_share_one_engine(smol):
     first = make_backend(smol, SETTINGS, show_progress=False)
     second = vllm_backend(smol, SETTINGS.model_copy(update={"batch_size": 3}))  # batching is not the engine's
     assert first._llm is second._llm
+    from fsku_kedro.generation.vllm_engine import ENGINES, EngineSpec, serves
 
-
-def test_lora_adapter_is_served_as_its_merged_model_answers(smol, tmp_path):
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    peft_model = get_peft_model(copy.deepcopy(smol.model), LoraConfig(r=4, lora_alpha=16, init_lora_weights=False,
-                                                                     target_modules=["q_proj", "v_proj"]))
-    peft_model.save_pretrained(str(tmp_path / "adapter"))
-    merged = ModelBundle(peft_model.merge_and_unload(), smol.tokenizer, "merged")
-    params = SamplingSettings(max_new_tokens=16)
-    settings = SETTINGS.model_copy(update={"vllm": SETTINGS.vllm.model_copy(update={"lora_path": str(tmp_path / "adapter")})})
-    served = make_backend(smol, settings, show_progress=False).generate(chats(PROMPTS[:4]), params)
-    reference = TransformersBackend(merged, batch_size=1, show_progress=False).generate(chats(PROMPTS[:4]), params)
-    base = TransformersBackend(smol, batch_size=1, show_progress=False).generate(chats(PROMPTS[:4]), params)
-    assert [c.text for c in served] == [c.text for c in reference]
-    assert [c.text for c in served] != [c.text for c in base]  # the adapter changed the answers
+    held = ENGINES.spec
+    bigger = EngineSpec(held.model_path, held.dtype, held.settings, 512)
+    assert not serves(held, bigger) and serves(bigger, held)
+    assert not serves(held, EngineSpec(held.model_path, "float16", held.settings, held.lora_rank))
 
 
 # The script imports Kedro first, as the `kedro` command does: vLLM's spawned processes import their parent's
@@ -152,7 +159,8 @@ def test_vllm_runs_its_avx2_build_where_the_cpu_has_no_avx512_under_a_kedro_main
                    "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     prompts = chats(PROMPTS[:3])
     done = subprocess.run([sys.executable, str(tmp_path / "run.py"), smol.path, json.dumps(prompts),
-                           str(tmp_path / "result.json")], env=environment, capture_output=True, text=True, timeout=600)
+                           str(tmp_path / "result.json")], env=environment, capture_output=True, text=True, timeout=600,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
     assert result["engine"] == "VLLMBackend"

@@ -10,6 +10,7 @@ import pytest
 
 from fsku_kedro.generation.vllm_engine import (
     EngineSpec,
+    adapter_id,
     cpu_environment,
     engine_arguments,
     lora_rank,
@@ -57,6 +58,19 @@ def test_a_lora_adapter_starts_the_engine_with_the_smallest_rank_that_holds_it(t
     assert (arguments["enable_lora"], arguments["max_lora_rank"], arguments["max_loras"]) == (True, 8, 1)
     with pytest.raises(FileNotFoundError, match="holds no adapter_config.json"):
         lora_rank(str(tmp_path / "missing"))
+
+
+def test_an_adapter_is_known_by_its_weights_not_its_folder(tmp_path):
+    """One engine serves adapters in turn under their ids; an adapter retrained in the same folder must
+    not be served from the engine's cache of the one it replaced."""
+    first, second = tmp_path / "round_1", tmp_path / "round_2"
+    for folder, weights in ((first, b"weights one"), (second, b"weights one")):
+        folder.mkdir()
+        (folder / "adapter_config.json").write_text(json.dumps({"r": 8}), encoding="utf-8")
+        (folder / "adapter_model.safetensors").write_bytes(weights)
+    assert adapter_id(str(first)) == adapter_id(str(second)) > 0
+    (first / "adapter_model.safetensors").write_bytes(b"weights two")  # retrained where it was
+    assert adapter_id(str(first)) != adapter_id(str(second))
 
 
 def test_an_impossible_or_misspelt_kv_cache_is_refused_with_the_fix(tmp_path):

@@ -121,7 +121,7 @@ class VLLMBackend:
     prefix caching, rows that begin alike (option rotations, one template) share their computed head."""
 
     def __init__(self, bundle: ModelBundle, settings: VLLMSettings, show_progress: bool = True):
-        from fsku_kedro.generation.vllm_engine import ENGINES, EngineSpec, lora_rank
+        from fsku_kedro.generation.vllm_engine import ENGINES, EngineSpec, adapter_id, lora_rank
 
         if not bundle.path:
             raise ValueError(f"the vllm backend loads a model directory and {bundle.name} has none")
@@ -134,7 +134,7 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
 
             rank = lora_rank(settings.lora_path)
-            self._lora = LoRARequest("adapter", 1, settings.lora_path)
+            self._lora = LoRARequest(settings.lora_path, adapter_id(settings.lora_path), settings.lora_path)
         dtype = str(bundle.model.dtype).removeprefix("torch.")
         self._llm = ENGINES.get(EngineSpec(str(bundle.path), dtype, settings, rank))
 

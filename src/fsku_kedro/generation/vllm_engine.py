@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import functools
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -107,6 +108,17 @@ def lora_rank(adapter_dir: str) -> int:
     if not fitting:
         raise ValueError(f"the adapter in {adapter_dir} has rank {rank}; vLLM serves ranks up to {ENGINE_LORA_RANKS[-1]}")
     return fitting[0]
+
+
+def adapter_id(adapter_dir: str) -> int:
+    """A positive id for the adapter in ``adapter_dir``, from its files' bytes: an engine serving several
+    adapters in turn keeps each apart, and an adapter retrained in the same folder is not mistaken for
+    the one it replaced (vLLM caches adapters by id)."""
+    digest = hashlib.blake2b(digest_size=4)
+    for path in sorted(Path(adapter_dir).glob("adapter_*")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return int.from_bytes(digest.digest(), "big") % (2**31 - 1) + 1
 
 
 def gptq_overrides(model_path: str) -> dict[str, Any] | None:
@@ -228,15 +240,27 @@ def memory_shortfall(spec: EngineSpec, available: float | None) -> str | None:
             "engine); lower cpu_kv_cache_gib or run this pipeline on its own")
 
 
+def serves(held: EngineSpec, wanted: EngineSpec) -> bool:
+    """Whether the engine started for ``held`` serves ``wanted``: the same model and engine settings, and
+    no adapter or one of a rank the engine was started for (an engine started for an adapter also serves
+    the model alone and other adapters up to its rank)."""
+    def engine(spec: EngineSpec) -> tuple:
+        return spec.model_path, spec.dtype, spec.settings.model_copy(update={"lora_path": None})
+
+    if engine(held) != engine(wanted):
+        return False
+    return wanted.lora_rank is None or (held.lora_rank is not None and wanted.lora_rank <= held.lora_rank)
+
+
 class EngineSlot:
-    """Holds at most one engine; asking for another spec shuts the held one down first."""
+    """Holds at most one engine; asking for a spec it does not serve shuts the held one down first."""
 
     def __init__(self) -> None:
         self.spec: EngineSpec | None = None
         self.llm: Any = None
 
     def get(self, spec: EngineSpec) -> Any:
-        if self.spec == spec:
+        if self.spec is not None and serves(self.spec, spec):
             return self.llm
         self.release()
         on_gpu = cuda_present()
