@@ -49,6 +49,16 @@ def _section(page: str, name: str, record: dict) -> str:
     return tables.record_section(name, record, image)
 
 
+def _readme_block(page: str) -> str:
+    """The README's results block on a docs page, its figure copied beside the page."""
+    for name in tables.HEADLINE:
+        png = tables.RESULTS / f"{name}.png"
+        if png.is_file():
+            with mkdocs_gen_files.open((Path(page).parent / png.name).as_posix(), "wb") as out:
+                out.write(png.read_bytes())
+    return tables.readme_block(image_prefix="")
+
+
 def main() -> None:
     records = tables.load_records()
     placed: set[str] = set()
@@ -70,7 +80,7 @@ def main() -> None:
             placed.update(names)
             return "\n\n".join(_section(page, name, records[name]) for name in names)
 
-        text = README_RESULTS.sub(lambda _: tables.readme_block(), RECORD.sub(expand, text))
+        text = README_RESULTS.sub(lambda _, page=page: _readme_block(page), RECORD.sub(expand, text))
         try:
             text = tables.expand_figures(text, records)
         except ValueError as error:

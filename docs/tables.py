@@ -884,9 +884,10 @@ def _stamp_line(name: str, record: dict) -> str:
     return "; ".join(f"{label}: {value}" for label, value in record_facts(name, record)) + "."
 
 
-def readme_block(folder: Path = RESULTS) -> str:
+def readme_block(folder: Path = RESULTS, image_prefix: str = "benchmarks/results/") -> str:
     """The headline results, rendered from the records: the test split's record where it exists, else
-    the newest records of the whole environment and of the held-out questions, marked as history."""
+    the newest records of the whole environment and of the held-out questions, marked as history.
+    ``image_prefix``: where the record's figure is found from the page (README.md: the records' folder)."""
     for name in HEADLINE:
         record = _read(folder, name)
         if record is not None:
@@ -894,7 +895,7 @@ def readme_block(folder: Path = RESULTS) -> str:
                      f"{code(f'benchmarks/results/{name}.json')} by `python docs/tables.py --write README.md`).",
                      _stamp_line(name, record), render_figures(name, record)]
             if (folder / f"{name}.png").is_file():
-                parts.append(f"![Test accuracy against time per question](benchmarks/results/{name}.png)")
+                parts.append(f"![Test accuracy against time per question]({image_prefix}{name}.png)")
             return "\n\n".join(parts)
     found = [(name, record) for name in HISTORY if (record := _read(folder, name)) is not None]
     if not found:
