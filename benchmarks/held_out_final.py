@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report
 from report import (
     ROOT,
     catalog_with_chunks,
@@ -91,26 +92,11 @@ def over_seeds(scores: dict[str, float], name: str) -> dict[str, float]:
 
 
 def answer_record(answers: list[dict], sets: dict) -> dict[str, dict[str, list]]:
-    """Per option order: each question's ID, the options as shown (the published numbers, in the order
-    shown), the expected and the given answer, and the option probabilities in the order shown."""
-    from fsku_kedro.questions import shuffled_order
-
-    expected = {order: {label.ID: label.answer for label in labels} for order, (_, labels) in sets.items()}
+    """Per option order: each answer as ``report.answer_record`` keeps it."""
     published = {q.ID: q for q in sets["own"][0]}
-    record: dict[str, dict[str, list]] = {}
-    for row in answers:
-        name = row["order"]
-        question = published[row["ID"]]
-        shown = (list(shuffled_order(question, int(name.removeprefix("shuffled_")))) if name != "own"
-                 else [int(n) for n in question.choices or {}])
-        order = record.setdefault(name, {"ID": [], "options_shown": [], "expected": [], "answer": [],
-                                         "probabilities": []})
-        order["ID"].append(row["ID"])
-        order["options_shown"].append(shown)
-        order["expected"].append(expected[name][row["ID"]])
-        order["answer"].append(row["answer"])
-        order["probabilities"].append(row.get("option_probabilities"))
-    return record
+    return {order: report.answer_record([row for row in answers if row["order"] == order],
+                                        {label.ID: label.answer for label in labels}, published, order)
+            for order, (_, labels) in sets.items() if any(row["order"] == order for row in answers)}
 
 
 def seconds_per_question(bundles: dict, questions: list, templates: dict, inference) -> dict[str, float]:
@@ -131,10 +117,10 @@ def seconds_per_question(bundles: dict, questions: list, templates: dict, infere
 
 
 def labelled(text: str) -> tuple[str, Path]:
-    label, _, directory = text.partition("=")
-    if not label or not directory or label.startswith("teacher"):
+    label, directory = report.labelled_directory(text)
+    if label.startswith("teacher"):  # the teacher's labels are the script's own
         raise argparse.ArgumentTypeError(f"--model takes LABEL=DIR with a label not starting with teacher, got {text!r}")
-    return label, Path(directory)
+    return label, directory
 
 
 def targets(figures: dict, labels: list[str]) -> list[int]:

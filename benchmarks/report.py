@@ -3,6 +3,7 @@ record of a run (``benchmarks/results/<name>.json``: the command, the commit, th
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -86,6 +87,38 @@ def write_result(name: str, figures: dict, by_cpu_kind: bool = False, **context:
     path = result_path(name, by_cpu_kind)
     path.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def labelled_directory(text: str) -> tuple[str, Path]:
+    """A ``--model LABEL=DIR`` argument as its label and directory."""
+    label, _, directory = text.partition("=")
+    if not label or not directory:
+        raise argparse.ArgumentTypeError(f"--model takes LABEL=DIR, got {text!r}")
+    return label, Path(directory)
+
+
+def answer_record(rows: Sequence[dict], expected: dict[str, str], published: dict, order: str) -> dict[str, list]:
+    """The answers ``rows`` (SubmissionRow fields) given in option order ``order`` (``own``, or
+    ``shuffled_<seed>``), as columns: each question's ID, its options as shown (the published numbers in
+    the order shown; None without options), the expected and the given answer, and the option
+    probabilities in the order shown. ``published``: each question as published, by ID."""
+    from fsku_kedro.questions import shuffled_order
+
+    record: dict[str, list] = {"ID": [], "options_shown": [], "expected": [], "answer": [], "probabilities": []}
+    for row in rows:
+        question = published[row["ID"]]
+        if not question.choices:
+            shown = None
+        elif order == "own":
+            shown = [int(n) for n in question.choices]
+        else:
+            shown = list(shuffled_order(question, int(order.removeprefix("shuffled_"))))
+        record["ID"].append(row["ID"])
+        record["options_shown"].append(shown)
+        record["expected"].append(expected[row["ID"]])
+        record["answer"].append(row["answer"])
+        record["probabilities"].append(row.get("option_probabilities"))
+    return record
 
 
 def latest(folder: Path, pattern: str) -> Path | None:

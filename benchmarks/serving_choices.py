@@ -36,8 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import (
     ROOT,
+    answer_record,
     catalog_with_chunks,
     cpu_line,
+    labelled_directory,
     print_table,
     result_path,
     run_stamp,
@@ -101,22 +103,6 @@ def chosen(figures: dict, budget: float) -> str | None:
     return max(fitting, key=lambda n: (figures[n]["fsku_score"], -figures[n]["projected_minutes"]), default=None)
 
 
-def answer_record(rows: list, labels: list, published: dict) -> dict[str, list]:
-    """Each answer with the options as shown (the published numbers, in shown order), expected and given."""
-    from fsku_kedro.questions import shuffled_order
-
-    expected = {label.ID: label.answer for label in labels}
-    record: dict[str, list] = {"ID": [], "options_shown": [], "expected": [], "answer": [], "probabilities": []}
-    for row in rows:
-        question = published[row.ID]
-        record["ID"].append(row.ID)
-        record["options_shown"].append(list(shuffled_order(question, SEED)) if question.choices else None)
-        record["expected"].append(expected[row.ID])
-        record["answer"].append(row.answer)
-        record["probabilities"].append(row.option_probabilities)
-    return record
-
-
 def measure(bundle, questions, labels, passages, use_context: bool, cyclic: bool, context: dict) -> tuple[dict, list]:
     """One model under one setting: its scores, seconds per question of each kind, and its answer rows.
     Descriptive answers never depend on ``cyclic``, so they are asked for without it (and reused)."""
@@ -144,16 +130,10 @@ def measure(bundle, questions, labels, passages, use_context: bool, cyclic: bool
             "projected_minutes": projected_minutes(seconds)}, rows
 
 
-def labelled(text: str) -> tuple[str, Path]:
-    label, _, directory = text.partition("=")
-    if not label or not directory:
-        raise argparse.ArgumentTypeError(f"--model takes LABEL=DIR, got {text!r}")
-    return label, Path(directory)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=labelled, action="append", required=True, help="LABEL=DIR, repeatable")
+    parser.add_argument("--model", type=labelled_directory, action="append", required=True,
+                        help="LABEL=DIR, repeatable")
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--budget-minutes", type=float, default=30.0, help="for the competition's 515 questions")
     parser.add_argument("--questions", type=int, default=None, help="only this many (a plumbing check)")
@@ -187,7 +167,9 @@ def main() -> int:
             figures[f"{label}: {setting}"] = {
                 "model": bundle.name, "directory": where.relative_to(ROOT).as_posix() if where.is_relative_to(ROOT)
                 else str(where), "setting": setting, "run": stamp, **scores,
-                "answers": answer_record(rows, labels, published)}
+                "answers": answer_record([row.model_dump() for row in rows],
+                                         {label.ID: label.answer for label in labels}, published,
+                                         f"shuffled_{SEED}")}
         del bundle
     kinds = {kind: sum(q.question_type == kind for q in questions) for kind in COMPETITION}
     path = None

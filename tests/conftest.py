@@ -7,7 +7,10 @@ formats the real models use (Hugging Face directories with safetensors).
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,17 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+def benchmark_script(name: str) -> Iterator:
+    """The script ``benchmarks/<name>.py`` as a module (its sibling ``report`` importable), for a
+    module-scoped fixture to yield."""
+    folder = str(PROJECT_ROOT / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)
 
 
 def settings_params(name: str, settings) -> dict:

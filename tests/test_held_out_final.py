@@ -4,23 +4,16 @@ its interval."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import benchmark_script
 from tests.test_benchmark_split import _benchmark
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("held_out_final")
-    finally:
-        sys.path.remove(str(PROJECT_ROOT / "benchmarks"))
+    yield from benchmark_script("held_out_final")
 
 
 def _catalog(tables) -> DataCatalog:

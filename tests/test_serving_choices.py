@@ -4,30 +4,18 @@ choice within the time budget."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 import pytest
-from kedro.io import DataCatalog, MemoryDataset
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, benchmark_script
 from tests.test_benchmark_split import _benchmark
+from tests.test_held_out_final import _catalog
 
 TEMPLATES = {p.stem: p.read_text(encoding="utf-8") for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-    try:
-        yield importlib.import_module("serving_choices")
-    finally:
-        sys.path.remove(str(PROJECT_ROOT / "benchmarks"))
-
-
-def _catalog(tables) -> DataCatalog:
-    names = ("fsku_benchmark_mc", "fsku_benchmark_mc_answers", "fsku_benchmark_descriptive")
-    return DataCatalog({name: MemoryDataset(table) for name, table in zip(names, tables)})
+    yield from benchmark_script("serving_choices")
 
 
 def test_the_dev_split_shuffled_with_descriptive_questions_as_published(script):
@@ -70,7 +58,9 @@ def test_each_setting_is_answered_and_timed_and_the_budget_chooses(script, tiny_
     # The descriptive answer is asked once; the cyclic setting reads it back from the store.
     descriptive = [(a.answer, a.inference_time) for a in rows if a.question_type == "descriptive"]
     assert descriptive == [(a.answer, a.inference_time) for a in cyclic_rows if a.question_type == "descriptive"]
-    record = script.answer_record(cyclic_rows, labels, published)
+    expected = {label.ID: label.answer for label in labels}
+    record = script.answer_record([row.model_dump() for row in cyclic_rows], expected, published,
+                                  f"shuffled_{script.SEED}")
     assert record["ID"] == [row.ID for row in cyclic_rows]
     assert all(len(p) == len(published[i].choices) for i, p in zip(record["ID"], record["probabilities"]) if p)
     figures = {"fast": {"fsku_score": 0.50, "projected_minutes": 12.0},
