@@ -14,8 +14,9 @@ every run; ``--teacher-cyclic`` adds it averaged over the options' cyclic rotati
 accuracy a one-pass model would have to learn. Answers resume from
 data/qwen_coder_cpu/08_reporting/held_out_final.progress.jsonl, keyed by each model's weights, so a killed
 run redoes only unfinished batches. The speed part answers the first ``--speed-questions`` again without
-the store, the models taking turns in blocks of 8, so that whatever else runs on the cores slows all
-alike; each model's time is also given as a ratio to the teacher's in the same run. ``--questions N`` is a
+the store in two halves, the models taking turns in the order A B ... then ... B A, so that whatever else
+runs on the cores slows all alike and an engine starts at most twice per model; each model's time is also
+given as a ratio to the teacher's in the same run. ``--questions N`` is a
 plumbing check on N questions: its figures are printed, not recorded.
 
 Record: benchmarks/results/held_out_test.<cpu kind>.json, one entry per label, kept across runs (each with
@@ -55,7 +56,6 @@ ENV = "qwen_coder_cpu"
 PROGRESS = ROOT / "data" / ENV / "08_reporting" / "held_out_final.progress.jsonl"
 SEEDS = (0, 1, 2)
 ORDERS = ("own", *(f"shuffled_{seed}" for seed in SEEDS))
-BLOCK = 8
 # Student's t for 2 degrees of freedom (three seeds), two-sided 95 %.
 T_TWO_DF = 4.303
 
@@ -101,15 +101,18 @@ def answer_record(answers: list[dict], sets: dict) -> dict[str, dict[str, list]]
 
 def seconds_per_question(bundles: dict, questions: list, templates: dict, inference) -> dict[str, float]:
     """Mean answering seconds per question of each (bundle, cyclic) in ``bundles`` on ``questions``,
-    taking turns in blocks."""
+    taking turns in two halves (A B ... B A)."""
     from fsku_kedro.answering.batch_runner import answer_questions
     from fsku_kedro.answering.prompts import PreparedQuestion
     from fsku_kedro.evaluation.benchmark_scores import served_settings
 
     spent = dict.fromkeys(bundles, 0.0)
-    for start in range(0, len(questions), BLOCK):
-        block = [PreparedQuestion(q) for q in questions[start:start + BLOCK]]
-        for name, (bundle, cyclic) in bundles.items():
+    half = (len(questions) + 1) // 2
+    for turn, start in enumerate(range(0, len(questions), half)):
+        block = [PreparedQuestion(q) for q in questions[start:start + half]]
+        # The second half in reverse order: the model that answered last answers again on its warm engine.
+        for name in (list(bundles) if turn == 0 else list(reversed(bundles))):
+            bundle, cyclic = bundles[name]
             rows = answer_questions(block, bundle, templates, served_settings(inference, cyclic), store=None,
                                     show_progress=False)
             spent[name] += sum(row.inference_time for row in rows)
@@ -219,7 +222,7 @@ def main() -> int:
                "the validation questions), options in own order and shuffled by seeds 0, 1 and 2 (mean and a 95 % "
                "t interval over the seeds), served path, closed book, one pass unless cyclic",
                "speed": f"the first {len(questions)} questions shuffled by seed 0, the models of one run taking turns "
-               f"in blocks of {BLOCK}, without stored answers; time_ratio_to_teacher is within that run"}
+               "in two halves (A B ... B A), without stored answers; time_ratio_to_teacher is within that run"}
     path = None
     if args.questions is None:  # a plumbing check must not replace the record of the whole test split
         previous = result_path("held_out_test", by_cpu_kind=True)
