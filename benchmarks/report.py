@@ -7,6 +7,7 @@ import argparse
 import datetime
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -75,7 +76,7 @@ def run_stamp() -> dict[str, str]:
         commit += "+changes"
     script = Path(sys.argv[0]).resolve()
     script_name = script.relative_to(ROOT).as_posix() if script.is_relative_to(ROOT) else sys.argv[0]
-    return {"command": " ".join(["python", script_name, *sys.argv[1:]]), "commit": commit, "cpu": cpu_line(),
+    return {"command": shlex.join(["python", script_name, *sys.argv[1:]]), "commit": commit, "cpu": cpu_line(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 

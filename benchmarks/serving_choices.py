@@ -20,8 +20,8 @@ Exits 1 when no setting fits the budget, 2 when the benchmark files are absent. 
 plumbing check on the first N multiple-choice and N // 10 descriptive questions: printed, not recorded.
 
 Record: benchmarks/results/serving_choices.<cpu kind>.json, one entry per model and setting (kept across
-runs, each with its command, commit and date), with every answer (ID, options as shown, expected,
-answer, option probabilities), so that any subset can be scored again.
+runs, each with its command, commit and date) and the choice among them all, with every answer (ID,
+options as shown, expected, answer, option probabilities), so that any subset can be scored again.
 """
 
 from __future__ import annotations
@@ -177,11 +177,14 @@ def main() -> int:
         previous = result_path("serving_choices", by_cpu_kind=True)
         kept = json.loads(previous.read_text(encoding="utf-8"))["figures"] if previous.is_file() else {}
         figures = {**kept, **figures}
+    best = chosen(figures, args.budget_minutes)
+    if args.questions is None:
         path = write_result("serving_choices", figures, by_cpu_kind=True, label="real models",
                             questions=kinds, dtype=resolve_dtype(inference.dtype),
                             evaluation=f"the FSKU benchmark's dev split, options shuffled by seed {SEED}, the served "
                             "answering path of qwen_coder_cpu; seconds per question as each answer was made",
-                            projection=f"minutes for {COMPETITION} questions", budget_minutes=args.budget_minutes)
+                            projection=f"minutes for {COMPETITION} questions", budget_minutes=args.budget_minutes,
+                            chosen=best)
     print(f"\nFSKU dev split ({cpu_line()}), real models, {kinds['multiple_choice']} MC shuffled, "
           f"{kinds['descriptive']} descriptive\n")
     print_table(["model: setting", "MC accuracy", "descriptive", "FSKU score", "s/q MC", "s/q descriptive",
@@ -189,7 +192,6 @@ def main() -> int:
         [name, f"{f['mc_accuracy']:.3f}", f"{f['descriptive_score']:.3f}", f"{f['fsku_score']:.3f}",
          f"{f['mc_seconds_per_question']:.2f}", f"{f['descriptive_seconds_per_question']:.2f}", f["fallbacks"],
          f"{f['projected_minutes']:.1f}"] for name, f in figures.items()])
-    best = chosen(figures, args.budget_minutes)
     print(f"\n{'recorded in ' + str(path.relative_to(ROOT)) if path else 'a plumbing check, not recorded'}")
     return verdict(best is not None, f"a setting within {args.budget_minutes:.0f} minutes for 515 questions"
                    + (f": serve {best!r}" if best else ""))

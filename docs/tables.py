@@ -599,13 +599,19 @@ def render_held_out_test(record: dict) -> str:
 
 
 def render_serving_choices(record: dict) -> str:
-    """Each model under each serving setting on the dev split, with the projection for the competition."""
-    rows = [[name, fixed(f.get("mc_accuracy")), fixed(f.get("descriptive_score")), fixed(f.get("fsku_score")),
+    """Each model under each serving setting on the dev split, with the projection for the competition
+    and the setting chosen (the best FSKU score within the budget)."""
+    best = record.get("chosen")
+    rows = [[f"**{name}** (chosen)" if name == best else name, fixed(f.get("mc_accuracy")),
+             fixed(f.get("descriptive_score")), fixed(f.get("fsku_score")),
              fixed(f.get("mc_seconds_per_question"), 2), fixed(f.get("descriptive_seconds_per_question"), 2),
              f.get("fallbacks", "–"), fixed(f.get("projected_minutes"), 1), _run_stamp(f)]
             for name, f in record["figures"].items()]
-    return table(["model: setting", "MC accuracy", "descriptive", "FSKU score", "s / MC question",
-                  "s / descriptive question", "fallbacks", "minutes for 515", "run (commit, date)"], rows)
+    budget = record.get("budget_minutes")
+    return (table(["model: setting", "MC accuracy", "descriptive", "FSKU score", "s / MC question",
+                   "s / descriptive question", "fallbacks", "minutes for 515", "run (commit, date)"], rows)
+            + (f"\n\nChosen: the best dev FSKU score within {fixed(budget, 0)} minutes for 515 questions."
+               if budget is not None and best else ""))
 
 
 def render_vllm_speed(record: dict) -> str:
@@ -873,6 +879,7 @@ def expand_figures(text: str, records: dict[str, dict]) -> str:
 
 HEADLINE = ("held_out_test.native_bf16", "held_out_test.no_bf16")
 HISTORY = ("whole_environment.qwen_coder_cpu.native_bf16", "held_out_final.native_bf16")
+SERVING = ("serving_choices.native_bf16", "serving_choices.no_bf16")
 
 
 def _read(folder: Path, name: str) -> dict | None:
@@ -896,6 +903,12 @@ def readme_block(folder: Path = RESULTS, image_prefix: str = "benchmarks/results
                      _stamp_line(name, record), render_figures(name, record)]
             if (folder / f"{name}.png").is_file():
                 parts.append(f"![Test accuracy against time per question]({image_prefix}{name}.png)")
+            for serving in SERVING:
+                if (choices := _read(folder, serving)) is not None:
+                    parts += [f"**How the model is served, chosen on the dev split** (from "
+                              f"{code(f'benchmarks/results/{serving}.json')}).", _stamp_line(serving, choices),
+                              render_figures(serving, choices)]
+                    break
             return "\n\n".join(parts)
     found = [(name, record) for name in HISTORY if (record := _read(folder, name)) is not None]
     if not found:

@@ -149,6 +149,27 @@ def test_the_headline_block_reads_the_test_split_record(tables, tmp_path):
         assert named in block
 
 
+def test_the_headline_block_shows_the_serving_choice_with_the_chosen_setting_marked(tables, tmp_path):
+    (tmp_path / "held_out_test.native_bf16.json").write_text(json.dumps(_held_out_test()), encoding="utf-8")
+    run = {"command": "python benchmarks/serving_choices.py --model bf16=DIR", "commit": COMMIT,
+           "date": "2026-12-07T04:00:00+00:00"}
+
+    def entry(mc, minutes):
+        return {"model": "Student-28L", "setting": "s", "run": run, "mc_accuracy": mc, "descriptive_score": 0.7,
+                "fsku_score": (mc + 0.7) / 2, "mc_seconds_per_question": 1.0,
+                "descriptive_seconds_per_question": 4.0, "fallbacks": 0, "projected_minutes": minutes}
+
+    record = _record({"bf16: one pass, closed book": entry(0.6, 8.0), "bf16: cyclic, closed book": entry(0.65, 18.0)},
+                     label="real models", dtype="bfloat16", questions={"multiple_choice": 400, "descriptive": 40},
+                     budget_minutes=30.0, chosen="bf16: cyclic, closed book")
+    (tmp_path / "serving_choices.native_bf16.json").write_text(json.dumps(record), encoding="utf-8")
+    block = tables.readme_block(tmp_path)
+    assert "chosen on the dev split" in block and "`benchmarks/results/serving_choices.native_bf16.json`" in block
+    assert "| **bf16: cyclic, closed book** (chosen) | 0.650 | 0.700 | 0.675 | 1.00 | 4.00 | 0 | 18.0 |" in block
+    assert "| bf16: one pass, closed book | 0.600 |" in block
+    assert "within 30 minutes for 515 questions" in block
+
+
 def test_without_the_test_split_the_block_is_history_and_never_fails(tables, tmp_path):
     assert "No headline results" in tables.readme_block(tmp_path)
     _history(tmp_path)

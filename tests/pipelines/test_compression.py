@@ -1,15 +1,18 @@
 """The compression pipeline on a tiny student: variants, the served model and the report."""
 
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+import torch
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from safetensors import safe_open
 
 from fsku_kedro.compression.calibration import calibration_texts
-from fsku_kedro.datasets import ModelDirectoryDataset, QuantizedModelsDataset
+from fsku_kedro.datasets import ModelDirectoryDataset, QuantizedModelDataset, QuantizedModelsDataset
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
 from fsku_kedro.parameters.compression import (
@@ -114,3 +117,38 @@ def test_pipeline_quantizes_serves_and_reports(tiny_llama_dir, tiny_embedder, tm
     assert abs(report.loc["int8", "perplexity_change"]) < 0.5
     metrics = catalog.load("compression_metrics")
     assert "int8.size_ratio" in metrics and "none.fsku_score" in metrics
+
+
+def test_serve_method_none_serves_the_model_unquantized_and_quantizes_nothing(tiny_llama_dir, tiny_embedder, tmp_path):
+    student_store = ModelDirectoryDataset(str(tmp_path / "student"))
+    student_store.save(ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny"))
+    settings = CALIBRATION.model_copy(update={"methods": [], "serve_method": "none", "dtype": "float32",
+                                              "report": CompressionReportSettings(max_tokens=32)})
+    _, split = build_prompt_set(pd.DataFrame(columns=["qa_id"]), NO_CHUNKS, sample_questions(), no_user_data(),
+                                TEMPLATES, PROMPT_SET)
+    data = {
+        "distilled_student@path": str(student_store.last_saved_path),
+        "chunks": _chunks(), "prompt_set": _prompts(), "sample_questions": sample_questions(),
+        "sample_labels": sample_labels(), "sample_split": split, "prompt_templates": TEMPLATES,
+        "embedder": tiny_embedder,
+        **settings_params("compression", settings), **settings_params("inference", InferenceSettings()),
+    }
+    catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
+    catalog["quantized_students"] = QuantizedModelsDataset(str(tmp_path / "variants"))
+    catalog["compressed_student@model"] = QuantizedModelDataset(str(tmp_path / "served"))
+    SequentialRunner().run(create_pipeline(), catalog)
+    assert not list((tmp_path / "variants").iterdir()), "nothing quantized"
+    served = catalog.load("compressed_student@model")
+    assert served.name == "tiny" and getattr(served.model.config, "quantization_config", None) is None
+    with safe_open(str(Path(served.path) / "model.safetensors"), framework="pt") as weights:
+        assert weights.get_tensor("model.layers.0.mlp.up_proj.weight").dtype == torch.float32, "saved in dtype"
+    assert list(catalog.load("compression_report")["method"]) == ["none"]
+
+
+@pytest.mark.parametrize(("update", "problem"), [
+    ({"methods": [], "serve_method": "gptq"}, "serve_method 'gptq' is not among methods []"),
+    ({"methods": ["int8"], "serve_method": "fp8"}, "serve_method\n  Input should be 'none', 'gptq'"),
+])
+def test_a_served_variant_that_is_not_made_is_refused(update, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        CompressionSettings.model_validate({**CompressionSettings().model_dump(), **update})

@@ -11,6 +11,8 @@ from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import GenerationSettings
 
 QuantizationMethod = Literal["gptq", "awq", "nf4", "int8", "int8_dynamic"]
+# What inference serves: a quantized variant, or "none", the unquantized model in the compute dtype.
+ServedMethod = Literal["none", "gptq", "awq", "nf4", "int8", "int8_dynamic"]
 
 
 class GPTQSettings(Settings):
@@ -78,9 +80,10 @@ class CompressionReportSettings(Settings):
 
 
 class CompressionSettings(Settings):
-    # The served variant only, by default; list more to compare them in the report.
-    methods: list[QuantizationMethod] = Field(default_factory=lambda: ["gptq"], min_length=1)
-    serve_method: QuantizationMethod = "gptq"  # the variant saved as compressed_student (the inference default)
+    # The served variant only, by default; list more to compare them in the report (none with
+    # serve_method "none").
+    methods: list[QuantizationMethod] = Field(default_factory=lambda: ["gptq"])
+    serve_method: ServedMethod = "gptq"  # the variant saved as compressed_student (the inference default)
     # Compute dtype of the calibration forward passes, the kernels and the unquantized baseline;
     # auto follows the hardware (models/compute_dtype.py).
     dtype: DtypeName = "auto"
@@ -93,7 +96,7 @@ class CompressionSettings(Settings):
 
     @model_validator(mode="after")
     def _served_is_made(self) -> CompressionSettings:
-        if self.serve_method not in self.methods:
+        if self.serve_method != "none" and self.serve_method not in self.methods:
             raise ValueError(f"serve_method {self.serve_method!r} is not among methods {self.methods}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods lists a method twice: {self.methods}")

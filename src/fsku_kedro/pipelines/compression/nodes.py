@@ -28,7 +28,7 @@ from fsku_kedro.generation.backends import make_backend
 from fsku_kedro.hashing import unit_hash
 from fsku_kedro.knowledge.embedding import Embedder
 from fsku_kedro.models.bundle import ModelBundle
-from fsku_kedro.models.loading import load_any_model, stored_name
+from fsku_kedro.models.loading import load_any_model, load_bundle, stored_name
 from fsku_kedro.models.sources import load_tokenizer
 from fsku_kedro.parameters.compression import CompressionReportSettings, CompressionSettings
 from fsku_kedro.parameters.inference import InferenceSettings
@@ -98,8 +98,14 @@ def quantize_student(model_path: str | None, calibration_set: dict, settings: Co
     return variants
 
 
-def select_served_student(quantized_students: dict, settings: CompressionSettings) -> ModelBundle:
-    """The variant the inference pipeline reads by default (``serve_method``)."""
+def select_served_student(quantized_students: dict, model_path: str | None,
+                          settings: CompressionSettings) -> ModelBundle:
+    """The variant the inference pipeline reads by default (``serve_method``): a quantized one, or with
+    ``none`` the model at ``model_path`` itself in the compute dtype (where 4 bits do not pay)."""
+    if settings.serve_method == "none":
+        source = _source_directory(model_path)
+        logger.info("Serving %s unquantized (compression.serve_method: none)", source)
+        return load_bundle(source, settings.dtype, settings.trust_remote_code)
     return quantized_students[settings.serve_method]
 
 

@@ -1,5 +1,6 @@
-"""compression: the distilled student (or the directory model_dirs.compression names) -> quantized variants (GPTQ, NF4, int8, int8 dynamic) -> the served
-variant and a size / speed / quality report."""
+"""compression: the distilled student (or the directory model_dirs.compression names) -> quantized
+variants (GPTQ, AWQ, NF4, int8, int8 dynamic) -> the served variant (or the model unquantized) and a
+size / speed / quality report."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -13,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  outputs="calibration_set", name="build_calibration_set"),
             node(quantize_student, inputs=["distilled_student@path", "calibration_set", "params:compression"],
                  outputs="quantized_students", name="quantize_student"),
-            node(select_served_student, inputs=["quantized_students", "params:compression"],
+            node(select_served_student, inputs=["quantized_students", "distilled_student@path", "params:compression"],
                  outputs="compressed_student@model", name="select_served_student"),
             node(
                 compression_report,
