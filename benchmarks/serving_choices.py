@@ -173,12 +173,13 @@ def main() -> int:
         del bundle
     kinds = {kind: sum(q.question_type == kind for q in questions) for kind in COMPETITION}
     path = None
-    if args.questions is None:  # a plumbing check must not replace the record
+    recording = args.questions is None  # a plumbing check must not replace the record
+    if recording:
         previous = result_path("serving_choices", by_cpu_kind=True)
         kept = json.loads(previous.read_text(encoding="utf-8"))["figures"] if previous.is_file() else {}
         figures = {**kept, **figures}
     best = chosen(figures, args.budget_minutes)
-    if args.questions is None:
+    if recording:
         path = write_result("serving_choices", figures, by_cpu_kind=True, label="real models",
                             questions=kinds, dtype=resolve_dtype(inference.dtype),
                             evaluation=f"the FSKU benchmark's dev split, options shuffled by seed {SEED}, the served "

@@ -12,7 +12,7 @@ from fsku_kedro.parameters.generation import GenerationSettings
 
 QuantizationMethod = Literal["gptq", "awq", "nf4", "int8", "int8_dynamic"]
 # What inference serves: a quantized variant, or "none", the unquantized model in the compute dtype.
-ServedMethod = Literal["none", "gptq", "awq", "nf4", "int8", "int8_dynamic"]
+ServedMethod = Literal["none", QuantizationMethod]
 
 
 class GPTQSettings(Settings):
