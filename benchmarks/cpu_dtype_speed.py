@@ -57,7 +57,7 @@ def _timed(fn, repeats: int) -> float:
 def _one_layer_model(directory: Path, dtype: str, quick: bool):
     import torch
 
-    from fsku_kedro.models.architectures import load_config, random_model, shrunken, stand_in_tokenizer
+    from architectures import load_config, random_model, shrunken, stand_in_tokenizer
 
     config = load_config("qwen2.5-1.5b-instruct")
     if quick:
@@ -73,7 +73,7 @@ def _one_layer_model(directory: Path, dtype: str, quick: bool):
 
 
 def _prompts(tokens: int, count: int) -> list[list[dict[str, str]]]:
-    from fsku_kedro.models.architectures import stand_in_word
+    from architectures import stand_in_word
 
     words = [" ".join(stand_in_word(1000 + 37 * i + j) for j in range(tokens - 30)) for i in range(count)]
     return [[{"role": "user", "content": f"{w}\n1 a b\n2 c d\n3 e f\n4 g h"}] for w in words]

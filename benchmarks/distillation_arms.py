@@ -1,7 +1,7 @@
 """Distillation arms on the real pair (``qwen_coder_cpu``: Qwen2.5-Coder-1.5B-Instruct teaching a student
-derived from itself: cut to 26 layers unless the arm sets ``student_shape``), each a real `kedro run` of
-knowledge_base, response_generation and distillation, judged on the dev split's validation questions by
-the served answering path.
+derived from itself, in the shape the arm's ``student_shape`` gives), each a real `kedro run` of
+knowledge_base, response_generation and distillation configured by ``conf/arms/<arm>.yml`` (`kedro run
+--config`), judged on the dev split's validation questions by the served answering path.
 
     python benchmarks/distillation_arms.py --arm choice_target            # run it (resumable), then record
     python benchmarks/distillation_arms.py --arm choice_target --record   # record the latest run only
@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from report import (
     ROOT,
     catalog_with_chunks,
@@ -42,103 +44,12 @@ from report import (
 ENV = "qwen_coder_cpu"
 OUTPUTS = ROOT / "data" / ENV
 TARGET = 0.50
-PIPELINES = "knowledge_base,response_generation,distillation"
-# Each arm: what it changes in the environment's distillation settings (kedro --params).
-# The choice-target settings that the environment's default has since changed are pinned to what
-# the first arms ran with, so every arm keeps its recorded settings.
-CHOICE_TARGETS_AS_FIRST_RUN = ["distillation.choice_targets.orders=1",
-                               "distillation.choice_targets.distractors=other_documents",
-                               "distillation.choice_targets.negative_share=0.0"]
-# The student every arm ran with unless it says otherwise: the teacher cut to 26 of 28 layers (the
-# environment's student was that until teacher_own_targets won).
-CUT_STUDENT = "student_shape.layers=26"
-ARMS: dict[str, list[str]] = {
-    # The teacher's cyclic-averaged option distribution at the answer position, on the prompt set's
-    # multiple-choice items and 160 questions made from the knowledge base, two epochs.
-    "choice_target": [CUT_STUDENT, "distillation.schedule=choice_target", "distillation.choice_targets.corpus_questions=160",
-                      "distillation.training.max_steps=-1", "distillation.training.num_train_epochs=2",
-                      "distillation.training.per_device_train_batch_size=4", "distillation.training.save_steps=10",
-                      *CHOICE_TARGETS_AS_FIRST_RUN],
-}
-# The same targets sharpened (p ** 4, renormalised): the teacher's averaged distribution is flat
-# (mean top probability 0.34), so the plain KL carries little of which option it prefers.
-ARMS["choice_target_sharp"] = [*ARMS["choice_target"], "distillation.choice_targets.temperature=0.25"]
-
-
-def _changed(arm: str, *changes: str) -> list[str]:
-    """``arm``'s parameters with each key in ``changes`` set to its new value."""
-    keys = {change.split("=", 1)[0] for change in changes}
-    return [entry for entry in ARMS[arm] if entry.split("=", 1)[0] not in keys] + list(changes)
-
-
-# More questions instead of a second epoch: 400 from the knowledge base (320 trained on), one epoch,
-# about the first arm's step count; the teacher's targets cost most of the extra time.
-ARMS["choice_target_400"] = _changed("choice_target", "distillation.choice_targets.corpus_questions=400",
-                                     "distillation.training.num_train_epochs=1")
-# Which parameters train: adapters only on the layers on either side of the removed blocks (14 and 15
-# of the 26), at rank 64 (128 rank-layers against rank 8 on all 26 layers' 208), same steps.
-ARMS["choice_target_next_to_removed"] = _changed("choice_target", "distillation.lora.layers=next_to_removed",
-                                                 "distillation.lora.r=64", "distillation.lora.alpha=128")
-# The losses on the teacher's responses (the pairs: prompt-set prompts, most of them descriptive questions on
-# the knowledge base's sections), at the first arm's training compute: 72 steps of 4 rows, split evenly
-# between the rounds of a two-round schedule. ``choice_target`` after ``seqkd`` trains its round on
-# the first arm's choice targets.
-PAIR_TRAINING = ["distillation.training.per_device_train_batch_size=4", "distillation.training.save_steps=10"]
-for name, schedule, steps in [("seqkd", "seqkd", 72), ("kd", "kd", 72), ("distillm_v2", "distillm_v2", 72),
-                              ("seqkd_distillm_v2", "seqkd distillm_v2", 36),
-                              ("seqkd_choice_target", "seqkd choice_target", 36)]:
-    ARMS[name] = [CUT_STUDENT, f"distillation.schedule={schedule}", f"distillation.training.max_steps={steps}",
-                  *PAIR_TRAINING]
-ARMS["seqkd_choice_target"] += ["distillation.choice_targets.corpus_questions=160", *CHOICE_TARGETS_AS_FIRST_RUN]
-# Each training question in two option orders per epoch (its own and one other, the target following
-# its options), one epoch: the first arm's 72 steps, but no question is seen twice in the same order.
-ARMS["choice_target_orders"] = _changed("choice_target", "distillation.choice_targets.orders=2",
-                                        "distillation.training.num_train_epochs=1")
-# Negated questions (300 of FSKU's 1000 stems ask which statement is NOT correct; no corpus question
-# did), on the orders arm's recipe. The answer is a sentence of the chunk made false
-# (corpus_questions.falsified); every chunk that allows one asks it negated: 47 of the 160 questions
-# (29 %, about FSKU's share).
-ARMS["choice_target_falsified"] = _changed("choice_target_orders", "distillation.choice_targets.negative_share=1.0")
-# The same questions with the answer each corpus question was made with mixed into its target at half
-# weight: where the teacher misreads a question, the known answer corrects it.
-ARMS["choice_target_falsified_labelled"] = _changed("choice_target_falsified",
-                                                    "distillation.choice_targets.label_weight=0.5")
-# FSKU-like corpus questions: every option about the question's document, the wrong ones false
-# statements made from it (the default's other options are true sentences of other documents, where
-# the teacher's averaged top hits the answer for only 0.39 of 160); 30 % of them negated.
-ARMS["choice_target_falsified_distractors"] = _changed("choice_target_orders",
-                                                       "distillation.choice_targets.distractors=falsified",
-                                                       "distillation.choice_targets.negative_share=0.3")
-# The same questions with their known answers mixed into the targets at half weight: on these the
-# teacher's averaged top hits the answer for only about half (0.52 positive, 0.47 negated).
-ARMS["choice_target_falsified_distractors_labelled"] = _changed("choice_target_falsified_distractors",
-                                                                "distillation.choice_targets.label_weight=0.5")
-# The environment's default recipe (the falsified-distractor targets above) on other students and with
-# other stages; ``student_shape`` derives the student for the run (parameters/student_shape.py).
-DEFAULT = "choice_target_falsified_distractors"
-# The teacher itself (28 layers, unpruned) trained on its own cyclic-averaged targets: a one-pass model
-# that learns what the teacher knows only over four rotations, at the teacher's cost.
-ARMS["teacher_own_targets"] = _changed(DEFAULT, "student_shape.layers=28")
-# The accuracy/speed frontier: deeper cuts, and one width cut of all 28 layers (6,400 of 8,960 MLP
-# channels each, about 0.75x the teacher's matrix work per token).
-for depth in (24, 22, 20):
-    ARMS[f"depth_{depth}"] = _changed(DEFAULT, f"student_shape.layers={depth}")
-ARMS["width_6400"] = _changed(DEFAULT, "student_shape.layers=28", "student_shape.mlp_channels=6400")
-# Knowledge recovery first: token-level KD on the teacher's responses to the prompt set (36 steps of
-# 4), then the default choice targets.
-ARMS["kd_then_targets"] = [entry for entry in ARMS[DEFAULT] if not entry.startswith("distillation.schedule=")] + [
-    "distillation.schedule.0.loss=kd", "distillation.schedule.0.training.max_steps=36",
-    "distillation.schedule.1.loss=choice_target"]
-# The environment's recipe since: the teacher trained on its own targets. The next two improve it.
-SERVED = "teacher_own_targets"
-# The negated stems (student 0.20 against the teacher's 0.55 on the hidden set): half of the corpus
-# questions negated instead of 30 %.
-ARMS["negated_half"] = _changed(SERVED, "distillation.choice_targets.negative_share=0.5")
-# More and better target questions: 320 made from the knowledge base instead of 160 (the teacher's
-# targets cost about 6 s each), and every question in all four of its option orders (one epoch: twice
-# the default's steps).
-ARMS["more_targets"] = _changed(SERVED, "distillation.choice_targets.corpus_questions=320",
-                                "distillation.choice_targets.orders=4")
+# Each arm is a Kedro run configuration, conf/arms/<arm>.yml (`kedro run --config`): its environment,
+# pipelines and the parameters it changes. The choice-target settings that the environment's default has
+# since changed are pinned in the arms that ran before, so every arm keeps its recorded settings.
+ARMS_DIR = ROOT / "conf" / "arms"
+ARMS: dict[str, dict] = {path.stem: yaml.safe_load(path.read_text(encoding="utf-8"))["run"]
+                         for path in sorted(ARMS_DIR.glob("*.yml"))}
 COLUMNS = ["benchmark_own_mc_accuracy", "benchmark_shuffled_mc_accuracy", "benchmark_own_negative_mc_accuracy",
            "benchmark_shuffled_negative_mc_accuracy", "benchmark_own_descriptive_score", "fsku_score", "mc_accuracy",
            "token_kl", "teacher_response_nll"]
@@ -146,7 +57,7 @@ NEGATIVE = [f"benchmark_{order}_negative_mc_accuracy" for order in ("own", "shuf
 
 
 def command(arm: str) -> list[str]:
-    return ["kedro", "run", "--env", ENV, "--pipelines", PIPELINES, "--params", ",".join(ARMS[arm])]
+    return ["kedro", "run", "--config", str((ARMS_DIR / f"{arm}.yml").relative_to(ROOT))]
 
 
 VALIDATION = "validation_report.json"
@@ -329,8 +240,7 @@ def main() -> int:
     # Recording the same run again keeps its wall time.
     same_run = all(before.get("rounds", {}).get(name, {}).get(key) == report[key]
                    for name, report in recorded.items() for key in ("model", *COLUMNS[:2]))
-    shape = {key.split("=")[0].removeprefix("student_shape."): int(key.split("=")[1])
-             for key in ARMS[args.arm] if key.startswith("student_shape.")}
+    shape = ARMS[args.arm]["params"].get("student_shape") or {}
     figures[entry] = {
         "kedro_command": " ".join(run),
         "student_shape": shape or {"layers": 26},

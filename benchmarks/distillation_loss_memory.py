@@ -43,7 +43,11 @@ def _peak_mib() -> float:
 
 def run_variant(variant: str, vocab: int, tokens: int, hidden: int, chunk: int, out: Path) -> None:
     from fsku_kedro.distillation.losses import distillation_loss, reference_distillation_loss
+    from fsku_kedro.parameters.distillation import DistillMSettings
 
+    defaults = DistillMSettings()  # DistiLLM-2's released settings
+    settings = {"loss_type": "distillm_v2", "alpha_teacher": defaults.alpha_teacher,
+                "alpha_student": defaults.alpha_student, "beta": defaults.beta, "jsd_lambda": defaults.jsd_lambda}
     torch.set_num_threads(torch.get_num_threads())
     hs, ws, ht, wt, labels, mask = _inputs(vocab, tokens, hidden)
     hs.grad = torch.zeros_like(hs)
@@ -51,11 +55,11 @@ def run_variant(variant: str, vocab: int, tokens: int, hidden: int, chunk: int, 
     baseline = _peak_mib()
     start = time.perf_counter()
     if variant == "chunked":
-        loss = distillation_loss(hs, ws, ht, wt, labels, mask, chunk_size=chunk).loss
+        loss = distillation_loss(hs, ws, ht, wt, labels, mask, chunk_size=chunk, **settings).loss
     else:
         with torch.no_grad():
             teacher_logits = ht @ wt.T
-        loss = reference_distillation_loss(hs @ ws.T, teacher_logits, labels, mask)
+        loss = reference_distillation_loss(hs @ ws.T, teacher_logits, labels, mask, **settings)
     loss.backward()
     seconds = time.perf_counter() - start
     peak = _peak_mib() - baseline

@@ -19,15 +19,13 @@ from pathlib import Path
 from string import Template
 
 import pandas as pd
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-from report import print_table, verdict
+from report import catalog_with_chunks, print_table, verdict
 
 from fsku_kedro.generation.backends import TransformersBackend
 from fsku_kedro.generation.responses import generate_responses
 from fsku_kedro.generation.store import ResponseStore
 from fsku_kedro.parameters.generation import RoleGenerationSettings, SamplingSettings
-from fsku_kedro.pipelines.response_generation.nodes import prompt_id
+from fsku_kedro.pipelines.response_generation.nodes import derive_student, prompt_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,12 +38,10 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    bootstrap_project(ROOT)
-    with KedroSession.create(project_path=ROOT) as session:
-        catalog = session.load_context().catalog
-        student = catalog.load("student_model")
-        questions = catalog.load("sample_questions")
-        templates = {name: load() for name, load in catalog.load("prompt_templates").items()}
+    catalog = catalog_with_chunks(None)
+    student = derive_student(catalog.load("student_source"), catalog.load("chunks"), catalog.load("params:student_shape"))
+    questions = catalog.load("sample_questions")
+    templates = {name: load() for name, load in catalog.load("prompt_templates").items()}
     template = Template(templates["answer_multiple_choice"])
     prompts = [template.substitute(question=q.Question) for q in questions[: args.prompts]]
     chats = [[{"role": "user", "content": p}] for p in prompts]
@@ -53,7 +49,8 @@ def main() -> int:
 
     rows = []
     for batch_size in [1, *args.batch_sizes]:
-        backend = TransformersBackend(student, batch_size=batch_size, show_progress=False)
+        backend = TransformersBackend(student, batch_size=batch_size, cache_implementation="static",
+                                      show_progress=False)
         start = time.perf_counter()
         completions = backend.generate(chats, params)  # the same prompts for every batch size
         elapsed = time.perf_counter() - start

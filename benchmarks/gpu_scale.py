@@ -5,7 +5,7 @@
     python benchmarks/gpu_scale.py --measure-prompts                          # CPU, once: prompt lengths
 
 Models are Qwen2.5-7B-Instruct (teacher) and Qwen2.5-1.5B-Instruct (student) built from the configs
-shipped in ``fsku_kedro/models/architectures`` with random bf16 weights: speed and memory do not
+in ``benchmarks/architecture_configs`` (``architectures.py``) with random bf16 weights: speed and memory do not
 depend on the weights' values. Everything runs through the project's own code: the chunked
 DistiLLM-2 loss and its head reads (``fsku_kedro.distillation``), choice scoring
 (``fsku_kedro.answering.choice_scoring``) and the transformers generation backend with its static
@@ -46,9 +46,7 @@ except ImportError:  # a source tree without the installed package (the GPU mach
     sys.path.insert(0, str(ROOT / "src"))
 
 import torch
-from report import print_table, verdict
-
-from fsku_kedro.models.architectures import (
+from architectures import (
     QWEN_TOKENIZER_SIZE,
     load_config,
     random_model,
@@ -56,6 +54,7 @@ from fsku_kedro.models.architectures import (
     stand_in_tokenizer,
     stand_in_word,
 )
+from report import print_table, verdict
 
 PROMPTS_FILE = ROOT / "benchmarks" / "gpu_scale_prompts.json"
 TEACHER, STUDENT = "qwen2.5-7b-instruct", "qwen2.5-1.5b-instruct"
@@ -64,6 +63,9 @@ FULL = {"pairs": 4, "tokens": 1024, "prompt": 256, "lora_r": 64, "steps": 3, "mc
         "mc_batch": 16, "descriptive": COMPETITION_DESCRIPTIVE, "new_tokens": 256, "chunk": 1024}
 REDUCED = {"pairs": 1, "tokens": 96, "prompt": 32, "lora_r": 8, "steps": 1, "mc": 24, "mc_batch": 8,
            "descriptive": 3, "new_tokens": 8, "chunk": 128}
+# DistiLLM-2's released loss settings: DistillMSettings' defaults, written out because this script runs
+# without pydantic (tests/distillation/test_real_shapes.py checks that they agree).
+DISTILLM_V2 = {"loss_type": "distillm_v2", "alpha_teacher": 0.1, "alpha_student": 0.1, "beta": 1.0, "jsd_lambda": 0.5}
 
 
 class Meter:
@@ -174,12 +176,12 @@ def distillation_step(student, teacher, batch, variant: str, chunk: int, optimiz
     with head_weight(student) as student_head, head_weight(teacher) as teacher_head:
         if variant == "chunked":
             loss = distillation_loss(student_hidden, student_head, teacher_hidden, teacher_head, labels, response,
-                                     vocab_size=QWEN_TOKENIZER_SIZE, chunk_size=chunk).loss
+                                     vocab_size=QWEN_TOKENIZER_SIZE, chunk_size=chunk, **DISTILLM_V2).loss
         else:
             with torch.no_grad():
                 teacher_logits = teacher_hidden @ teacher_head.T
             loss = reference_distillation_loss(student_hidden @ student_head.T, teacher_logits, labels, response,
-                                               vocab_size=QWEN_TOKENIZER_SIZE)
+                                               vocab_size=QWEN_TOKENIZER_SIZE, **DISTILLM_V2)
     loss.backward()
     optimizer.step()
     return float(loss.detach())

@@ -77,13 +77,14 @@ def embed_in_parts(texts: list[str], embedder, directory: Path, part_size: int) 
     return cache, spent, reused
 
 
-def build(texts, ids, tokenizer, embedder, morpheme_cache, embedding_cache, dense_params):
+def build(texts, ids, tokenizer, embedder, morpheme_cache, embedding_cache, bm25_params, dense_params):
     timings = {}
     start = time.perf_counter()
     search_texts = [normalize_for_search(t) for t in texts]
     timings["normalise"] = time.perf_counter() - start
     start = time.perf_counter()
-    sparse, morpheme_cache = SparseIndex.build(ids, search_texts, tokenizer, morpheme_cache=morpheme_cache)
+    sparse, morpheme_cache = SparseIndex.build(ids, search_texts, tokenizer, morpheme_cache=morpheme_cache,
+                                               **bm25_params)
     timings["bm25"] = time.perf_counter() - start
     start = time.perf_counter()
     vectors, embedding_cache, embedded = embed_with_cache(texts, embedder, embedding_cache)
@@ -100,14 +101,15 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def project_embedder(env: str | None):
-    """The catalog's `embedder` and the `retrieval` settings of the project (environment ``env``)."""
+    """The catalog's `embedder`, and the `retrieval` and `knowledge_base` settings of the project
+    (environment ``env``)."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(ROOT)
     with KedroSession.create(project_path=ROOT, env=env) as session:
         catalog = session.load_context().catalog
-        return catalog.load("embedder"), catalog.load("params:retrieval")
+        return catalog.load("embedder"), catalog.load("params:retrieval"), catalog.load("params:knowledge_base")
 
 
 def main() -> int:
@@ -128,11 +130,13 @@ def main() -> int:
     texts, doc_of = synthetic_chunks(sentences, args.chunks, args.chunks_per_doc, args.seed)
     ids = [f"c{i:06d}" for i in range(len(texts))]
     tokenizer = MorphemeTokenizer("kiwi")
-    embedder, settings = project_embedder(args.env)
-    dense_params = {"flat_threshold": 20_000, "nlist_factor": 4.0, "target_recall": 0.95, "seed": args.seed}
+    embedder, settings, knowledge_base = project_embedder(args.env)
+    bm25_params = knowledge_base.bm25.model_dump(include={"k1", "b", "method"})
+    dense_params = {**knowledge_base.dense.model_dump(), "seed": args.seed}
     logger.info("Full build over %d chunks from %d corpus sentences", len(texts), len(sentences))
     embeddings, embed_seconds, reused = embed_in_parts(texts, embedder, args.cache_dir, args.part_size)
-    sparse, dense, morphemes, embeddings, _, full = build(texts, ids, tokenizer, embedder, {}, embeddings, dense_params)
+    sparse, dense, morphemes, embeddings, _, full = build(texts, ids, tokenizer, embedder, {}, embeddings,
+                                                          bm25_params, dense_params)
     full["embed"] += embed_seconds  # the build itself only looked the vectors up
     full["total"] += embed_seconds
 
@@ -145,15 +149,16 @@ def main() -> int:
     query_vectors = embedder.encode(queries, "query")
     retriever = HybridRetriever(sparse, dense, embedder, weights=settings.weights.model_dump(),
                                 candidate_k=settings.candidate_k, normalisation=settings.normalisation,
-                                rrf_k=settings.rrf_k)
+                                rrf_k=settings.rrf_k, rerank_k=settings.rerank_k)
     latency: dict[str, list[float]] = {name: [] for name in ["bm25", "dense", "dense+embed", "hybrid", "hybrid+embed"]}
-    retriever.retrieve(queries[:3], k=10)  # warm-up
+    retriever.retrieve(queries[:3], k=10, mode="hybrid")  # warm-up
     calls = {
         "bm25": lambda query, vector: sparse.search(query, 10),
         "dense": lambda query, vector: dense.search(vector[None, :], 10),
         "dense+embed": lambda query, vector: dense.search(embedder.encode([query], "query"), 10),
-        "hybrid": lambda query, vector: retriever.retrieve([query], k=10, query_vectors=vector[None, :]),
-        "hybrid+embed": lambda query, vector: retriever.retrieve([query], k=10),
+        "hybrid": lambda query, vector: retriever.retrieve([query], k=10, mode="hybrid",
+                                                           query_vectors=vector[None, :]),
+        "hybrid+embed": lambda query, vector: retriever.retrieve([query], k=10, mode="hybrid"),
     }
     for query, vector in zip(queries, query_vectors):
         for name, call in calls.items():
@@ -169,7 +174,8 @@ def main() -> int:
         for i, text in enumerate(texts)
     ]
     logger.info("Incremental rebuild after changing %d of %d documents", len(changed_docs), n_docs)
-    *_, embedded, incremental = build(changed_texts, ids, tokenizer, embedder, morphemes, embeddings, dense_params)
+    *_, embedded, incremental = build(changed_texts, ids, tokenizer, embedder, morphemes, embeddings, bm25_params,
+                                      dense_params)
 
     rows = [
         ("chunks", f"{len(texts):,}", ""),

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from report import catalog_with_chunks, cpu_kind, cpu_line, print_table, result_path, verdict, write_result
+from report import catalog_with_chunks, cpu_kind, cpu_line, derived_student, print_table, result_path, verdict, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "qwen_coder_cpu"
@@ -190,8 +190,6 @@ def part_slice(catalog, questions, labels, only: list[str] | None = None) -> dic
 
 
 def part_pruning(catalog, questions, labels) -> dict:
-    from fsku_kedro.models.loading import load_bundle, materialise_pretrained
-
     settings = _plain(catalog)
     embedder = catalog.load("score_embedder")
     mc = [q for q in questions if q.question_type == "multiple_choice"]
@@ -201,10 +199,8 @@ def part_pruning(catalog, questions, labels) -> dict:
         for keep in (24, 20):
             if f"{selection} {keep}" in results:
                 continue
-            cache = ROOT / f"data/06_models/base/pruning/{selection}_{keep}"
-            materialise_pretrained(str(teacher_dir), f"qwen-coder-{selection}-{keep}", cache, keep, "float32", False,
-                                   selection, str(ROOT / "data/01_raw/corpus"))
-            model = load_bundle(cache, settings.dtype, False)
+            cache = ROOT / f"data/06_models/base/pruning_chunks/{selection}_{keep}"
+            model = derived_student(catalog, teacher_dir, selection, keep, settings.dtype, cache)
             kept = json.loads((cache / "config.json").read_text())["num_hidden_layers"]
             results[f"{selection} {keep}"] = {"layers": kept, **answer(model, mc, labels, {}, catalog, settings,
                                                                       embedder)}

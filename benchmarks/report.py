@@ -175,3 +175,21 @@ def typed(catalog, name: str):
 
     value = catalog.load(f"params:{name}")
     return value if isinstance(value, ROOTS[name]) else ROOTS[name].model_validate(value)
+
+
+def derived_student(catalog, source_dir: Path, selection: str, layers: int, dtype: str, cache: Path):
+    """The model at ``source_dir`` cut to ``layers`` layers by ``selection`` as the node derive_student cuts
+    it (calibration passages from the catalog's chunks), saved once into ``cache`` and read from there."""
+    from fsku_kedro.models.derivation import derive
+    from fsku_kedro.models.loading import load_bundle, save_bundle
+    from fsku_kedro.pipelines.response_generation.nodes import calibration_passages
+    from fsku_kedro.parameters.student_shape import StudentShapeSettings
+
+    if not (cache / "config.json").is_file():
+        source = load_bundle(source_dir, dtype, False, source_dir.name)
+        passages = calibration_passages(catalog.load("chunks"), StudentShapeSettings().calibration_passages)
+        staging = cache.with_name(cache.name + ".partial")
+        staging.mkdir(parents=True, exist_ok=True)
+        save_bundle(staging, derive(source, passages, layers, selection, None))
+        staging.rename(cache)
+    return load_bundle(cache, dtype, False, f"qwen-coder-{selection}-{layers}")

@@ -49,8 +49,11 @@ def descriptive_task(catalog, settings, variants=()) -> dict[str, dict[str, floa
     ids = [f"ref{i:03d}" for i in range(len(items))]
     references = items["Answer"].astype(str).tolist()
     embedder = catalog.load("embedder")
-    sparse, _ = SparseIndex.build(ids, [normalize_for_search(t) for t in references], MorphemeTokenizer("kiwi"))
-    dense = DenseIndex.build(ids, embedder.encode(references, "passage"), embedder.name)
+    indices = catalog.load("params:knowledge_base")  # the indices as the knowledge base builds them
+    sparse, _ = SparseIndex.build(ids, [normalize_for_search(t) for t in references],
+                                  MorphemeTokenizer(indices.bm25.tokenizer),
+                                  **indices.bm25.model_dump(include={"k1", "b", "method"}))
+    dense = DenseIndex.build(ids, embedder.encode(references, "passage"), embedder.name, **indices.dense.model_dump())
     chunks = pd.DataFrame({"chunk_id": ids, "content": references})
     queries = items["Question"].astype(str).tolist()
     vectors = embedder.encode(queries, "query")

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_teacher_quality import ROOT, _plain, _teacher_source, context
-from report import RESULTS, cpu_line, print_table, write_result
+from report import RESULTS, cpu_line, derived_student, print_table, write_result
 
 OUT = ROOT / "data/08_reporting/student_depth"
 RECORD = RESULTS / "student_depth.json"
@@ -104,7 +104,7 @@ def measure(name: str, mc, labels, catalog, held_out, cyclic: bool, committed: d
     from fsku_kedro.answering.mc_strategy import option_scorer
     from fsku_kedro.answering.prompts import PreparedQuestion
     from fsku_kedro.hashing import unit_hash
-    from fsku_kedro.models.loading import load_bundle, materialise_pretrained
+    from fsku_kedro.models.loading import load_bundle
     from fsku_kedro.pipelines.compression.nodes import perplexity
     from fsku_kedro.prompt_templates import read_templates
 
@@ -114,9 +114,8 @@ def measure(name: str, mc, labels, catalog, held_out, cyclic: bool, committed: d
     if selection == "teacher":
         model, kept = load_bundle(teacher_dir, settings.dtype, False, "qwen-coder-teacher"), list(range(int(keep)))
     else:
-        model = materialise_pretrained(str(teacher_dir), f"qwen-coder-{selection}-{keep}",
-                                       ROOT / f"data/06_models/base/pruning/{selection}_{keep}", int(keep),
-                                       settings.dtype, False, selection, str(ROOT / "data/01_raw/corpus"))
+        model = derived_student(catalog, teacher_dir, selection, int(keep), settings.dtype,
+                                ROOT / f"data/06_models/base/pruning_chunks/{selection}_{keep}")
         kept = json.loads((Path(model.path) / "config.json").read_text())["depth_kept_layers"]
     items = [PreparedQuestion(q) for q in mc]
     cache = ScoreCache(name, committed, on_add)

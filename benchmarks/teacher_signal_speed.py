@@ -39,6 +39,7 @@ def main() -> int:
 
     from fsku_kedro.distillation.training import build_trainer
     from fsku_kedro.parameters.distillation import DistillationSettings
+    from fsku_kedro.pipelines.response_generation.nodes import derive_student
 
     catalog = catalog_with_chunks(None if args.env == "base" else args.env)
     teacher = catalog.load("teacher_model")
@@ -70,7 +71,8 @@ def main() -> int:
         )
         # A fresh student per training, loaded again rather than copied: the real pair's student takes
         # 6 GB in float32, and the teacher and one student are all that fit beside the activations.
-        fresh = catalog.load("student_model")
+        fresh = derive_student(catalog.load("student_source"), catalog.load("chunks"),
+                               catalog.load("params:student_shape"))
         student_name = fresh.name
         clock = StepClock()
         trainer = build_trainer(args.loss, fresh, teacher, pairs, settings, work / name.replace(" ", "_"), [clock])

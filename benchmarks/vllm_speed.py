@@ -168,7 +168,7 @@ def part_mc(teacher, questions, labels, templates, inference, cyclic_count: int)
     engine = vllm_backend(teacher, with_backend(one_pass.generation, "vllm"))
     scored = {
         "transformers": score_choices(teacher, chats, counts, batch_size=one_pass.batch_size),
-        "vllm": score_choices(teacher, chats, counts, engine=engine),
+        "vllm": score_choices(teacher, chats, counts, batch_size=one_pass.batch_size, engine=engine),
         "transformers_one_row": score_choices(teacher, chats, counts, batch_size=1, share_prefix=False),
     }
     reference = scored["transformers"]

@@ -5,6 +5,7 @@ from kedro.io.core import DatasetError
 
 from fsku_kedro.datasets import CompetitionCSVDataset
 from fsku_kedro.questions import parse_test_table
+from fsku_kedro.text_decoding import decode_korean_text
 
 TEXT = 'ID,Question\nTEST_000,"기한은?\n1 즉시\n2 2주 이내"\nTEST_001,제3조의 취지를 설명하세요.\n'
 
@@ -22,6 +23,15 @@ def test_encodings_and_line_endings_read_the_same(tmp_path, encoding, newline):
     questions = parse_test_table(frame, str(path))
     assert questions[0].choices == {"1": "즉시", "2": "2주 이내"} and questions[1].question_type == "descriptive"
     assert frame.attrs["encoding"] == ("cp949" if encoding in ("cp949", "euc-kr") else "utf-8")
+
+
+def test_euc_kr_reads_as_cp949_its_superset():
+    text = "전자금융거래법 제9조: 접근매체의 위조"
+    assert decode_korean_text(text.encode("euc-kr")) == (text, "cp949")
+    assert decode_korean_text(text.encode("cp949")) == (text, "cp949")
+    assert decode_korean_text(text.encode("utf-8")) == (text, "utf-8-sig")
+    with pytest.raises(UnicodeDecodeError):
+        decode_korean_text(b"\xff\xfe\xff")
 
 
 def test_missing_columns_and_undecodable_bytes_name_the_file(tmp_path):

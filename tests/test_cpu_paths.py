@@ -56,7 +56,8 @@ queries = vectors[:25] + 0.05 * rng.standard_normal((25, 64)).astype("float32")
 ids = [f"c{i}" for i in range(len(vectors))]
 out = {"level": faiss.SIMDConfig.get_level_name()}
 for name, threshold in (("flat", 10_000), ("ivf", 1_000)):
-    index = DenseIndex.build(ids, vectors, "random", flat_threshold=threshold, nlist_factor=1.0)
+    index = DenseIndex.build(ids, vectors, "random", flat_threshold=threshold, nlist_factor=1.0, target_recall=0.95,
+                             seed=0)
     hits = index.search(queries, 5)
     out[name] = {"factory": index.factory, "nprobe": index.nprobe, "ids": [[c for c, _ in row] for row in hits],
                  "scores": [[s for _, s in row] for row in hits]}

@@ -1,5 +1,6 @@
 """Round trips of the custom datasets through real files, versioned as the catalog uses them."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 from fsku_kedro.knowledge.sparse import SparseIndex
 from fsku_kedro.models import ModelBundle
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
+from fsku_kedro.parameters.knowledge_base import BM25Settings
 
 TEXTS = [
     "전자금융업자는 자본금 300000000원 이상을 갖추어야 한다.",
@@ -30,6 +32,7 @@ TEXTS = [
     "망분리는 내부 업무망과 인터넷망을 분리하는 통제이다.",
     "AES와 ARIA는 128비트 블록 암호이다.",
 ]
+BM25 = BM25Settings().model_dump(include={"k1", "b", "method"})
 
 
 def _logits(model, tokenizer, text="전자금융 거래"):
@@ -50,22 +53,20 @@ def test_model_directory_round_trip_is_versioned_and_exact(tmp_path, tiny_llama_
     assert loaded.tokenizer.chat_template == bundle.tokenizer.chat_template
 
 
-def test_pretrained_dataset_prunes_and_caches(tmp_path, tiny_llama_dir):
+def test_pretrained_dataset_caches_its_source(tmp_path, tiny_llama_dir):
     cache = tmp_path / "cache"
-    dataset = PretrainedModelDataset(source=str(tiny_llama_dir), name="student", keep_layers=2, cache_dir=str(cache))
+    dataset = PretrainedModelDataset(source=str(tiny_llama_dir), name="teacher", cache_dir=str(cache))
     first = dataset.load()
-    assert first.model.config.num_hidden_layers == 2 and len(first.model.model.layers) == 2
-    assert (cache / "model.safetensors").exists()
-    again = PretrainedModelDataset(source=str(tiny_llama_dir), name="student", keep_layers=2, cache_dir=str(cache))
-    second = again.load()
+    assert (cache / "model.safetensors").exists() and first.path == str(cache)
+    second = PretrainedModelDataset(source=str(tiny_llama_dir), name="teacher", cache_dir=str(cache)).load()
     torch.testing.assert_close(_logits(second.model, second.tokenizer), _logits(first.model, first.tokenizer))
-    out = second.model.generate(**second.tokenizer("전자", return_tensors="pt"), max_new_tokens=3, do_sample=False)
-    assert out.shape[1] > 1, "a pruned model still generates (KV cache indices were renumbered)"
-    changed = PretrainedModelDataset(source=str(tiny_llama_dir), keep_layers=3, cache_dir=str(cache)).load()
-    assert changed.model.config.num_hidden_layers == 3, "a different pruning rebuilds the cache"
+    marker = json.loads((cache / "fsku_source.json").read_text())
+    assert marker["source"] == str(tiny_llama_dir)
+    (cache / "fsku_source.json").write_text(json.dumps({"source": "elsewhere", "dtype": marker["dtype"]}))
+    PretrainedModelDataset(source=str(tiny_llama_dir), cache_dir=str(cache)).load()
+    assert json.loads((cache / "fsku_source.json").read_text()) == marker, "another source rebuilds the cache"
     with pytest.raises(DatasetError, match="read-only"):
         dataset.save(first)
-
 
 def test_missing_packaged_source_says_how_to_fix_it():
     with pytest.raises(DatasetError, match="not installed"):
@@ -81,7 +82,7 @@ def test_tokenizer_dataset_caches(tmp_path, tiny_tokenizer_dir):
 
 @pytest.mark.parametrize("backend", ["kiwi", "okt"])
 def test_bm25_index_round_trip(tmp_path, backend):
-    index, _ = SparseIndex.build(["a", "b", "c", "d"], TEXTS, MorphemeTokenizer(backend))
+    index, _ = SparseIndex.build(["a", "b", "c", "d"], TEXTS, MorphemeTokenizer(backend), **BM25)
     dataset = BM25IndexDataset(filepath=str(tmp_path / "bm25"), version=Version(None, None))
     dataset.save(index)
     loaded = BM25IndexDataset(filepath=str(tmp_path / "bm25"), version=Version(None, None)).load()
@@ -99,7 +100,7 @@ def test_faiss_index_round_trip(tmp_path, n):
     vectors = rng.normal(size=(n, 16)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = [f"c{i}" for i in range(n)]
-    index = DenseIndex.build(ids, vectors, "m", flat_threshold=1000, nlist_factor=1.0, target_recall=0.9)
+    index = DenseIndex.build(ids, vectors, "m", flat_threshold=1000, nlist_factor=1.0, target_recall=0.9, seed=0)
     assert index.factory == ("Flat" if n < 1000 else f"IVF{round(np.sqrt(n))},Flat")
     dataset = FaissIndexDataset(filepath=str(tmp_path / "faiss"), version=Version(None, None))
     dataset.save(index)
@@ -112,8 +113,8 @@ def test_faiss_index_round_trip(tmp_path, n):
 
 
 def test_versions_accumulate_and_load_the_latest(tmp_path):
-    index_a, _ = SparseIndex.build(["a"], TEXTS[:1], MorphemeTokenizer())
-    index_b, _ = SparseIndex.build(["a", "b"], TEXTS[:2], MorphemeTokenizer())
+    index_a, _ = SparseIndex.build(["a"], TEXTS[:1], MorphemeTokenizer("kiwi"), **BM25)
+    index_b, _ = SparseIndex.build(["a", "b"], TEXTS[:2], MorphemeTokenizer("kiwi"), **BM25)
     catalog = DataCatalog.from_config(
         {"bm25": {"type": "fsku_kedro.datasets.BM25IndexDataset", "filepath": str(tmp_path / "bm25"), "versioned": True}}
     )

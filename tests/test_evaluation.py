@@ -61,7 +61,7 @@ def test_choice_scoring_reads_the_option_logits_at_the_answer_position(tiny_llam
         assert choice.confidence == pytest.approx(float(torch.softmax(option_logits, -1).max()), abs=1e-4)
         assert set(choice.probabilities) == set(range(1, count + 1))
     with pytest.raises(ValueError, match="one option count per chat"):
-        score_choices(bundle, chats, [4])
+        score_choices(bundle, chats, [4], batch_size=2)
 
 
 def _answers(ids, texts, fallbacks=None) -> list[SubmissionRow]:

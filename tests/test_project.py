@@ -44,8 +44,8 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_l
         "embedder": {"type": "fsku_kedro.datasets.SentenceEmbedderDataset", "source": str(tiny_embedder_dir)},
         "teacher_model": {"type": "fsku_kedro.datasets.PretrainedModelDataset", "source": str(tiny_llama_dir),
                           "name": "tiny-teacher"},
-        "student_model": {"type": "fsku_kedro.datasets.PretrainedModelDataset", "source": str(tiny_llama_dir),
-                          "name": "tiny-student", "keep_layers": 2},
+        "student_source": {"type": "fsku_kedro.datasets.PretrainedModelDataset", "source": str(tiny_llama_dir),
+                           "name": "tiny"},
     }
     (test_env / "catalog.yml").write_text(yaml.safe_dump(overrides), encoding="utf-8")
     generation = {"max_new_tokens": 6, "do_sample": True, "seed": 0}
@@ -53,6 +53,7 @@ def project_copy(tmp_path_factory, tiny_tokenizer_dir, tiny_embedder_dir, tiny_l
         "response_generation": {"synthetic_qa": {"max_chunks": 2, "writer": {"max_new_tokens": 8}}},
         "teacher": {"generation": generation},
         "student": {"generation": generation},
+        "student_shape": {"layers": 2},
     }
     (test_env / "parameters_response_generation.yml").write_text(yaml.safe_dump(small), encoding="utf-8")
     distillation = {
@@ -179,7 +180,7 @@ def test_distillation_run_trains_validates_and_logs_every_round(project_copy):
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
     assert run.data.tags["losses"] == "seqkd,distillm_v2", "the default: an SFT warm-up, then DistiLLM-2"
     assert run.data.tags["round_1.loss"] == "seqkd" and run.data.tags["round_2.loss"] == "distillm_v2"
-    assert run.info.run_name == "distillation | seqkd→distillm_v2 | tiny-student"
+    assert run.info.run_name == "distillation | seqkd→distillm_v2 | tiny-depth2"
     assert run.data.tags["input_version.pair_dataset"] != "none", "the run names the pairs version it read"
     experiment_tags = client.get_experiment(experiment.experiment_id).tags
     assert experiment_tags["mlflow.experimentKind"] == "custom_model_development"
@@ -249,6 +250,7 @@ def test_viz_build_holds_every_pipeline(project_copy, monkeypatch):
     assert result.returncode == 0, result.stderr[-2000:]
     graph = json.loads((project_copy / "build" / "api" / "main").read_text())
     built_nodes = {node["full_name"] for node in graph["nodes"] if node["type"] == "task"}
+    assert "response_generation.derive_student" in built_nodes, "the student's derivation is drawn as a node"
     package = PROJECT_ROOT / "src" / "fsku_kedro" / "pipelines"
     names = sorted(p.name for p in package.iterdir() if (p / "pipeline.py").exists())
     assert {p["id"] for p in graph["pipelines"]} == {"__default__", *names}
@@ -489,41 +491,97 @@ def test_errors_about_user_input_are_the_last_thing_on_screen(project_copy, tiny
     assert "Traceback" not in data_error.stderr
 
 
-@pytest.mark.parametrize("block", ["model_dirs", "student_shape"])
-def test_catalog_runtime_blocks_only_work_from_the_command_line(project_copy, monkeypatch, tiny_llama_dir, block):
+def test_model_dirs_only_work_from_the_command_line(project_copy, monkeypatch, tiny_llama_dir):
     from fsku_kedro.parameters import SettingsError
 
     monkeypatch.chdir(project_copy)
     bootstrap_project(project_copy)
-    env = project_copy / "conf" / f"{block}_in_file"
+    env = project_copy / "conf" / "model_dirs_in_file"
     env.mkdir(exist_ok=True)
-    value = {"inference": str(tiny_llama_dir)} if block == "model_dirs" else {"layers": 3}
-    (env / "parameters.yml").write_text(yaml.safe_dump({block: value}))
-    with KedroSession.create(project_path=project_copy, env=f"{block}_in_file") as session:
-        with pytest.raises(SettingsError, match=f"{block} only works with --params"):
+    (env / "parameters.yml").write_text(yaml.safe_dump({"model_dirs": {"inference": str(tiny_llama_dir)}}))
+    with KedroSession.create(project_path=project_copy, env="model_dirs_in_file") as session:
+        with pytest.raises(SettingsError, match="model_dirs only works with --params"):
             session.run(pipeline_names=["inference"])
 
 
-def test_student_shape_from_the_command_line_derives_that_student(project_copy, monkeypatch):
-    """The default environment's student (the packaged SmolLM2 cut to 10 layers) takes another depth and
-    an MLP width for one run, named after its shape; the default run's student is untouched."""
+def test_each_setting_is_validated_once_and_reaches_its_node_as_the_model(project_copy, monkeypatch):
+    """The project's resolver validates (its messages name the file and the nearest key); Kedro's
+    typed-parameter step receives the models and passes them through, so no block is validated twice."""
+    from kedro.framework.project import pipelines
+
+    from fsku_kedro.parameters.distillation import DistillationSettings
+    from fsku_kedro.parameters.generation import RoleGenerationSettings
+
     monkeypatch.chdir(project_copy)
     bootstrap_project(project_copy)
-    shape = {"student_shape": {"layers": 6, "mlp_channels": 256}}
-    with KedroSession.create(project_path=project_copy, runtime_params=shape) as session:
-        student = session.load_context().catalog.load("student_model")
-    config = student.model.config
-    assert (config.num_hidden_layers, config.intermediate_size) == (6, 256)
-    assert student.name == "SmolLM2-135M-Instruct-depth6-mlp256"
-    assert student.model.model.layers[0].mlp.up_proj.weight.shape[0] == 256
-    with KedroSession.create(project_path=project_copy) as session:
-        default = session.load_context().catalog.load("student_model")
-    assert (default.model.config.num_hidden_layers, default.model.config.intermediate_size) == (10, 1536)
+    dict(pipelines)  # the graph is built (it reads distillation.rounds of the files) before counting
+    validated = []
+    original = DistillationSettings.model_validate.__func__
+
+    def counting(cls, value, *args, **kwargs):
+        if isinstance(value, dict):
+            validated.append(value)
+        return original(cls, value, *args, **kwargs)
+
+    monkeypatch.setattr(DistillationSettings, "model_validate", classmethod(counting))
+    with KedroSession.create(project_path=project_copy, env="test") as session:
+        catalog = session.load_context().catalog
+        settings = catalog.load("params:distillation")
+        generation = catalog.load("params:student.generation")
+    assert isinstance(settings, DistillationSettings) and settings.training.max_steps == 2
+    assert isinstance(generation, RoleGenerationSettings) and generation.max_new_tokens == 6
+    assert len(validated) == 1
 
 
-def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):
-    """`--params distillation.rounds=3` trains three rounds and an environment with rounds: 1 trains one,
-    each round its own stage with its own artefacts and MLflow keys."""
+def test_a_session_reads_its_environments_catalog_after_the_graph_is_built(project_copy, monkeypatch):
+    """Building the graph reads the configuration with a loader of its own; the session's catalog still
+    resolves ${globals:...} and ${runtime_params:...} with the session's environment and parameters."""
+    elsewhere = project_copy / "conf" / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    (elsewhere / "globals.yml").write_text("outputs: data/elsewhere\n")
+    monkeypatch.chdir(project_copy)
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    bootstrap_project(project_copy)
+    (project_copy / "some_model").mkdir(exist_ok=True)
+    (project_copy / "some_model" / "config.json").write_text("{}")
+    runtime = {"model_dirs": {"compression": str(project_copy / "some_model")}}
+    with KedroSession.create(project_path=project_copy, env="elsewhere", runtime_params=runtime) as session:
+        catalog = session.load_context().catalog
+    assert "data/elsewhere/03_primary" in str(catalog.get("chunks")._filepath)
+    assert str(catalog.get("distilled_student@path")._filepath).endswith("some_model")
+
+
+def _chunks(project: Path) -> None:
+    if not list((project / "data").glob("03_primary/chunks.parquet/*")):
+        assert _kedro(project, "run", "--pipelines", "knowledge_base", "--env", "test").returncode == 0
+
+
+def test_the_student_is_derived_by_a_node_in_the_shape_of_the_run(project_copy, monkeypatch):
+    """derive_student cuts the student source to student_shape (here from the command line: 3 layers of
+    highest block influence and 64 MLP channels, measured on the knowledge base's chunks) into a
+    versioned model directory, timed like every node; the source is left whole."""
+    _chunks(project_copy)
+    monkeypatch.chdir(project_copy)
+    bootstrap_project(project_copy)
+    shape = {"student_shape": {"layers": 3, "layer_selection": "block_influence", "mlp_channels": 64}}
+    with KedroSession.create(project_path=project_copy, env="test", runtime_params=shape) as session:
+        session.run(node_names=["response_generation.derive_student"])
+    saved = sorted(project_copy.glob("data/06_models/student_model/*/student_model/config.json"))
+    config = json.loads(saved[-1].read_text())
+    assert (config["num_hidden_layers"], config["intermediate_size"]) == (3, 64)
+    assert json.loads((saved[-1].parent / "fsku_model.json").read_text())["name"] == "tiny-bi3-mlp64"
+    times = json.loads((project_copy / "logs" / "node_times.json").read_text())
+    assert "response_generation.derive_student" in json.dumps(times)
+    with KedroSession.create(project_path=project_copy, env="test") as session:
+        source = session.load_context().catalog.load("student_source")
+    assert (source.model.config.num_hidden_layers, source.model.config.intermediate_size) == (4, 128)
+
+
+def test_rounds_follow_the_command_line_and_the_environment(project_copy, monkeypatch):
+    """`kedro run --params distillation.rounds=3` trains three rounds and an environment with rounds: 1
+    trains one, each round its own stage with its own artefacts and MLflow keys (the kedro command exports
+    its --env and --params before Kedro builds the graph). A session made in Python cannot reshape the
+    graph it gets: it is refused before any node runs, with the way through."""
     data = project_copy / "data"
     if not list(data.glob("05_model_input/pair_dataset/*")):
         for name in ("knowledge_base", "response_generation"):
@@ -552,6 +610,17 @@ def test_rounds_follow_the_run_parameters_and_the_environment(project_copy):
     import pandas as pd
 
     assert pd.read_csv(summaries[-1])["round"].tolist() == [0, 1]
+
+    from fsku_kedro.parameters import SettingsError
+
+    monkeypatch.chdir(project_copy)
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    bootstrap_project(project_copy)
+    runtime = {"distillation": {"rounds": 3}}
+    with KedroSession.create(project_path=project_copy, env="test", runtime_params=runtime) as session:
+        with pytest.raises(SettingsError, match=r"distillation has 3 round\(s\) \(set in --params\) but the graph "
+                                                r"holds 2.*kedro run --env test"):
+            session.run(pipeline_names=["distillation"])
 
 
 def test_the_package_replays_its_submission_offline_and_refuses_tampering(project_copy, tiny_llama_dir, tmp_path):

@@ -61,6 +61,18 @@ def test_a_misspelt_key_names_its_file_the_nearest_key_and_the_allowed_ones(tmp_
     assert "Allowed keys under distillation: " in message and "checkpoint_dir" in message
 
 
+def test_the_sources_of_a_key_are_the_files_that_set_it_beside_runtime_parameters(tmp_path):
+    """The loader merges --params into every parameters file it reads; the attribution does not."""
+    from kedro.config import OmegaConfigLoader
+
+    conf = _conf(tmp_path, {"distillation": {"rounds": 2}}, {"inference": {"batch_size": 4}})
+    runtime = {"distillation": {"rounds": 3}}
+    loader = OmegaConfigLoader(str(conf), base_env="base", default_run_env="exp", env="exp", runtime_params=runtime)
+    sources = ParameterSources(loader, "exp", runtime)
+    assert sources.setting(("distillation", "rounds")) == [str(Path("conf/base/parameters_x.yml")), "--params"]
+    assert sources.setting(("inference", "batch_size")) == [str(Path("conf/exp/parameters_x.yml"))]
+
+
 def test_wrong_types_and_out_of_range_values_are_refused(tmp_path):
     message = _problems(tmp_path, {"distillation": {"rounds": "three", "distillm": {"alpha_teacher": 1.5}},
                                    "compression": {"methods": ["hqq"]}})
@@ -152,29 +164,48 @@ def test_bad_schedules_are_refused_with_the_allowed_losses(tmp_path):
     assert DistillationSettings.model_validate({"schedule": [never_adapts]}).for_round(1).distillm.adaptive_alpha
 
 
-def test_every_distillation_arm_validates_in_its_environment():
-    """benchmarks/distillation_arms.py passes each arm as ``kedro run --params``; every key of every arm
-    exists, so no arm runs on silently different settings."""
-    import importlib
-    import sys
+def test_every_distillation_arm_is_a_kedro_run_configuration_that_validates():
+    """Each conf/arms/<arm>.yml is read by `kedro run --config` as its environment, pipelines and
+    parameters; every key of every arm exists in its environment, so no arm runs on silently different
+    settings."""
+    from kedro.framework.cli.project import run
 
-    from omegaconf import OmegaConf
+    from fsku_kedro.cli_hooks import command_params
 
-    sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
-    try:
-        arms = importlib.import_module("distillation_arms")
-    finally:
-        sys.path.remove(str(PROJECT_ROOT / "benchmarks"))
-    assert len(arms.ARMS) >= 10
-    for name in arms.ARMS:
-        params = arms.command(name)[-1]
-        runtime = OmegaConf.to_container(OmegaConf.from_dotlist(params.split(",")))
-        resolved = _resolved(arms.ENV, runtime)
+    arms = sorted((PROJECT_ROOT / "conf" / "arms").glob("*.yml"))
+    assert len(arms) >= 10
+    for path in arms:
+        context = run.make_context("run", ["--config", str(path)])
+        env, pipelines, runtime = context.params["env"], context.params["pipelines"], context.params["params"]
+        assert pipelines == ["knowledge_base", "response_generation", "distillation"], path.name
+        assert command_params(["run", "--config", str(path)]) == runtime, "the graph is built from the same"
+        resolved = _resolved(env, runtime)
         DistillationSettings.model_validate(resolved["distillation"])
-        for key in (entry.split("=", 1)[0] for entry in params.split(",")):
-            held, given = resolved, runtime
-            for part in key.split("."):  # a schedule entry is keyed by its position
-                held, given = held[int(part)] if isinstance(held, list) else held[part], given[part]
-            if key == "distillation.schedule":  # expanded into one entry per round
+        for key, given in _leaves(runtime):
+            held = resolved
+            for part in key:  # a schedule entry is keyed by its position
+                held = held[int(part)] if isinstance(held, list) else held[part]
+            if key == ("distillation", "schedule"):  # expanded into one entry per round
                 held, given = [round_["loss"] for round_ in held], given.split()
-            assert held == given, f"{name}: {key}"
+            assert held == given, f"{path.name}: {'.'.join(key)}"
+
+
+def _leaves(tree: dict, prefix: tuple = ()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+def test_kedro_receives_each_block_a_node_reads_as_its_validated_model():
+    from fsku_kedro.parameters import parameters_for_nodes, validate_parameters
+    from fsku_kedro.parameters.generation import RoleGenerationSettings
+    from fsku_kedro.parameters.student_shape import StudentShapeSettings
+
+    validated = validate_parameters({"student_shape": {"layers": 3}, "teacher": {"generation": {"max_new_tokens": 7}}})
+    tree = parameters_for_nodes(validated, {"distillation", "teacher.generation"})
+    assert tree["distillation"] is validated["distillation"]
+    assert tree["student_shape"] is validated["student_shape"] and isinstance(tree["student_shape"], StudentShapeSettings)
+    assert isinstance(tree["teacher"], dict), "a block whose parts nodes read stays a mapping of them"
+    assert isinstance(tree["teacher"]["generation"], RoleGenerationSettings)
+    assert tree["teacher"]["generation"].max_new_tokens == 7

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kedro.io.core import DatasetError
-
-from fsku_kedro.datasets.models import PretrainedModelDataset
+from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.derivation import derive
 from fsku_kedro.models.pruning import mlp_channel_importance, width_prune
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
-from tests.conftest import CORPUS_DIR
 
 TEXTS = ["전자금융거래법은 금융회사의 안전성 확보 의무를 정한다.", "망분리는 내부망과 인터넷망을 나누는 통제이다.",
          "접근매체를 분실한 이용자는 즉시 금융회사에 알려야 한다."]
@@ -68,15 +66,20 @@ def test_a_width_pruned_model_saves_and_reloads_with_its_shapes(tiny_llama_dir, 
         width_prune(reloaded, mlp_channel_importance(reloaded, tokenizer, TEXTS), 49)
 
 
-def test_a_pretrained_source_is_width_pruned_once_on_the_calibration_text(tiny_llama_dir, tmp_path):
-    dataset = PretrainedModelDataset(str(tiny_llama_dir), name="tiny-w64", cache_dir=str(tmp_path / "cache"),
-                                     keep_layers=3, keep_mlp_channels=64, calibration=str(CORPUS_DIR),
-                                     dtype="float32")
-    bundle = dataset.load()
-    assert bundle.model.config.num_hidden_layers == 3 and bundle.model.config.intermediate_size == 64
-    assert bundle.path == str(tmp_path / "cache")
-    again = dataset.load()  # from the cache
-    weights = [b.model.model.layers[0].mlp.up_proj.weight for b in (again, bundle)]
-    torch.testing.assert_close(*weights)
-    with pytest.raises(DatasetError, match="needs calibration"):
-        PretrainedModelDataset(str(tiny_llama_dir), keep_mlp_channels=64)
+def test_a_derived_student_is_cut_in_depth_then_width_and_leaves_its_source_whole(tiny_llama_dir):
+    source = ModelBundle(load_causal_lm(str(tiny_llama_dir), dtype="float32"), load_tokenizer(str(tiny_llama_dir)),
+                         "tiny")
+    before = [p.clone() for p in source.model.parameters()]
+    student = derive(source, TEXTS, 3, "block_influence", 64)
+    assert student.name == "tiny-bi3-mlp64" and student.path is None
+    config = student.model.config
+    assert (config.num_hidden_layers, config.intermediate_size, len(config.depth_kept_layers)) == (3, 64, 3)
+    assert student.model.model.layers[0].mlp.up_proj.weight.shape == (64, 64)
+    assert all(torch.equal(a, b) for a, b in zip(before, source.model.parameters())), "the source is untouched"
+    assert source.model.config.num_hidden_layers == 4
+    whole = derive(source, [], 4, "block_influence", None)
+    assert whole.model is source.model and whole.name == "tiny-bi4", "every layer kept: the source itself"
+    with pytest.raises(ValueError, match="need calibration passages"):
+        derive(source, [], 2, "block_influence", None)
+    with pytest.raises(ValueError, match="cannot keep 5 layers"):
+        derive(source, TEXTS, 5, "evenly_spaced", None)

@@ -22,7 +22,7 @@ class CompetitionFileError(UserInputError):
 
 
 def decode_text(raw: bytes, source: str) -> tuple[str, str]:
-    """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949 / euc-kr."""
+    """(text, encoding) of ``raw``: UTF-8 (a byte-order mark is dropped), else cp949 (which reads euc-kr)."""
     try:
         text, encoding = decode_korean_text(raw)
     except UnicodeDecodeError as error:

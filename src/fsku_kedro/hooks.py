@@ -4,6 +4,7 @@ engine shut down after each node."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 
 from fsku_kedro.generation.vllm_engine import ENGINES
 from fsku_kedro.log_setup import install_error_display, install_repeat_filter
-from fsku_kedro.parameters import SettingsError, resolve_parameters
+from fsku_kedro.parameters import SettingsError, parameters_for_nodes, validate_parameters
 from fsku_kedro.parameters.sources import ParameterSources
 from fsku_kedro.run_timing import NODE_TIMES_FILE, NodeTimes
 
@@ -23,8 +24,11 @@ logger = logging.getLogger(__name__)
 
 
 class SettingsHook:
-    """Checks the run's parameters against the settings models before any node runs, fills in every
-    default, and builds the distillation graph for the run's number of rounds."""
+    """Checks the run's parameters against the settings models before any node runs and fills in every
+    default; then, before the first node, that the distillation graph holds the run's number of rounds."""
+
+    def __init__(self) -> None:
+        self._sources: ParameterSources | None = None
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
@@ -33,20 +37,50 @@ class SettingsHook:
         loader = context.config_loader
         runtime = dict(getattr(loader, "runtime_params", None) or {})
         sources = ParameterSources(loader, context.env or loader.default_run_env, runtime)
+        self._sources = sources
         raw = loader["parameters"]
-        resolved = resolve_parameters(raw, sources)
+        validated = validate_parameters(raw, sources)
         _check_command_line_only(raw, runtime, sources)
-        _check_model_dirs(resolved["model_dirs"])
-        loader["parameters"] = resolved
-        from fsku_kedro.pipelines.distillation.pipeline import build_for_rounds
+        _check_model_dirs(validated["model_dirs"].model_dump())
+        loader["parameters"] = parameters_for_nodes(validated, node_parameter_paths())
 
-        build_for_rounds(resolved["distillation"]["rounds"])
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from fsku_kedro.pipelines.distillation.pipeline import graph_rounds
+
+        built = graph_rounds(pipeline)
+        if built is None:
+            return
+        wanted = catalog.load("params:distillation").rounds
+        if wanted != built:
+            raise SettingsError(rounds_mismatch(wanted, built, self._sources, run_params.get("env")))
+
+
+def rounds_mismatch(wanted: int, built: int, sources: ParameterSources | None, env: str | None) -> str:
+    """Why a run's rounds differ from its graph's, and the way through."""
+    where = ""
+    if sources is not None:
+        places = {place for key in ("schedule", "rounds", "loss") for place in sources.setting(("distillation", key))}
+        where = f" (set in {', '.join(sorted(places))})" if places else ""
+    built_from = os.environ.get("KEDRO_ENV") or "unset: conf/base and conf/local"
+    return (f"distillation has {wanted} round(s){where} but the graph holds {built}: Kedro builds its pipelines "
+            f"before it reads a session's env and runtime parameters (kedro-org/kedro#2627), so the graph follows "
+            f"KEDRO_ENV (now {built_from}) and the parameters a kedro command exported. Run it as "
+            f"`kedro run --env {env or '<env>'} --params ...`, which builds the graph of its own parameters, or set "
+            "KEDRO_ENV before the pipelines are first read")
+
+
+def node_parameter_paths() -> set[str]:
+    """Every parameters path a registered node reads (``params:teacher.generation`` -> ``teacher.generation``)."""
+    from kedro.framework.project import pipelines
+
+    return {name.removeprefix("params:") for graph in pipelines.values() for each in graph.nodes
+            for name in each.inputs if name.startswith("params:")}
 
 
 # Blocks the catalog reads as runtime parameters, and what to do in a file instead.
 COMMAND_LINE_ONLY = {
     "model_dirs": "point the catalog entry compressed_student@path or distilled_student@path at the directory",
-    "student_shape": "set keep_layers or keep_mlp_channels on the catalog entry student_model",
 }
 
 
@@ -301,7 +335,7 @@ class ProjectMlflowHook(MlflowHook):
         trains = not names or "distillation" in names
         settings = catalog.load("params:distillation") if trains and catalog.exists("params:distillation") else None
         losses = list(getattr(settings, "losses", [])) if settings is not None else None
-        student = getattr(catalog.get("student_model"), "model_name", None) if trains else None
+        student = self._student(catalog) if trains else None
         if getattr(self, "mlflow_config", None) is not None:
             self.mlflow_config.tracking.run.name = run_name(names, losses, student)
         super().before_pipeline_run(run_params=run_params, pipeline=pipeline, catalog=catalog)
@@ -321,6 +355,17 @@ class ProjectMlflowHook(MlflowHook):
         tags |= {f"input_version.{name.replace('@', ':')}": version
                  for name, version in input_versions(pipeline, catalog).items()}
         mlflow.set_tags(tags)
+
+    @staticmethod
+    def _student(catalog: Any) -> str | None:
+        """The name the run's derived student will have."""
+        from fsku_kedro.models.derivation import student_name
+
+        source = getattr(catalog.get("student_source"), "model_name", None)
+        if source is None or "params:student_shape" not in catalog:
+            return None
+        shape = catalog.load("params:student_shape")
+        return student_name(source, shape.layers, shape.layer_selection, shape.mlp_channels)
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:

@@ -21,5 +21,5 @@ def register_pipelines() -> dict[str, Pipeline]:
                        tags=["gpu"] if name in GPU_STAGES else ["cpu"])
         for name, stage in found.items()
     }
-    pipelines["__default__"] = sum(stage for name, stage in pipelines.items() if name not in ON_REQUEST)
+    pipelines["__default__"] = sum((stage for name, stage in pipelines.items() if name not in ON_REQUEST), Pipeline([]))
     return pipelines

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-KOREAN_TEXT_ENCODINGS = ("utf-8-sig", "cp949", "euc-kr")
+# cp949 is a superset of euc-kr: it decodes every euc-kr file, so euc-kr needs no try of its own.
+KOREAN_TEXT_ENCODINGS = ("utf-8-sig", "cp949")
 
 
 def decode_korean_text(raw: bytes) -> tuple[str, str]:

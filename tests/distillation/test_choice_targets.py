@@ -89,8 +89,9 @@ def test_other_option_orders_keep_each_options_probability(student):
     assert len(reorderings(small, 10)) == 5, "three options have only five other orders"
 
     frame = pd.DataFrame([row, small])
-    rows = choice_rows(frame, student.tokenizer, orders=3)
-    assert len(rows) == 6 and len(choice_rows(frame, student.tokenizer)) == 2
+    rows = choice_rows(frame, student.tokenizer, temperature=1.0, orders=3, label_weight=0.0)
+    assert len(rows) == 6 and len(choice_rows(frame, student.tokenizer, temperature=1.0, orders=1,
+                                              label_weight=0.0)) == 2
     assert rows[0]["target"] == pytest.approx(row["target"]), "the shown order comes first, unchanged"
     assert len({tuple(r["input_ids"]) for r in rows[:3]}) == 3
 
@@ -106,9 +107,10 @@ def test_the_known_answer_is_mixed_in_and_moves_with_its_option(student):
     for prompt, target in views:
         question = parse_question("q2", question_of(prompt, TEMPLATE))
         assert question.choices[str(target.index(1.0) + 1)] == answer_text, "the answer keeps its text"
-    rows = choice_rows(pd.DataFrame([row]), student.tokenizer, orders=3, label_weight=1.0)
+    rows = choice_rows(pd.DataFrame([row]), student.tokenizer, temperature=1.0, orders=3, label_weight=1.0)
     assert [r["target"] for r in rows] == [target for _, target in views]
-    assert choice_rows(pd.DataFrame([row]), student.tokenizer)[0]["target"] == row["target"], "weight 0: the teacher's"
+    teachers = choice_rows(pd.DataFrame([row]), student.tokenizer, temperature=1.0, orders=1, label_weight=0.0)
+    assert teachers[0]["target"] == row["target"], "weight 0: the teacher's"
 
 
 def test_teacher_targets_are_the_cyclic_average_and_a_restart_recomputes_nothing(teacher, tmp_path):

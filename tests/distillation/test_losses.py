@@ -8,9 +8,17 @@ from fsku_kedro.distillation.losses import (
     reference_distillation_loss,
     token_divergence,
 )
-from fsku_kedro.parameters.distillation import LOSS_TYPES
+from fsku_kedro.parameters.distillation import LOSS_TYPES, DistillMSettings
 
 PAIRS, STEPS, HS, HT, VOCAB = 3, 9, 16, 24, 70
+
+
+def _settings(**changes) -> dict:
+    """The loss's keyword arguments at the settings' defaults (DistiLLM-2), with ``changes``."""
+    defaults = DistillMSettings()
+    return {"loss_type": "distillm_v2", "alpha_teacher": defaults.alpha_teacher,
+            "alpha_student": defaults.alpha_student, "beta": defaults.beta, "jsd_lambda": defaults.jsd_lambda,
+            "chunk_size": defaults.loss_chunk_size, **changes}
 
 
 def _batch(seed=0, teacher_rows=VOCAB + 11):
@@ -65,8 +73,8 @@ def test_skew_kl_interpolates_between_zero_and_forward_kl():
 
 def test_beta_weights_the_two_sides_of_distillm_v2():
     hs, ws, ht, wt, labels, mask = _batch(seed=3)
-    only_chosen = distillation_loss(hs, ws, ht, wt, labels, mask, beta=0.0, vocab_size=VOCAB)
-    only_rejected = distillation_loss(hs, ws, ht, wt, labels, mask, beta=2.0, vocab_size=VOCAB)
+    only_chosen = distillation_loss(hs, ws, ht, wt, labels, mask, **_settings(beta=0.0, vocab_size=VOCAB))
+    only_rejected = distillation_loss(hs, ws, ht, wt, labels, mask, **_settings(beta=2.0, vocab_size=VOCAB))
     assert only_chosen.loss.item() == pytest.approx(2 * only_chosen.chosen_divergence.mean().item(), rel=1e-5)
     assert only_rejected.loss.item() == pytest.approx(2 * only_rejected.rejected_divergence.mean().item(), rel=1e-5)
 
@@ -89,10 +97,10 @@ def test_student_reverse_kl_stops_the_gradient_through_its_mixture():
 def test_bad_arguments_are_named():
     hs, ws, ht, wt, labels, mask = _batch()
     with pytest.raises(ValueError, match="unknown distillation loss type 'mse'"):
-        distillation_loss(hs, ws, ht, wt, labels, mask, loss_type="mse")
+        distillation_loss(hs, ws, ht, wt, labels, mask, **_settings(loss_type="mse"))
     with pytest.raises(ValueError, match="needs the teacher"):
-        distillation_loss(hs, ws, None, None, labels, mask, loss_type="kd")
+        distillation_loss(hs, ws, None, None, labels, mask, **_settings(loss_type="kd"))
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
-        distillation_loss(hs, ws, ht, wt, labels, mask, alpha_teacher=1.0, vocab_size=VOCAB)
-    seqkd = distillation_loss(hs, ws, None, None, labels, mask, loss_type="seqkd")
+        distillation_loss(hs, ws, ht, wt, labels, mask, **_settings(alpha_teacher=1.0, vocab_size=VOCAB))
+    seqkd = distillation_loss(hs, ws, None, None, labels, mask, **_settings(loss_type="seqkd"))
     assert seqkd.teacher_logps is None and seqkd.loss.item() > 0

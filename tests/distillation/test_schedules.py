@@ -33,7 +33,7 @@ def test_adaptive_alpha_anchors_on_early_steps_then_follows_the_gap():
 
 
 def test_adaptive_alpha_state_round_trips_for_resume():
-    schedule = AdaptiveAlpha("rejected", base=0.2, anchor_steps=1)
+    schedule = AdaptiveAlpha("rejected", base=0.2, anchor_steps=1, min_alpha=0.05)
     schedule.alphas(torch.tensor([0.5]))
     _step(schedule, 1)
     restored = AdaptiveAlpha(**schedule.state()["args"])

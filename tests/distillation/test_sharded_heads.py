@@ -49,6 +49,7 @@ def _loss(student, teacher, ids, attention, mask):
     with head_weight(student) as student_head, head_weight(teacher) as teacher_head:
         loss = distillation_loss(
             student_hidden, student_head, teacher_hidden, teacher_head, ids[:, 1:], mask[:, 1:],
+            loss_type="distillm_v2", alpha_teacher=0.1, alpha_student=0.1, beta=1.0, jsd_lambda=0.5,
             vocab_size=300, chunk_size=8,
         ).loss
     loss.backward()

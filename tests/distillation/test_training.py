@@ -48,8 +48,11 @@ def test_seqkd_runs_the_student_on_the_chosen_rows_only_with_the_same_loss(teach
     batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items() if torch.is_tensor(v)}
     with torch.no_grad():
         logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    distillm = training_parameters().distillm
     expected = reference_distillation_loss(logits[:, :-1], None, batch["input_ids"][:, 1:],
-                                           batch["completion_mask"][:, 1:].bool(), loss_type="seqkd")
+                                           batch["completion_mask"][:, 1:].bool(), loss_type="seqkd",
+                                           alpha_teacher=distillm.alpha_teacher, alpha_student=distillm.alpha_student,
+                                           beta=distillm.beta, jsd_lambda=distillm.jsd_lambda)
     rows = []
     hook = trainer.model.get_input_embeddings().register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
     with torch.no_grad():
@@ -122,9 +125,9 @@ def test_different_tokenizers_and_a_missing_teacher_are_refused(teacher, student
 def test_teacher_agreement_is_zero_against_itself_and_matches_a_direct_nll(teacher, student, fixed_pairs):
     from fsku_kedro.distillation.validation import teacher_agreement, tokenise_response
 
-    itself = teacher_agreement(teacher, teacher, fixed_pairs["train"])
+    itself = teacher_agreement(teacher, teacher, fixed_pairs["train"], batch_size=4, max_length=1024, chunk_size=128)
     assert itself["token_kl"] == pytest.approx(0.0, abs=1e-6)
-    measured = teacher_agreement(student, teacher, fixed_pairs["train"], batch_size=1, chunk_size=3)
+    measured = teacher_agreement(student, teacher, fixed_pairs["train"], batch_size=1, max_length=1024, chunk_size=3)
     assert measured["token_kl"] > 0
     nll, tokens = 0.0, 0
     for row in fixed_pairs["train"]:

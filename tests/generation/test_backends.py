@@ -19,6 +19,11 @@ QUESTIONS = [
 ]
 
 
+def _reference_backend(bundle, batch_size):
+    """The transformers backend with its static KV cache, quiet."""
+    return TransformersBackend(bundle, batch_size=batch_size, cache_implementation="static", show_progress=False)
+
+
 @pytest.fixture(scope="module")
 def bundle(tiny_llama_dir):
     return ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny", str(tiny_llama_dir))
@@ -30,15 +35,15 @@ def chats(texts):
 
 def test_batched_greedy_equals_one_at_a_time(bundle):
     params = SamplingSettings(max_new_tokens=12)
-    batched = TransformersBackend(bundle, batch_size=8, show_progress=False).generate(chats(QUESTIONS), params)
-    single = TransformersBackend(bundle, batch_size=1, show_progress=False).generate(chats(QUESTIONS), params)
+    batched = _reference_backend(bundle, 8).generate(chats(QUESTIONS), params)
+    single = _reference_backend(bundle, 1).generate(chats(QUESTIONS), params)
     assert [c.text for c in batched] == [c.text for c in single]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in single]
 
 
 def test_results_keep_input_order_and_report_finish(bundle):
-    backend = TransformersBackend(bundle, batch_size=4, show_progress=False)
+    backend = _reference_backend(bundle, 4)
     completions = backend.generate(chats(QUESTIONS), SamplingSettings(max_new_tokens=5))
     assert len(completions) == len(QUESTIONS)
     for question, completion in zip(QUESTIONS, completions):
@@ -51,7 +56,7 @@ def test_results_keep_input_order_and_report_finish(bundle):
 
 
 def test_seeded_sampling_is_reproducible(bundle):
-    backend = TransformersBackend(bundle, batch_size=4, show_progress=False)
+    backend = _reference_backend(bundle, 4)
     params = SamplingSettings(max_new_tokens=10, do_sample=True, temperature=1.0, seed=3)
     first = [c.text for c in backend.generate(chats(QUESTIONS[:4]), params)]
     assert first == [c.text for c in backend.generate(chats(QUESTIONS[:4]), params)]

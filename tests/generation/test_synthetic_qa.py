@@ -120,8 +120,8 @@ def test_gate_on_a_real_tiny_model_counts_every_item(tiny_llama_dir, tmp_path):
 
     bundle = ModelBundle(load_causal_lm(str(tiny_llama_dir)), load_tokenizer(str(tiny_llama_dir)), "tiny")
     plans = [plan("문서 하나"), plan("문서 둘", "descriptive")]
-    items, report = quality_gate(plans, TransformersBackend(bundle, show_progress=False), TEMPLATES, GATE,
-                                 ResponseStore(tmp_path / "gate.jsonl"))
+    backend = TransformersBackend(bundle, batch_size=8, cache_implementation="static", show_progress=False)
+    items, report = quality_gate(plans, backend, TEMPLATES, GATE, ResponseStore(tmp_path / "gate.jsonl"))
     assert report["items"].sum() == len(plans) + report.set_index("outcome")["items"].get(
         "dropped (near-duplicate question)", 0)
     assert isinstance(items, pd.DataFrame)

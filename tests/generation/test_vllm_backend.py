@@ -34,6 +34,11 @@ PROMPTS = [
 QUESTION = ("다음 중 접근매체에 해당하지 않는 것은?\n1 공인인증서\n2 비밀번호\n3 생체정보\n4 전자우편 주소")
 
 
+def _reference_backend(bundle, batch_size):
+    """The transformers backend with its static KV cache, quiet."""
+    return TransformersBackend(bundle, batch_size=batch_size, cache_implementation="static", show_progress=False)
+
+
 def chats(texts: list[str]) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": text}] for text in texts]
 
@@ -48,7 +53,8 @@ def smol(tmp_path_factory) -> ModelBundle:
     if reason:
         pytest.skip(reason)
     # float32: both engines then compute the same sums closely enough for identical greedy text.
-    return materialise_pretrained(SOURCE, "SmolLM2-135M-Instruct", tmp_path_factory.mktemp("smol"), dtype="float32")
+    return materialise_pretrained(SOURCE, "SmolLM2-135M-Instruct", tmp_path_factory.mktemp("smol"), dtype="float32",
+                                  trust_remote_code=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,8 +78,8 @@ def test_lora_adapter_is_served_as_its_merged_model_answers(smol, tmp_path):
     params = SamplingSettings(max_new_tokens=16)
     settings = SETTINGS.model_copy(update={"vllm": SETTINGS.vllm.model_copy(update={"lora_path": str(tmp_path / "adapter")})})
     served = make_backend(smol, settings, show_progress=False).generate(chats(PROMPTS[:4]), params)
-    reference = TransformersBackend(merged, batch_size=1, show_progress=False).generate(chats(PROMPTS[:4]), params)
-    base = TransformersBackend(smol, batch_size=1, show_progress=False).generate(chats(PROMPTS[:4]), params)
+    reference = _reference_backend(merged, 1).generate(chats(PROMPTS[:4]), params)
+    base = _reference_backend(smol, 1).generate(chats(PROMPTS[:4]), params)
     assert [c.text for c in served] == [c.text for c in reference]
     assert [c.text for c in served] != [c.text for c in base]  # the adapter changed the answers
 
@@ -83,7 +89,7 @@ def test_greedy_text_matches_transformers(smol):
     engine = make_backend(smol, SETTINGS, show_progress=False)
     assert isinstance(engine, VLLMBackend)
     served = engine.generate(chats(PROMPTS), params)
-    reference = TransformersBackend(smol, batch_size=1, show_progress=False).generate(chats(PROMPTS), params)
+    reference = _reference_backend(smol, 1).generate(chats(PROMPTS), params)
     assert [c.text for c in served] == [c.text for c in reference]
     assert [(c.prompt_tokens, c.completion_tokens, c.finish_reason) for c in served] == \
         [(c.prompt_tokens, c.completion_tokens, c.finish_reason) for c in reference]
@@ -102,7 +108,7 @@ def test_choice_scores_match_transformers_including_two_token_numbers(smol):
     five = "보안 사고 대응의 첫 단계는?\n1 탐지\n2 복구\n3 보고\n4 분석\n5 격리"
     texts, counts = [*rotations, ten, five], [4, 4, 4, 4, 10, 5]
     engine = vllm_backend(smol, SETTINGS)
-    by_vllm = score_choices(smol, chats(texts), counts, engine=engine)
+    by_vllm = score_choices(smol, chats(texts), counts, batch_size=4, engine=engine)
     by_model = score_choices(smol, chats(texts), counts, batch_size=4, share_prefix=False)
     for ours, theirs in zip(by_vllm, by_model):
         assert ours.number == theirs.number
@@ -165,6 +171,6 @@ def test_vllm_runs_its_avx2_build_where_the_cpu_has_no_avx512_under_a_kedro_main
     result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
     assert result["engine"] == "VLLMBackend"
     assert result["libraries"] == ["_C_AVX2.abi3.so"]
-    reference = TransformersBackend(smol, batch_size=1, show_progress=False).generate(
+    reference = _reference_backend(smol, 1).generate(
         prompts, SamplingSettings(max_new_tokens=16))
     assert result["texts"] == [c.text for c in reference]

@@ -11,6 +11,14 @@ from fsku_kedro.knowledge.corpus_questions import (
     falsified,
     multiple_choice_questions,
 )
+from fsku_kedro.parameters.distillation import ChoiceTargetSettings
+
+
+def _questions(chunks, count, **changes):
+    """``multiple_choice_questions`` at seed 0, of the choice-target settings' defaults with ``changes``."""
+    defaults = ChoiceTargetSettings()
+    options = {"negative_share": defaults.negative_share, "distractors": defaults.distractors, **changes}
+    return multiple_choice_questions(chunks, count, 0, **options)
 
 
 def test_each_kind_of_section_gives_its_question():
@@ -72,12 +80,12 @@ def test_each_edit_makes_a_statement_false_and_leaves_years_alone():
 
 def test_multiple_choice_asks_for_the_correct_or_the_incorrect_statement():
     chunks, laws = _documents()
-    positive = multiple_choice_questions(chunks, 12, seed=0)
+    positive = _questions(chunks, 12)
     assert not any(q.negative for q in positive), "none asks for the incorrect statement by default"
-    mixed = multiple_choice_questions(chunks, 12, seed=0, negative_share=0.5)
+    mixed = _questions(chunks, 12, negative_share=0.5)
     assert [q for q, m in zip(positive, mixed) if not m.negative] == [m for m in mixed if not m.negative], \
         "the share changes only the questions it turns, so their stored teacher targets stay valid"
-    everything = multiple_choice_questions(chunks, 12, seed=0, negative_share=1.0)
+    everything = _questions(chunks, 12, negative_share=1.0)
     for question in everything:
         stem, *lines = question.text.split("\n")
         options = [line.split(" ", 1)[1] for line in lines]
@@ -111,7 +119,7 @@ def test_options_are_whole_statements_without_the_heading_line(caplog):
                            "content": [*contents, "전자금융감독규정 > 제3장 전자금융업무\n제1절 통칙"]})
     seen = set()
     with caplog.at_level("INFO", logger="fsku_kedro.knowledge.corpus_questions"):
-        questions = multiple_choice_questions(chunks, 10, seed=0)
+        questions = _questions(chunks, 10)
     for question in questions:
         seen.update(line.split(" ", 1)[1] for line in question.text.split("\n")[1:])
     assert seen == statements, seen ^ statements
@@ -135,8 +143,8 @@ def test_falsified_distractors_leave_one_true_statement_about_the_document():
     chunks, laws = _split_documents(2)
     true = {sentence for sentences in laws.values() for sentence in sentences}
     made = {falsified(sentence): law for law, sentences in laws.items() for sentence in sentences if falsified(sentence)}
-    questions = multiple_choice_questions(chunks, 12, seed=0, distractors="falsified")
-    assert questions == multiple_choice_questions(chunks, 12, seed=0, distractors="falsified"), "seeded"
+    questions = _questions(chunks, 12, distractors="falsified")
+    assert questions == _questions(chunks, 12, distractors="falsified"), "seeded"
     for question in questions:
         options = _options(question)
         topic = next(law for law in laws if law in question.text.split("\n")[0])
@@ -157,7 +165,7 @@ def test_falsified_distractors_differ_in_their_edit():
                  "접속 기록은 3년간 보관한다.", "이용자는 열람을 요구할 수 있다."]
     chunks = pd.DataFrame({"doc_id": ["a", "b"], "title": ["안내서", "다른 법"],
                            "content": [" ".join(sentences), "다른 법은 다른 내용을 정하는 법이다."]})
-    for question in multiple_choice_questions(chunks, 14, seed=0, distractors="falsified"):
+    for question in _questions(chunks, 14, distractors="falsified"):
         options = _options(question)
         answer = options[question.answer - 1]
         if answer not in sentences[:5]:
@@ -168,9 +176,9 @@ def test_falsified_distractors_differ_in_their_edit():
 
 def test_falsified_distractors_let_more_chunks_ask_for_the_incorrect_statement():
     chunks, laws = _split_documents(2)
-    assert not any(q.negative for q in multiple_choice_questions(chunks, 10, seed=0, negative_share=1.0)), \
+    assert not any(q.negative for q in _questions(chunks, 10, negative_share=1.0)), \
         "no chunk of two sentences can ask it with the chunk's own sentences"
-    negated = multiple_choice_questions(chunks, 10, seed=0, negative_share=1.0, distractors="falsified")
+    negated = _questions(chunks, 10, negative_share=1.0, distractors="falsified")
     asked = [q for q in negated if q.negative]
     assert asked and len(asked) < len(negated), "the documents of four sentences with an editable one"
     for question in asked:

@@ -21,7 +21,7 @@ def test_project_pdfs_have_headings_tables_and_korean_text():
     pdfs = sorted(CORPUS_DIR.glob("*.pdf"))
     assert len(pdfs) >= 3
     for path in pdfs:
-        parsed = parse_document(path.read_bytes(), path.name)
+        parsed = parse_document(path.read_bytes(), path.name, PARAMETERS.heading_ratio)
         assert parsed.format == "pdf"
         assert parsed.tables >= 1, path.name
         assert parsed.text.startswith("# "), "the title is recognised as a level-1 heading"
@@ -33,7 +33,8 @@ def test_project_pdfs_have_headings_tables_and_korean_text():
 
 
 def test_table_cells_keep_their_text_in_order():
-    parsed = parse_document((CORPUS_DIR / "cryptography_guide.pdf").read_bytes(), "cryptography_guide.pdf")
+    parsed = parse_document((CORPUS_DIR / "cryptography_guide.pdf").read_bytes(), "cryptography_guide.pdf",
+                            PARAMETERS.heading_ratio)
     assert "| 블록 암호 | AES, ARIA, SEED, LEA |" in parsed.text
 
 
@@ -45,7 +46,7 @@ def test_pdf_heading_detection_by_font_size():
         for i in range(5):
             page.insert_text((72, 140 + 14 * i), f"body line {i} with ordinary text", fontsize=11)
 
-    parsed = parse_document(_pdf_bytes(build), "made.pdf")
+    parsed = parse_document(_pdf_bytes(build), "made.pdf", PARAMETERS.heading_ratio)
     assert parsed.title == "Big Title"
     assert parsed.text.splitlines()[0] == "# Big Title"
     assert "## Section one" in parsed.text
@@ -61,7 +62,7 @@ def test_pdf_heading_detection_by_font_size():
 )
 def test_broken_pdfs_are_skipped_with_a_reason(data, reason):
     with pytest.raises(SkippedDocument, match=reason):
-        parse_document(data, "broken.pdf")
+        parse_document(data, "broken.pdf", PARAMETERS.heading_ratio)
 
 
 def test_encrypted_and_textless_pdfs_are_skipped():
@@ -70,14 +71,14 @@ def test_encrypted_and_textless_pdfs_are_skipped():
 
     encrypted = _pdf_bytes(text_page, encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="u", owner_pw="o")
     with pytest.raises(SkippedDocument, match="encrypted"):
-        parse_document(encrypted, "locked.pdf")
+        parse_document(encrypted, "locked.pdf", PARAMETERS.heading_ratio)
     blank = _pdf_bytes(lambda document: document.new_page())
     with pytest.raises(SkippedDocument, match="no extractable text"):
-        parse_document(blank, "blank.pdf")
+        parse_document(blank, "blank.pdf", PARAMETERS.heading_ratio)
 
 
 def test_legacy_korean_encodings_are_decoded():
-    parsed = parse_document("# 전자금융\n\n본문입니다.".encode("cp949"), "old.md")
+    parsed = parse_document("# 전자금융\n\n본문입니다.".encode("cp949"), "old.md", PARAMETERS.heading_ratio)
     assert parsed.title == "전자금융" and "본문입니다." in parsed.text
 
 

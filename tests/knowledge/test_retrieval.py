@@ -6,6 +6,8 @@ from fsku_kedro.knowledge.evaluation import hit_at_k, reciprocal_rank, relevant_
 from fsku_kedro.knowledge.morphemes import MorphemeTokenizer
 from fsku_kedro.knowledge.retrieval import CrossEncoderReranker, HybridRetriever, LLMReranker, fuse, normalise
 from fsku_kedro.knowledge.sparse import SparseIndex
+from fsku_kedro.parameters.knowledge_base import BM25Settings, DenseSettings
+from fsku_kedro.parameters.retrieval import RetrievalSettings
 
 CHUNKS = {
     "efta-9": "전자금융거래법 제9조 접근매체의 위조나 변조로 발생한 사고는 금융회사가 이용자에게 손해를 배상한다.",
@@ -30,25 +32,37 @@ LABELLED = [
 @pytest.fixture(scope="module")
 def retriever_parts(tiny_embedder):
     ids = list(CHUNKS)
-    sparse, _ = SparseIndex.build(ids, [normalize_for_search(t) for t in CHUNKS.values()], MorphemeTokenizer())
-    dense = DenseIndex.build(ids, tiny_embedder.encode(list(CHUNKS.values())), tiny_embedder.name)
+    bm25 = BM25Settings()
+    sparse, _ = SparseIndex.build(ids, [normalize_for_search(t) for t in CHUNKS.values()],
+                                  MorphemeTokenizer(bm25.tokenizer), **bm25.model_dump(include={"k1", "b", "method"}))
+    dense = DenseIndex.build(ids, tiny_embedder.encode(list(CHUNKS.values())), tiny_embedder.name,
+                             **DenseSettings().model_dump())
     return sparse, dense, tiny_embedder
 
 
+def _retriever(sparse, dense, embedder, **changes) -> HybridRetriever:
+    """The retriever of the default retrieval settings, with ``changes``."""
+    settings = RetrievalSettings()
+    return HybridRetriever(sparse, dense, embedder, **{
+        "weights": settings.weights.model_dump(), "candidate_k": settings.candidate_k,
+        "normalisation": settings.normalisation, "rrf_k": settings.rrf_k, "rerank_k": settings.rerank_k, **changes})
+
+
 def test_normalisation():
-    assert normalise({"a": 2.0, "b": 4.0, "c": 3.0}, "minmax") == {"a": 0.0, "b": 1.0, "c": 0.5}
-    assert normalise({"a": 2.0, "b": 4.0}, "max") == {"a": 0.5, "b": 1.0}
-    assert normalise({"a": 7.0}, "minmax") == {"a": 1.0}
+    assert normalise({"a": 2.0, "b": 4.0, "c": 3.0}, "minmax", 60) == {"a": 0.0, "b": 1.0, "c": 0.5}
+    assert normalise({"a": 2.0, "b": 4.0}, "max", 60) == {"a": 0.5, "b": 1.0}
+    assert normalise({"a": 7.0}, "minmax", 60) == {"a": 1.0}
+    assert normalise({"a": 2.0, "b": 4.0}, "rrf", 60) == {"b": 1 / 61, "a": 1 / 62}
     with pytest.raises(ValueError, match="unknown normalisation"):
-        normalise({"a": 1.0}, "softmax")
+        normalise({"a": 1.0}, "softmax", 60)
 
 
 def test_fusion_is_a_weighted_sum_of_normalised_scores():
     sparse = [("a", 10.0), ("b", 6.0), ("c", 2.0)]
     dense = [("c", 0.9), ("d", 0.5), ("b", 0.1)]
-    assert [h.chunk_id for h in fuse(sparse, dense, {"bm25": 1.0, "dense": 0.0})][:3] == ["a", "b", "c"]
-    assert [h.chunk_id for h in fuse(sparse, dense, {"bm25": 0.0, "dense": 1.0})][:2] == ["c", "d"]
-    hits = {h.chunk_id: h for h in fuse(sparse, dense, {"bm25": 0.5, "dense": 0.5})}
+    assert [h.chunk_id for h in fuse(sparse, dense, {"bm25": 1.0, "dense": 0.0}, "minmax", 60)][:3] == ["a", "b", "c"]
+    assert [h.chunk_id for h in fuse(sparse, dense, {"bm25": 0.0, "dense": 1.0}, "minmax", 60)][:2] == ["c", "d"]
+    hits = {h.chunk_id: h for h in fuse(sparse, dense, {"bm25": 0.5, "dense": 0.5}, "minmax", 60)}
     assert hits["a"].score == pytest.approx(0.5)
     assert hits["c"].score == pytest.approx(0.5 * 0.0 + 0.5 * 1.0)
     assert hits["b"].score == pytest.approx(0.5 * 0.5 + 0.5 * 0.0)
@@ -57,16 +71,16 @@ def test_fusion_is_a_weighted_sum_of_normalised_scores():
 
 def test_hybrid_ranking_on_a_labelled_set(retriever_parts):
     sparse, dense, embedder = retriever_parts
-    retriever = HybridRetriever(sparse, dense, embedder, weights={"bm25": 0.85, "dense": 0.15}, candidate_k=8)
+    retriever = _retriever(sparse, dense, embedder, weights={"bm25": 0.85, "dense": 0.15}, candidate_k=8)
     queries = [q for q, _ in LABELLED]
     for mode in ("bm25", "dense", "hybrid"):
         results = retriever.retrieve(queries, k=3, mode=mode)
         assert all(len(hits) <= 3 for hits in results)
-    hybrid = retriever.retrieve(queries, k=3)
+    hybrid = retriever.retrieve(queries, k=3, mode="hybrid")
     top1 = sum(hits[0].chunk_id == gold for hits, (_, gold) in zip(hybrid, LABELLED)) / len(LABELLED)
     assert top1 >= 5 / 6
     expected = fuse(sparse.search(queries[0], 8), dense.search(embedder.encode(queries[:1]), 8)[0],
-                    {"bm25": 0.85, "dense": 0.15})
+                    {"bm25": 0.85, "dense": 0.15}, "minmax", 60)
     assert [h.chunk_id for h in hybrid[0]] == [h.chunk_id for h in expected[:3]]
 
 
@@ -75,11 +89,11 @@ def test_retriever_refuses_a_mismatched_embedder(retriever_parts):
     dense.model_name, original = "another-model", dense.model_name
     try:
         with pytest.raises(ValueError, match="rebuild the knowledge base"):
-            HybridRetriever(sparse, dense, embedder)
+            _retriever(sparse, dense, embedder)
     finally:
         dense.model_name = original
     with pytest.raises(ValueError, match="weights"):
-        HybridRetriever(sparse, dense, embedder, weights={"bm25": 1.0})
+        _retriever(sparse, dense, embedder, weights={"bm25": 1.0})
 
 
 def test_llm_reranker_orders_by_its_scores(retriever_parts, tiny_llama_dir):
@@ -93,9 +107,9 @@ def test_llm_reranker_orders_by_its_scores(retriever_parts, tiny_llama_dir):
         batch_size=3,
     )
     query = LABELLED[0][0]
-    retriever = HybridRetriever(sparse, dense, embedder, reranker=reranker, rerank_k=5, texts=CHUNKS)
-    plain = HybridRetriever(sparse, dense, embedder).retrieve([query], k=8)[0]
-    reranked = retriever.retrieve([query], k=8)[0]
+    retriever = _retriever(sparse, dense, embedder, reranker=reranker, rerank_k=5, texts=CHUNKS)
+    plain = _retriever(sparse, dense, embedder).retrieve([query], k=8, mode="hybrid")[0]
+    reranked = retriever.retrieve([query], k=8, mode="hybrid")[0]
     head = [h.chunk_id for h in plain[:5]]
     scores = reranker.score(query, [CHUNKS[c] for c in head])
     assert len(scores) == 5 and len(set(scores)) > 1

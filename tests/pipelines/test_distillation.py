@@ -1,6 +1,7 @@
 """The distillation pipeline: its shape per number of rounds, and a whole run on tiny models."""
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pandas as pd
@@ -9,6 +10,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import ModelDirectoryDataset, PretrainedModelDataset, ResponseStoreDataset
+from fsku_kedro.models.derivation import derive
 from fsku_kedro.evaluation.held_out import held_out_questions
 from fsku_kedro.parameters.distillation import (
     DistillationSettings,
@@ -51,6 +53,36 @@ def test_rounds_shape_the_graph():
         "round_3.pair_dataset", "choice_targets", "teacher_model", "round_2.distilled_student", "params:distillation"]
     assert three["round_1.train_student"].inputs[0] == "pair_dataset"
     assert three["select_best_round"].outputs == ["distilled_student@model", "distillation_summary"]
+
+
+@pytest.mark.parametrize("order", [(1, 2, 3), (3, 1, 2), (2, 3, 1, 2)])
+def test_graphs_for_1_2_and_3_rounds_depend_only_on_their_count(order):
+    """No state survives a build: whatever was built before, a count gives the same graph."""
+    first = {count: distillation.create_pipeline(rounds=count) for count in (1, 2, 3)}
+    for count in order:
+        graph = distillation.create_pipeline(rounds=count)
+        assert {n.name for n in graph.nodes} == {n.name for n in first[count].nodes}
+        assert distillation.graph_rounds(graph) == count
+        trained = {n.name.split(".")[0] for n in graph.nodes if n.name.endswith(".train_student")}
+        assert trained == {f"round_{n}" for n in range(1, count + 1)}
+    assert distillation.graph_rounds(response_generation.create_pipeline()) is None
+
+
+def test_the_graph_follows_the_environment_named_by_kedro_env(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    for env, rounds in (("base", None), ("local", None), ("one_round", 1), ("two_rounds", 2), ("three_rounds", 3)):
+        (conf / env).mkdir(parents=True)
+        if rounds:
+            (conf / env / "parameters_distillation.yml").write_text(f"distillation:\n  rounds: {rounds}\n")
+    monkeypatch.chdir(tmp_path)
+    for env, rounds in (("three_rounds", 3), (None, 2), ("two_rounds", 2), ("one_round", 1), (None, 2)):
+        if env:
+            monkeypatch.setenv("KEDRO_ENV", env)
+        else:
+            monkeypatch.delenv("KEDRO_ENV", raising=False)
+        assert distillation.graph_rounds(distillation.create_pipeline()) == rounds
+    (conf / "local" / "parameters_distillation.yml").write_text("distillation:\n  roundz: 2\n")
+    assert distillation.configured_rounds() == 2, "unreadable settings build the default (the run reports them)"
 
 
 def test_held_out_questions_are_the_ones_the_prompt_set_left_out():
@@ -106,7 +138,8 @@ def test_two_rounds_train_merge_regenerate_and_validate(tiny_llama_dir, tiny_emb
     benchmark_mc, benchmark_answers, benchmark_descriptive = _benchmark(12, 2)
     data = {
         "teacher_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-teacher").load(),
-        "student_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-student", keep_layers=2).load(),
+        "student_model": replace(derive(PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny").load(), [], 2,
+                                        "evenly_spaced", None), name="tiny-student"),
         "prompt_templates": TEMPLATES,
         "sample_questions": sample_questions(),
         "sample_labels": sample_labels(),

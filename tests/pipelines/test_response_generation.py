@@ -8,7 +8,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.io.core import DatasetError, Version
 from kedro.runner import SequentialRunner
 
-from fsku_kedro.datasets import HFDatasetDictDataset, UserInstructionsDataset
+from fsku_kedro.datasets import AtomicArrowDataset, UserInstructionsDataset
 from fsku_kedro.generation.pairs import build_pairs
 from fsku_kedro.parameters.generation import BackendSettings, RoleGenerationSettings, SamplingSettings
 from fsku_kedro.parameters.response_generation import (
@@ -17,9 +17,11 @@ from fsku_kedro.parameters.response_generation import (
     ResponseGenerationSettings,
     SyntheticQASettings,
 )
+from fsku_kedro.parameters.student_shape import StudentShapeSettings
 from fsku_kedro.pipelines.response_generation import create_pipeline
 from fsku_kedro.pipelines.response_generation.nodes import build_prompt_set, prompt_id
 from tests.conftest import PROJECT_ROOT, sample_set, settings_params
+from tests.pipelines.test_knowledge_base import KeptDataset
 
 TEMPLATES = {p.stem: p.read_text for p in (PROJECT_ROOT / "data/01_raw/prompts").glob("*.txt")}
 PROMPT_SET = PromptSetSettings(validation_share=0.25)
@@ -124,10 +126,12 @@ def test_pair_dataset_round_trip(tmp_path):
     prompts = pd.DataFrame({"prompt_id": [prompt_id(t) for t in texts], "prompt": texts, "split": ["train"] * 2})
     dataset, _, _ = build_pairs(prompts, _responses(prompts, ["a", "b"]), _responses(prompts, ["c", "d"]),
                                 PairSettings(max_total_tokens=100))
-    store = HFDatasetDictDataset(filepath=str(tmp_path / "pairs"), version=Version(None, None))
+    store = AtomicArrowDataset(path=str(tmp_path / "pairs"), version=Version(None, None))
     store.save(dataset)
-    loaded = HFDatasetDictDataset(filepath=str(tmp_path / "pairs"), version=Version(None, None)).load()
+    loaded = AtomicArrowDataset(path=str(tmp_path / "pairs"), version=Version(None, None)).load()
     assert loaded["train"].to_list() == dataset["train"].to_list()
+    saved = [path.name for path in (tmp_path / "pairs").glob("*/*")]
+    assert saved == ["pairs"], "one version folder holding the saved dict, no staging folder left"
 
 
 def test_user_instructions_skip_and_count_bad_rows(tmp_path):
@@ -168,7 +172,8 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
     data = {
         "chunks": chunks,
         "teacher_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-teacher").load(),
-        "student_model": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny-student", keep_layers=2).load(),
+        "student_source": PretrainedModelDataset(source=str(tiny_llama_dir), name="tiny").load(),
+        "params:student_shape": StudentShapeSettings(layers=2),
         "prompt_templates": TEMPLATES,
         "sample_questions": sample_questions(),
         "test_questions": sample_questions(),
@@ -185,12 +190,17 @@ def test_pipeline_runs_on_tiny_models(tiny_llama_dir, tmp_path):
         "params:student.generation": generation,
     }
     catalog = DataCatalog({name: MemoryDataset(value, copy_mode="assign") for name, value in data.items()})
+    catalog["student_source"] = KeptDataset(data["student_source"], copy_mode="assign")
+    catalog["student_model"] = KeptDataset(copy_mode="assign")
     for side in ("teacher", "student"):
         catalog[f"{side}.response_store"] = ResponseStoreDataset(str(tmp_path / f"{side}.jsonl"))
     catalog["synthetic_qa_progress"] = ResponseStoreDataset(str(tmp_path / "synthetic_qa.jsonl"))
     SequentialRunner().run(create_pipeline(), catalog)
     answered = [json.loads(line) for line in (tmp_path / "teacher.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {record["model"] for record in answered} == {"tiny-teacher"}
+    student = catalog.load("student_model")
+    assert student.name == "tiny-depth2" and student.model.config.num_hidden_layers == 2, "derived by its node"
+    assert catalog.load("student_source").model.config.num_hidden_layers == 4, "the source is left whole"
     assert len((tmp_path / "synthetic_qa.jsonl").read_text(encoding="utf-8").splitlines()) == 2  # each plan's outcome
     report = catalog.load("pair_report").set_index("outcome")["pairs"]
     assert report["pairs train"] + report.get("pairs validation", 0) + report.get("empty generation", 0) == len(answered)

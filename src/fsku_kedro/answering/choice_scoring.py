@@ -154,7 +154,7 @@ def score_choices(
     bundle: ModelBundle,
     chats: list[list[dict[str, str]]],
     option_counts: list[int],
-    batch_size: int = 8,
+    batch_size: int,
     show_progress: bool = False,
     share_prefix: bool | None = None,
     engine: NextTokenReader | None = None,

@@ -20,7 +20,9 @@ def multiple_choice_prompts(chunks: pd.DataFrame, count: int, seed: int, templat
     """``count`` user prompts of ``multiple_choice_questions``: even-numbered ones closed book
     (``closed_book_multiple_choice``), odd ones with the chunk as context (``inference_multiple_choice``)."""
     prompts = []
-    for n, (chunk, question, *_) in enumerate(multiple_choice_questions(chunks, count, seed)):
+    # Positive questions with off-topic options: the calibration text needs no harder kind.
+    questions = multiple_choice_questions(chunks, count, seed, negative_share=0.0, distractors="other_documents")
+    for n, (chunk, question, *_) in enumerate(questions):
         if n % 2 == 0:
             prompts.append(Template(templates["closed_book_multiple_choice"]).substitute(question=question))
         else:

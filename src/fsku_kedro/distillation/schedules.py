@@ -28,7 +28,7 @@ def gradual_beta(step: int, beta: float, beta_start: float | None, warmup_steps:
 class AdaptiveAlpha(TrainerCallback, ExportableState):
     """Per-pair alpha for one side; its anchor survives a resume (saved with the checkpoint)."""
 
-    def __init__(self, side: str, base: float, anchor_steps: int = 10, min_alpha: float = 0.01):
+    def __init__(self, side: str, base: float, anchor_steps: int, min_alpha: float):
         self.side = side
         self.base = base
         self.anchor_steps = anchor_steps

@@ -144,9 +144,13 @@ class DistillationTrainer(DPOTrainer):
                 teacher_head,
                 labels,
                 mask,
-                loss_type="kd",
-                vocab_size=self.vocab_size,
+                loss_type="kd",  # reads neither alpha, beta nor jsd_lambda
+                alpha_teacher=args.alpha_teacher,
+                alpha_student=args.alpha_student,
+                beta=args.beta,
+                jsd_lambda=args.jsd_lambda,
                 chunk_size=args.loss_chunk_size,
+                vocab_size=self.vocab_size,
             )
         pairs = labels.shape[0] // 2
         gap = sequence_log_prob_gap(probe.teacher_logps, probe.student_logps)
@@ -190,8 +194,8 @@ class DistillationTrainer(DPOTrainer):
                 alpha_student=alpha_student,
                 beta=beta,
                 jsd_lambda=args.jsd_lambda,
-                vocab_size=self.vocab_size,
                 chunk_size=args.loss_chunk_size,
+                vocab_size=self.vocab_size,
             )
         self._record(mode, out, alpha_teacher, alpha_student, beta)
         if return_outputs:

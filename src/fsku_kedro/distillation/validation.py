@@ -30,12 +30,14 @@ def teacher_agreement(
     student: ModelBundle,
     teacher: ModelBundle,
     pairs: Any,
-    batch_size: int = 4,
-    max_length: int = 1024,
-    chunk_size: int = 128,
+    *,
+    batch_size: int,
+    max_length: int,
+    chunk_size: int,
 ) -> dict[str, float]:
     """Mean per-token KL(teacher || student) and the student's NLL over the teacher's responses
-    (the ``chosen`` side of ``pairs``), averaged over response tokens."""
+    (the ``chosen`` side of ``pairs``), averaged over response tokens; ``batch_size`` rows at a time,
+    each cut to ``max_length`` tokens, ``chunk_size`` response tokens through the heads at once."""
     vocab = shared_vocabulary(
         teacher.tokenizer,
         student.tokenizer,

@@ -115,9 +115,8 @@ def _false_statements(candidates: list[str], count: int, order: tuple) -> list[s
     return chosen
 
 
-def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int, negative_share: float = 0.0,
-                              distractors: Literal["other_documents", "falsified"] = "other_documents"
-                              ) -> list[CorpusQuestion]:
+def multiple_choice_questions(chunks: pd.DataFrame, count: int, seed: int, negative_share: float,
+                              distractors: Literal["other_documents", "falsified"]) -> list[CorpusQuestion]:
     """``count`` four-option questions, each about one chunk, the chunks taken in a seeded order.
 
     A seeded ``negative_share`` of them, among those whose chunk allows one, ask which statement is not

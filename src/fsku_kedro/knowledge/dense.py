@@ -31,7 +31,7 @@ def _recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def tune_nprobe(
-    index: faiss.Index, vectors: np.ndarray, target_recall: float, k: int = 10, queries: int = 200, seed: int = 0
+    index: faiss.Index, vectors: np.ndarray, target_recall: float, seed: int, k: int = 10, queries: int = 200
 ) -> tuple[int, float]:
     """Smallest nprobe whose recall@k against exact search reaches ``target_recall``.
 
@@ -75,11 +75,14 @@ class DenseIndex:
         chunk_ids: list[str],
         vectors: np.ndarray,
         model_name: str,
-        flat_threshold: int = 20_000,
-        nlist_factor: float = 4.0,
-        target_recall: float = 0.95,
-        seed: int = 0,
+        *,
+        flat_threshold: int,
+        nlist_factor: float,
+        target_recall: float,
+        seed: int,
     ) -> DenseIndex:
+        """The index of ``DenseSettings`` (knowledge_base.dense): exact below ``flat_threshold`` vectors,
+        IVF above, its nprobe the smallest reaching ``target_recall``."""
         if len(chunk_ids) != len(vectors):
             raise ValueError(f"{len(chunk_ids)} ids for {len(vectors)} vectors")
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -18,7 +18,7 @@ BACKENDS = ("kiwi", "okt")
 class MorphemeTokenizer:
     """Turns text into lower-cased content morphemes; the analyser is built on first use."""
 
-    def __init__(self, backend: str = "kiwi"):
+    def __init__(self, backend: str):
         if backend not in BACKENDS:
             raise ValueError(f"unknown morpheme backend {backend!r}; choose one of {BACKENDS}")
         self.backend = backend

@@ -64,7 +64,7 @@ def _inside(bbox: tuple[float, ...], rect: tuple[float, ...], tolerance: float =
     return rect[0] - tolerance <= cx <= rect[2] + tolerance and rect[1] - tolerance <= cy <= rect[3] + tolerance
 
 
-def parse_pdf(data: bytes, source: str, heading_ratio: float = 1.15) -> ParsedDocument:
+def parse_pdf(data: bytes, source: str, heading_ratio: float) -> ParsedDocument:
     """Parse PDF bytes; raise ``SkippedDocument`` for corrupt, encrypted or text-less files."""
     import pymupdf
 
@@ -191,7 +191,7 @@ def parse_text(data: bytes, source: str) -> ParsedDocument:
     )
 
 
-def parse_document(data: bytes, source: str, heading_ratio: float = 1.15) -> ParsedDocument:
+def parse_document(data: bytes, source: str, heading_ratio: float) -> ParsedDocument:
     """Parse one source by its suffix; unsupported suffixes raise ``SkippedDocument``."""
     suffix = PurePosixPath(source).suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:

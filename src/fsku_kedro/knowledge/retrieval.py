@@ -28,7 +28,7 @@ class Hit:
     dense: float = 0.0
 
 
-def normalise(scores: dict[str, float], method: str, rrf_k: int = 60) -> dict[str, float]:
+def normalise(scores: dict[str, float], method: str, rrf_k: int) -> dict[str, float]:
     """Map one retriever's candidate scores to comparable values so different retrievers can be
     summed: ``minmax`` to [0, 1], ``max`` divided by the largest, ``rrf`` the reciprocal rank
     1 / (rrf_k + rank) (reciprocal rank fusion, which ignores the scores' scale altogether)."""
@@ -53,8 +53,8 @@ def fuse(
     sparse_hits: Sequence[tuple[str, float]],
     dense_hits: Sequence[tuple[str, float]],
     weights: dict[str, float],
-    method: str = "minmax",
-    rrf_k: int = 60,
+    method: str,
+    rrf_k: int,
 ) -> list[Hit]:
     """Weighted sum of normalised scores; a chunk missing from one list scores 0 there."""
     sparse = normalise(dict(sparse_hits), method, rrf_k)
@@ -132,17 +132,18 @@ class LLMReranker:
 
 @dataclass
 class HybridRetriever:
-    """BM25 + FAISS retrieval over the same chunks, fused by weighted sum, optionally reranked."""
+    """BM25 + FAISS retrieval over the same chunks, fused by weighted sum, optionally reranked; its
+    fusion and depths are ``RetrievalSettings``' (``from_settings``)."""
 
     sparse: SparseIndex
     dense: DenseIndex
     embedder: Embedder
-    weights: dict[str, float] = field(default_factory=lambda: {"bm25": 0.5, "dense": 0.5})
-    candidate_k: int = 50
-    normalisation: str = "minmax"
-    rrf_k: int = 60
+    weights: dict[str, float]
+    candidate_k: int
+    normalisation: str
+    rrf_k: int
+    rerank_k: int
     reranker: Reranker | None = None
-    rerank_k: int = 20
     texts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -159,7 +160,7 @@ class HybridRetriever:
             raise ValueError("a reranker needs the chunk texts")
 
     def retrieve(
-        self, queries: list[str], k: int = 5, mode: str = "hybrid", query_vectors: np.ndarray | None = None
+        self, queries: list[str], k: int, mode: str, query_vectors: np.ndarray | None = None
     ) -> list[list[Hit]]:
         """Top ``k`` hits per query. ``query_vectors`` skips query embedding when given."""
         if mode not in MODES:

@@ -32,12 +32,14 @@ class SparseIndex:
         chunk_ids: list[str],
         texts: list[str],
         tokenizer: MorphemeTokenizer,
-        k1: float = 1.5,
-        b: float = 0.75,
-        method: str = "lucene",
+        *,
+        k1: float,
+        b: float,
+        method: str,
         morpheme_cache: dict[str, list[str]] | None = None,
     ) -> tuple[SparseIndex, dict[str, list[str]]]:
-        """Index ``texts`` (already in search form); analyses only texts missing from ``morpheme_cache``.
+        """Index ``texts`` (already in search form) with the BM25 variant and parameters of ``BM25Settings``;
+        analyses only texts missing from ``morpheme_cache``.
 
         Returns the index and the cache of the indexed texts' morphemes.
         """

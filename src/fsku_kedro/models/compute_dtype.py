@@ -21,12 +21,11 @@ import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+
+from fsku_kedro.names import DTYPES
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "float16")
-DtypeName = Literal["auto", "float32", "bfloat16", "float16"]
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) that leave out its bf16 instructions.
 ONEDNN_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI")
 

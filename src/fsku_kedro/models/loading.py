@@ -4,7 +4,7 @@
 - ``load_quantized``: a GPTQ, bitsandbytes or torchao model (the settings travel in config.json);
 - ``load_any_model``: either, decided from the directory's config.json;
 - ``materialise_pretrained``: a model from any source (package file, GGUF, directory, cache id),
-  optionally depth- and width-pruned, cached once as safetensors;
+  cached once as safetensors;
 - ``load_embedder`` / ``load_reranker``: retrieval models from any source.
 """
 
@@ -18,14 +18,6 @@ from typing import Any
 
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.compute_dtype import resolve_dtype
-from fsku_kedro.models.pruning import (
-    block_influence,
-    depth_prune,
-    evenly_spaced_layers,
-    influential_layers,
-    mlp_channel_importance,
-    width_prune,
-)
 from fsku_kedro.models.sources import distribution_file, load_causal_lm, load_tokenizer, resolve_source
 from fsku_kedro.parameters.inference import InferenceSettings
 
@@ -33,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_INFO = "fsku_model.json"  # the name a model is known by in reports
 SOURCE_MARKER = "fsku_source.json"  # what a cache folder was made from
-CALIBRATION_PARAGRAPHS = 16  # of the calibration folder, for block influence and MLP channel importance
 
 
 class ModelDirectoryError(FileNotFoundError):
@@ -119,76 +110,20 @@ def load_any_model(directory: Path, dtype: str = "auto", trust_remote_code: bool
     return load_bundle(directory, dtype, trust_remote_code)
 
 
-def calibration_texts(folder: str, count: int) -> list[str]:
-    """Up to ``count`` paragraphs of the Markdown and text files in ``folder`` (sorted), for measuring
-    layers on real text."""
-    paragraphs = []
-    for path in sorted(Path(folder).glob("*")):
-        if path.suffix in (".md", ".txt"):
-            paragraphs += [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n") if len(p.strip()) > 80]
-    if not paragraphs:
-        raise ModelDirectoryError(f"no calibration text (.md or .txt paragraphs) in {folder}")
-    step = max(1, len(paragraphs) // count)
-    return paragraphs[::step][:count]
-
-
-def select_layers(model: Any, tokenizer: Any, keep: int | list[int], selection: str,
-                  calibration: str | None, calibration_count: int = CALIBRATION_PARAGRAPHS) -> list[int]:
-    """The decoder layers a depth-pruned copy keeps: an explicit list, ``evenly_spaced`` (first and last
-    kept), or the ``block_influence`` ones measured on the calibration folder's text (ShortGPT)."""
-    if not isinstance(keep, int):
-        return list(keep)
-    total = model.config.num_hidden_layers
-    if selection == "evenly_spaced":
-        return evenly_spaced_layers(total, keep)
-    if selection != "block_influence":
-        raise ValueError(f"unknown layer selection {selection!r}; choose evenly_spaced or block_influence")
-    if not calibration:
-        raise ValueError("layer_selection block_influence needs calibration: a folder of .md / .txt files")
-    influence = block_influence(model, tokenizer, calibration_texts(calibration, calibration_count))
-    layers = influential_layers(influence, keep)
-    logger.info("Block influence per layer: %s; keeping %s", [round(v, 4) for v in influence], layers)
-    return layers
-
-
-def materialise_pretrained(
-    source: Any,
-    name: str,
-    cache_dir: Path | None = None,
-    keep_layers: int | list[int] | None = None,
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
-    layer_selection: str = "evenly_spaced",
-    calibration: str | None = None,
-    keep_mlp_channels: int | None = None,
-) -> ModelBundle:
-    """The model at ``source``, depth-pruned to ``keep_layers`` when given (chosen by
-    ``layer_selection``), then width-pruned to ``keep_mlp_channels`` MLP channels a layer when given
-    (the most active on the ``calibration`` folder's text). With ``cache_dir`` the first call writes
-    safetensors there (atomically) and later calls read them, until the source or the pruning changes."""
+def materialise_pretrained(source: Any, name: str, cache_dir: Path | None, dtype: str,
+                           trust_remote_code: bool) -> ModelBundle:
+    """The model at ``source``. With ``cache_dir`` the first call writes safetensors there (atomically)
+    and later calls read them, until the source or the dtype changes."""
     dtype = resolve_dtype(dtype)  # the cache holds weights in the dtype they were loaded in
-    fingerprint = {"source": source, "keep_layers": keep_layers, "dtype": dtype}
-    if keep_layers is not None and layer_selection != "evenly_spaced":
-        fingerprint |= {"layer_selection": layer_selection, "calibration": calibration}
-    if keep_layers is not None:
-        fingerprint["config_records"] = "depth_kept_layers"  # caches written before the record are rebuilt
-    if keep_mlp_channels is not None:
-        if not calibration:
-            raise ValueError("keep_mlp_channels needs calibration: a folder of .md / .txt files")
-        fingerprint |= {"keep_mlp_channels": keep_mlp_channels, "calibration": calibration}
+    fingerprint = {"source": source, "dtype": dtype}
     marker = cache_dir / SOURCE_MARKER if cache_dir else None
-    if marker is not None and marker.exists() and json.loads(marker.read_text()) == fingerprint:
+    if marker is not None and marker.exists() and _same_source(json.loads(marker.read_text()), fingerprint):
         return load_bundle(cache_dir, dtype, trust_remote_code, name)
     model = load_causal_lm(source, dtype=dtype, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(source, trust_remote_code=trust_remote_code)
-    if keep_layers is not None:
-        depth_prune(model, select_layers(model, tokenizer, keep_layers, layer_selection, calibration))
-    if keep_mlp_channels is not None:
-        importance = mlp_channel_importance(model, tokenizer, calibration_texts(calibration, CALIBRATION_PARAGRAPHS))
-        width_prune(model, importance, keep_mlp_channels)
     resolved = resolve_source(source)
-    loadable_by_path = not resolved.endswith(".gguf") and keep_layers is None and keep_mlp_channels is None
-    bundle = ModelBundle(model=model, tokenizer=tokenizer, name=name, path=resolved if loadable_by_path else None)
+    bundle = ModelBundle(model=model, tokenizer=tokenizer, name=name,
+                         path=None if resolved.endswith(".gguf") else resolved)
     if cache_dir is not None:
         staging = cache_dir.with_name(cache_dir.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
@@ -200,6 +135,12 @@ def materialise_pretrained(
         logger.info("Cached %s as safetensors in %s", name, cache_dir)
         bundle.path = str(cache_dir)
     return bundle
+
+
+def _same_source(recorded: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a cache marker describes ``wanted``; markers of unpruned caches written before pruning
+    moved out of loading also carry ``keep_layers: null``."""
+    return {key: value for key, value in recorded.items() if not (key == "keep_layers" and value is None)} == wanted
 
 
 def cached_tokenizer(source: Any, cache_dir: Path | None = None, trust_remote_code: bool = False) -> Any:

@@ -84,13 +84,13 @@ def _describe(root: str, model: type[Settings], error: dict[str, Any], sources: 
     return f"{key}: {message}{shown}{origin}"
 
 
-def resolve_parameters(raw: dict[str, Any], sources: ParameterSources | None = None) -> dict[str, Any]:
-    """Every block of ``raw`` checked against its model, with every default filled in.
+def validate_parameters(raw: dict[str, Any], sources: ParameterSources | None = None) -> dict[str, Settings]:
+    """Every block of ``raw`` checked against its model, as the model (every default filled in).
 
     Raises ``SettingsError`` listing all problems at once.
     """
     problems: list[str] = []
-    resolved: dict[str, Any] = {}
+    validated: dict[str, Settings] = {}
     for name in raw:
         if name not in ROOTS:
             where = sources.where((name,)) if sources is not None else ""
@@ -106,9 +106,37 @@ def resolve_parameters(raw: dict[str, Any], sources: ParameterSources | None = N
             problems.append(f"{name}: must be a mapping of settings, got {value!r}")
             continue
         try:
-            resolved[name] = model.model_validate(value).model_dump()
+            validated[name] = model.model_validate(value)
         except ValidationError as error:
             problems.extend(_describe(name, model, item, sources) for item in error.errors())
     if problems:
         raise SettingsError(f"{len(problems)} problem(s) in the parameters:\n- " + "\n- ".join(problems))
-    return resolved
+    return validated
+
+
+def resolve_parameters(raw: dict[str, Any], sources: ParameterSources | None = None) -> dict[str, Any]:
+    """``validate_parameters`` as plain dicts."""
+    return {name: model.model_dump() for name, model in validate_parameters(raw, sources).items()}
+
+
+def parameters_for_nodes(validated: dict[str, Settings], node_paths: set[str]) -> dict[str, Any]:
+    """The validated settings as Kedro's parameters: each block as its model, except a block whose parts
+    nodes read (``teacher.generation``), which stays a dict holding each such part as its model. Kedro's
+    typed-parameter step then hands nodes these models as they are (pydantic does not validate an
+    instance of the model again), so every setting is validated once."""
+    tree: dict[str, Any] = {}
+    for root, model in validated.items():
+        parts = sorted(path.split(".")[1:] for path in node_paths if path.startswith(root + "."))
+        if not parts:
+            tree[root] = model
+            continue
+        tree[root] = model.model_dump()
+        for keys in parts:
+            holder, value = tree[root], model
+            for key in keys:
+                value = getattr(value, key, None)
+            for key in keys[:-1]:
+                holder = holder.get(key) if isinstance(holder, dict) else None
+            if isinstance(value, BaseModel) and isinstance(holder, dict):
+                holder[keys[-1]] = value
+    return tree

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
-from fsku_kedro.distillation.loss_names import LOSS_DIVERGENCES
+from fsku_kedro.names import LOSS_DIVERGENCES
 from fsku_kedro.parameters.base import Settings
 from fsku_kedro.parameters.generation import BackendSettings
 from fsku_kedro.parameters.inference import BenchmarkSliceSettings

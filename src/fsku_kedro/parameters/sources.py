@@ -37,13 +37,19 @@ class ParameterSources:
                             if path.is_file() and path.suffix in (".yml", ".yaml", ".json")})
             for path in files:
                 try:
-                    content = loader.load_and_merge_dir_config(str(path.parent), [path.name], "parameters", set())
+                    # Under the key "parameters" the loader merges the runtime parameters into every file.
+                    content = loader.load_and_merge_dir_config(str(path.parent), [path.name], "one_parameters_file",
+                                                               set())
                 except Exception:  # noqa: BLE001 - the loader itself reports a broken file when the run reads it
                     content = {}
                 name = path.relative_to(root.parent) if root.is_absolute() else path
                 self._layers.append((str(name), content))
         if runtime_params:
             self._layers.append(("--params", runtime_params))
+
+    def setting(self, path: tuple[str, ...]) -> list[str]:
+        """Every source that sets exactly ``path``, in merge order."""
+        return [name for name, tree in self._layers if _lookup(tree, path) is not _MISSING]
 
     def where(self, path: tuple[str, ...]) -> str:
         """The last source that sets ``path`` (or a parent of it), or "" when none does."""

@@ -1,14 +1,10 @@
-"""student_shape: derive another student from the teacher, from the command line only.
-
-``kedro run --env qwen_coder_cpu --params student_shape.layers=24`` makes the student the teacher cut
-to 24 decoder layers instead of the environment's depth; ``student_shape.mlp_channels=6720`` also
-keeps only that many MLP channels in each layer (the most active on the calibration text, as Minitron
-prunes width). The catalog entry ``student_model`` reads these values (``${runtime_params:...}``), so
-kedro-viz and the run describe the same student. In a file, set ``keep_layers`` and
-``keep_mlp_channels`` on the catalog entry instead.
-"""
+"""student_shape: how the student is derived from its source model (the node ``derive_student`` of
+response_generation). ``--params student_shape.layers=24`` cuts it to 24 decoder layers for one run;
+``student_shape.mlp_channels=6400`` also keeps only that many MLP channels in each layer."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import PositiveInt
 
@@ -16,5 +12,9 @@ from fsku_kedro.parameters.base import Settings
 
 
 class StudentShapeSettings(Settings):
-    layers: PositiveInt | None = None  # None: the catalog entry's own depth
-    mlp_channels: PositiveInt | None = None  # None: every MLP channel
+    layers: PositiveInt | None = None  # None: every layer of the source
+    # evenly_spaced keeps the first and the last; block_influence the layers that change their input
+    # most on the calibration passages (ShortGPT).
+    layer_selection: Literal["evenly_spaced", "block_influence"] = "evenly_spaced"
+    mlp_channels: PositiveInt | None = None  # None: every MLP channel; else the most active (Minitron)
+    calibration_passages: PositiveInt = 16  # chunks of the knowledge base, evenly spaced

@@ -1,5 +1,5 @@
 """Contrastive distillation of the student from the teacher (DistiLLM-2 on TRL)."""
 
-from .pipeline import create_pipeline
+from .pipeline import configured_rounds, create_pipeline, graph_rounds
 
-__all__ = ["create_pipeline"]
+__all__ = ["configured_rounds", "create_pipeline", "graph_rounds"]

@@ -206,9 +206,8 @@ def validate_student(
     scores, answers = fsku_validation(student, questions, labels, templates, embedder, inference)
     split = "validation" if "validation" in pair_dataset else "train"
     pairs = pair_dataset[split].select(range(min(len(pair_dataset[split]), validation.max_pairs)))
-    agreement = teacher_agreement(
-        student, teacher_model, pairs, batch_size=validation.batch_size, max_length=validation.max_length
-    )
+    agreement = teacher_agreement(student, teacher_model, pairs, batch_size=validation.batch_size,
+                                  max_length=validation.max_length, chunk_size=settings.distillm.loss_chunk_size)
     held_out = validation.fsku_benchmark
     benchmark, benchmark_answers = {}, []
     if held_out.mc_questions or held_out.descriptive_questions:

@@ -6,19 +6,28 @@ response_generation; each later round first regenerates the student's responses 
 previous round's merged student (the generation template under ``round_<n>.student``) and
 rebuilds the pairs. ``round_0`` validates the undistilled student for the final choice.
 
-The number of rounds shapes the graph. A run's parameters (conf/base, the ``--env`` environment,
-``--params``) are resolved before the graph is built: the settings hook passes
-``distillation.rounds`` to ``build_for_rounds``, so the graph has exactly that many rounds.
-Outside a Kedro session the configured value of conf/base and conf/local is used.
+The number of rounds shapes the graph, and Kedro builds its pipelines before it reads a run's
+``--env`` and ``--params`` (kedro-org/kedro#2627). So the graph follows the configuration files of
+the environment named by ``KEDRO_ENV`` (conf/base and conf/local when unset) and the runtime parameters
+the kedro command exported, read afresh each time it is built: a ``kedro`` command exports its
+``--env`` and ``--params`` before it runs (``fsku_kedro.cli_hooks``). A session made in Python whose
+parameters want another count than the graph it gets is refused before any node runs
+(``SettingsHook``), with the way through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 from kedro.pipeline import Pipeline, node, pipeline
 
 from fsku_kedro.parameters.distillation import DistillationSettings
+from fsku_kedro.run_params import exported_run_params
 from fsku_kedro.pipelines.templates import generation_template, pairs_template
 
 from .nodes import (
@@ -31,25 +40,12 @@ from .nodes import (
     validate_student,
 )
 
-_rounds_for_run: int | None = None
-_built_with: int | None = None
+logger = logging.getLogger(__name__)
 
-
-def build_for_rounds(rounds: int) -> None:
-    """Build the distillation graph with ``rounds`` rounds from now on; a graph already built with
-    another count is dropped from Kedro's pipeline registry so that it is built again."""
-    global _rounds_for_run
-    _rounds_for_run = rounds
-    if _built_with is not None and _built_with != rounds:
-        from kedro.framework.project import PACKAGE_NAME, pipelines
-
-        pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
-
-
-def configured_rounds() -> int:
-    """``distillation.rounds`` of conf/base and conf/local, for a graph built outside a session."""
-    from pathlib import Path
-
+def configured_rounds(env: str | None = None, runtime_params: dict | None = None) -> int:
+    """``distillation.rounds`` of conf/base merged with ``env`` (by default ``KEDRO_ENV``, else conf/local)
+    and ``runtime_params`` (by default those the kedro command exported, ``cli_hooks.RUN_PARAMS``); the
+    default when they do not validate (the run's own check then reports why)."""
     from kedro.framework.project import settings
 
     from fsku_kedro.parameters import resolve_parameters
@@ -57,8 +53,41 @@ def configured_rounds() -> int:
     conf_source = Path.cwd() / settings.CONF_SOURCE
     if not conf_source.is_dir():
         return DistillationSettings().rounds
-    loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), **settings.CONFIG_LOADER_ARGS)
-    return resolve_parameters(loader["parameters"])["distillation"]["rounds"]
+    env = env or os.environ.get("KEDRO_ENV")
+    if runtime_params is None:
+        runtime_params = exported_run_params()
+    try:
+        with _session_resolvers_kept():
+            loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), env=env,
+                                                  runtime_params=runtime_params, **settings.CONFIG_LOADER_ARGS)
+            return resolve_parameters(loader["parameters"])["distillation"]["rounds"]
+    except Exception as error:  # noqa: BLE001 - a run reports bad settings with their sources (SettingsHook)
+        default = DistillationSettings().rounds
+        logger.warning("the distillation graph has the default %d round(s): the parameters of %s (env %s) do not "
+                       "validate: %s", default, conf_source, env or "local", error)
+        return default
+
+
+@contextlib.contextmanager
+def _session_resolvers_kept() -> Iterator[None]:
+    """Kedro's config loader registers its ``globals`` and ``runtime_params`` resolvers process-wide, bound
+    to itself: a loader made while a session is open would otherwise resolve the session's catalog
+    with this loader's environment. OmegaConf keeps resolvers in one class attribute; it is restored."""
+    from omegaconf.basecontainer import BaseContainer
+
+    saved = dict(BaseContainer._resolvers)
+    try:
+        yield
+    finally:
+        BaseContainer._resolvers = saved
+
+
+def graph_rounds(graph: Pipeline) -> int | None:
+    """How many trained rounds ``graph`` selects among (None when it holds no round selection)."""
+    for each in graph.nodes:
+        if each.name.rsplit(".", 1)[-1] == "select_best_round":
+            return sum(name.endswith("validation_report") for name in each.inputs) - 1
+    return None
 
 
 def _for_round(func, round_number: int):
@@ -130,10 +159,9 @@ def round_template(round_number: int) -> Pipeline:
     return sum(nodes[1:], nodes[0])
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    global _built_with
-    rounds = kwargs.get("rounds") or _rounds_for_run or configured_rounds()
-    _built_with = rounds
+def create_pipeline(rounds: int | None = None, **kwargs) -> Pipeline:
+    """The graph with ``rounds`` trained rounds (by default ``configured_rounds()``)."""
+    rounds = rounds or configured_rounds()
     evaluation_inputs = ["teacher_model", "sample_questions", "sample_labels", "sample_split", "prompt_templates",
                          "embedder", "fsku_benchmark_mc", "fsku_benchmark_mc_answers", "fsku_benchmark_descriptive",
                          "benchmark_validation_progress"]

@@ -1,4 +1,5 @@
-"""Nodes of response_generation: synthetic QA -> prompt set (and the sample questions' split).
+"""Nodes of response_generation: the student derived from its source; synthetic QA -> prompt set (and the
+sample questions' split).
 
 Teacher and student responses come from the generation template and pairs from the pairs
 template (``fsku_kedro.pipelines.templates``), which distillation reuses for later rounds.
@@ -33,11 +34,13 @@ from fsku_kedro.generation.synthetic_qa import (
 from fsku_kedro.hashing import json_hash, stable_hash, unit_hash
 from fsku_kedro.knowledge.corpus_questions import descriptive_questions
 from fsku_kedro.models.bundle import ModelBundle
+from fsku_kedro.models.derivation import derive
 from fsku_kedro.parameters.response_generation import (
     DecontaminationSettings,
     PromptSetSettings,
     SyntheticQASettings,
 )
+from fsku_kedro.parameters.student_shape import StudentShapeSettings
 from fsku_kedro.prompt_templates import read_templates
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,22 @@ PROMPT_SET_COLUMNS = ["prompt_id", "prompt", "source", "question_type", "referen
 SPLIT_COLUMNS = ["ID", "split"]
 REPORT_COLUMNS = ["source", "prompt_id", "prompt", "evaluation_set", "evaluation_id", "evaluation_text", "rule",
                   "containment", "stem_edits"]
+
+
+def calibration_passages(chunks: pd.DataFrame, count: int) -> list[str]:
+    """``count`` chunk texts evenly spaced over the knowledge base in chunk order (titles left out)."""
+    texts = chunks[chunks["chunk_type"] != "title"].sort_values("chunk_id")["content"].astype(str).str.strip()
+    texts = [text for text in texts if text]
+    step = max(1, len(texts) // count)
+    return texts[::step][:count]
+
+
+def derive_student(source: ModelBundle, chunks: pd.DataFrame, shape: StudentShapeSettings) -> ModelBundle:
+    """The student: ``source`` cut to ``shape`` (depth, then width), measured on the knowledge base's chunks."""
+    passages = calibration_passages(chunks, shape.calibration_passages)
+    student = derive(source, passages, shape.layers, shape.layer_selection, shape.mlp_channels)
+    logger.info("Derived %s (%d parameters) from %s", student.name, student.num_parameters, source.name)
+    return student
 
 
 def prompt_id(prompt: str) -> str:

@@ -1,5 +1,5 @@
-"""response_generation: chunks -> synthetic QA -> prompt set (decontaminated) -> teacher and student responses
--> pairs.
+"""response_generation: the student derived from its source; chunks -> synthetic QA -> prompt set
+(decontaminated) -> teacher and student responses -> pairs.
 
 Generation is one template pipeline instantiated under the namespaces ``teacher`` and
 ``student``, so both show as stages in kedro-viz and read their own parameters
@@ -10,12 +10,18 @@ from kedro.pipeline import Pipeline, node, pipeline
 
 from fsku_kedro.pipelines.templates import generation_template, pairs_template
 
-from .nodes import build_prompt_set, decontaminate, write_synthetic_qa
+from .nodes import build_prompt_set, decontaminate, derive_student, write_synthetic_qa
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     prepare = pipeline(
         [
+            node(
+                derive_student,
+                inputs=["student_source", "chunks", "params:student_shape"],
+                outputs="student_model",
+                name="derive_student",
+            ),
             node(
                 write_synthetic_qa,
                 inputs=["chunks", "teacher_model", "prompt_templates", "synthetic_qa_progress",

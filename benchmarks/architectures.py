@@ -1,6 +1,7 @@
 """Real model architectures without their weights, for measuring memory and speed.
 
-The ``config.json`` of each model the ``gpu`` environment uses ships here (``<name>.json``).
+The ``config.json`` of each model the ``gpu`` environment uses is kept in
+``benchmarks/architecture_configs/<name>.json``; the benchmarks and the tests read it from there.
 A randomly initialised model built from it has the exact shapes of the real one, and speed and
 memory do not depend on the weights' values. The real tokenizer files (7 MB) do not ship;
 ``stand_in_tokenizer`` has the same length, the same special-token ids and a ChatML template, so
@@ -13,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).parent
-ARCHITECTURES = {  # shipped config -> the Hugging Face model it describes
+CONFIGS = Path(__file__).parent / "architecture_configs"
+ARCHITECTURES = {  # kept config -> the Hugging Face model it describes
     "qwen2.5-7b-instruct": "Qwen/Qwen2.5-7B-Instruct",
     "qwen2.5-1.5b-instruct": "Qwen/Qwen2.5-1.5B-Instruct",
 }
@@ -29,12 +30,12 @@ CHATML_TEMPLATE = (
 
 
 def load_config(name: str) -> Any:
-    """The transformers config of the shipped architecture ``name`` (a key of ``ARCHITECTURES``)."""
+    """The transformers config of the kept architecture ``name`` (a key of ``ARCHITECTURES``)."""
     from transformers import AutoConfig
 
     if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; shipped: {', '.join(ARCHITECTURES)}")
-    values = json.loads((HERE / f"{name}.json").read_text(encoding="utf-8"))
+        raise ValueError(f"unknown architecture {name!r}; kept: {', '.join(ARCHITECTURES)}")
+    values = json.loads((CONFIGS / f"{name}.json").read_text(encoding="utf-8"))
     return AutoConfig.for_model(**values)
 
 
