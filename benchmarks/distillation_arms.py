@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from report import (
     ROOT,
     catalog_with_chunks,

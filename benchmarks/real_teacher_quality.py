@@ -32,7 +32,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from report import catalog_with_chunks, cpu_kind, cpu_line, derived_student, print_table, result_path, verdict, write_result
+from report import (
+    catalog_with_chunks,
+    cpu_kind,
+    cpu_line,
+    derived_student,
+    print_table,
+    result_path,
+    verdict,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "qwen_coder_cpu"

@@ -182,8 +182,8 @@ def derived_student(catalog, source_dir: Path, selection: str, layers: int, dtyp
     it (calibration passages from the catalog's chunks), saved once into ``cache`` and read from there."""
     from fsku_kedro.models.derivation import derive
     from fsku_kedro.models.loading import load_bundle, save_bundle
-    from fsku_kedro.pipelines.response_generation.nodes import calibration_passages
     from fsku_kedro.parameters.student_shape import StudentShapeSettings
+    from fsku_kedro.pipelines.response_generation.nodes import calibration_passages
 
     if not (cache / "config.json").is_file():
         source = load_bundle(source_dir, dtype, False, source_dir.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.derivation import derive
 from fsku_kedro.models.pruning import mlp_channel_importance, width_prune

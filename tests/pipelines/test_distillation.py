@@ -10,8 +10,8 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from fsku_kedro.datasets import ModelDirectoryDataset, PretrainedModelDataset, ResponseStoreDataset
-from fsku_kedro.models.derivation import derive
 from fsku_kedro.evaluation.held_out import held_out_questions
+from fsku_kedro.models.derivation import derive
 from fsku_kedro.parameters.distillation import (
     DistillationSettings,
     HeldOutBenchmarkSettings,

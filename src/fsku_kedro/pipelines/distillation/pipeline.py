@@ -27,8 +27,8 @@ from pathlib import Path
 from kedro.pipeline import Pipeline, node, pipeline
 
 from fsku_kedro.parameters.distillation import DistillationSettings
-from fsku_kedro.run_params import exported_run_params
 from fsku_kedro.pipelines.templates import generation_template, pairs_template
+from fsku_kedro.run_params import exported_run_params
 
 from .nodes import (
     compare_distillation_runs,
@@ -42,9 +42,10 @@ from .nodes import (
 
 logger = logging.getLogger(__name__)
 
+
 def configured_rounds(env: str | None = None, runtime_params: dict | None = None) -> int:
     """``distillation.rounds`` of conf/base merged with ``env`` (by default ``KEDRO_ENV``, else conf/local)
-    and ``runtime_params`` (by default those the kedro command exported, ``cli_hooks.RUN_PARAMS``); the
+    and ``runtime_params`` (by default those the kedro command exported, ``run_params.RUN_PARAMS``); the
     default when they do not validate (the run's own check then reports why)."""
     from kedro.framework.project import settings
 
