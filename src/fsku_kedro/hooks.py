@@ -22,6 +22,10 @@ from fsku_kedro.run_timing import NODE_TIMES_FILE, NodeTimes
 
 logger = logging.getLogger(__name__)
 
+# MLflow tag prefixes naming the model versions a run wrote and read (python -m fsku_kedro.versions keeps them).
+MODEL_LOCATION_TAG = "model_location."
+INPUT_VERSION_TAG = "input_version."
+
 
 class SettingsHook:
     """Checks the run's parameters against the settings models before any node runs and fills in every
@@ -197,7 +201,7 @@ class ModelLocationHook:
         import mlflow
 
         if mlflow.active_run() is not None:
-            mlflow.set_tag(f"model_location.{dataset_name.split('@')[0]}", str(path))
+            mlflow.set_tag(f"{MODEL_LOCATION_TAG}{dataset_name.split('@')[0]}", str(path))
 
 
 class RunTimingHook:
@@ -352,7 +356,7 @@ class ProjectMlflowHook(MlflowHook):
             tags |= {"losses": ",".join(losses), "student": student or "",
                      **{f"round_{n}.loss": loss for n, loss in enumerate(losses, start=1)}}
         # MLflow keys take no "@": a transcoded name is written with ":" (compressed_student:path).
-        tags |= {f"input_version.{name.replace('@', ':')}": version
+        tags |= {f"{INPUT_VERSION_TAG}{name.replace('@', ':')}": version
                  for name, version in input_versions(pipeline, catalog).items()}
         mlflow.set_tags(tags)
 

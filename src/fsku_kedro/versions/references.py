@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from fsku_kedro.hooks import INPUT_VERSION_TAG as VERSION_TAG
+from fsku_kedro.hooks import MODEL_LOCATION_TAG as LOCATION_TAG
 from fsku_kedro.packaging.contents import MANIFEST
 from fsku_kedro.versions.disk import VersionOnDisk, base_name
 from fsku_kedro.versions.retention import VersionKey
@@ -19,8 +21,6 @@ from fsku_kedro.versions.retention import VersionKey
 logger = logging.getLogger(__name__)
 
 References = dict[VersionKey, list[str]]
-LOCATION_TAG = "model_location."
-VERSION_TAG = "input_version."
 
 
 class VersionIndex:

@@ -46,10 +46,8 @@ logger = logging.getLogger(__name__)
 def configured_rounds(env: str | None = None, runtime_params: dict | None = None) -> int:
     """``distillation.rounds`` of conf/base merged with ``env`` (by default ``KEDRO_ENV``, else conf/local)
     and ``runtime_params`` (by default those the kedro command exported, ``run_params.RUN_PARAMS``); the
-    default when they do not validate (the run's own check then reports why)."""
+    default when the distillation block does not validate (the run's own check then reports why)."""
     from kedro.framework.project import settings
-
-    from fsku_kedro.parameters import resolve_parameters
 
     conf_source = Path.cwd() / settings.CONF_SOURCE
     if not conf_source.is_dir():
@@ -61,11 +59,11 @@ def configured_rounds(env: str | None = None, runtime_params: dict | None = None
         with _session_resolvers_kept():
             loader = settings.CONFIG_LOADER_CLASS(conf_source=str(conf_source), env=env,
                                                   runtime_params=runtime_params, **settings.CONFIG_LOADER_ARGS)
-            return resolve_parameters(loader["parameters"])["distillation"]["rounds"]
+            return DistillationSettings.model_validate(loader["parameters"].get("distillation") or {}).rounds
     except Exception as error:  # noqa: BLE001 - a run reports bad settings with their sources (SettingsHook)
         default = DistillationSettings().rounds
-        logger.warning("the distillation graph has the default %d round(s): the parameters of %s (env %s) do not "
-                       "validate: %s", default, conf_source, env or "local", error)
+        logger.warning("the distillation graph has the default %d round(s): the distillation parameters of %s "
+                       "(env %s) do not validate: %s", default, conf_source, env or "local", error)
         return default
 
 
