@@ -5,6 +5,7 @@ knowledge_base, response_generation and distillation configured by ``conf/arms/<
 
     python benchmarks/distillation_arms.py --arm choice_target            # run it (resumable), then record
     python benchmarks/distillation_arms.py --arm choice_target --record   # record the latest run only
+    python benchmarks/distillation_arms.py --backfill [DIR ...]           # answers of recorded rounds
 
 Per arm: the undistilled student (round 0) against each trained round on the same held-out questions
 (``distillation.validation.fsku_benchmark`` of ``qwen_coder_cpu``: 200 multiple-choice questions of the
@@ -27,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import report
 import yaml
 from report import (
     ROOT,
@@ -80,29 +82,38 @@ def rounds() -> dict[str, dict]:
     return {name: json.loads(path.read_text(encoding="utf-8")) for name, path in _latest_run(VALIDATION).items()}
 
 
-def held_out_keys() -> tuple[dict[str, dict[str, str]], set[str]]:
-    """The environment's held-out benchmark questions: per option order the answer key by ID, and the
-    IDs of the multiple-choice questions whose stem asks which option is not correct."""
+def held_out_sets():
+    """The environment's held-out benchmark questions per option order, and the validation's shuffle seed."""
     from fsku_kedro.evaluation.fsku_benchmark import held_out_benchmark
-    from fsku_kedro.questions import asks_for_incorrect
 
     catalog = catalog_with_chunks(ENV)
     settings = catalog.load("params:distillation").validation.fsku_benchmark
-    sets = held_out_benchmark(*(catalog.load(f"fsku_benchmark_{part}") for part in ("mc", "mc_answers", "descriptive")),
-                              settings)
-    keys = {order: {label.ID: label.answer.strip() for label in labels} for order, (_, labels) in sets.items()}
-    return keys, {q.ID for q in sets["own"][0] if asks_for_incorrect(q)}
+    return held_out_benchmark(*(catalog.load(f"fsku_benchmark_{part}") for part in ("mc", "mc_answers", "descriptive")),
+                              settings), settings.seed
 
 
-def accuracies(answers: Path, keys: dict[str, dict[str, str]], negative: set[str]) -> dict[str, float]:
-    """MC accuracy per option order of one versioned ``validation_answers.csv``, overall and on the
-    negative stems, under the validation report's names."""
-    with answers.open(encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("order") in keys]
+def read_answers(path: Path, sets: dict, seed: int) -> dict[str, dict[str, list]]:
+    """One versioned ``validation_answers.csv`` as per-order answer records (report.answer_record: ID,
+    options shown, expected, answer, option probabilities) of its multiple-choice benchmark questions."""
+    published = {q.ID: q for q in sets["own"][0]}
+    with path.open(encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle)
+                if row.get("order") in sets and row.get("question_type") == "multiple_choice"]
+    for row in rows:
+        row["option_probabilities"] = json.loads(row["option_probabilities"]) if row.get("option_probabilities") else None
+    return {order: report.answer_record([row for row in rows if row["order"] == order and row["ID"] in key],
+                                        key, published, "own" if order == "own" else f"shuffled_{seed}")
+            for order, key in ((order, {label.ID: label.answer.strip() for label in labels})
+                               for order, (_, labels) in sets.items())}
+
+
+def accuracies(answers: dict[str, dict[str, list]], negative: set[str]) -> dict[str, float]:
+    """MC accuracy per option order of one round's answer records, overall and on the negative stems,
+    under the validation report's names."""
     figures = {}
-    for order, key in keys.items():
-        scored = [(row["ID"], row["answer"].strip() == key[row["ID"]]) for row in rows
-                  if row["order"] == order and row["ID"] in key and row.get("question_type") == "multiple_choice"]
+    for order, record in answers.items():
+        scored = [(question, given.strip() == expected) for question, given, expected
+                  in zip(record["ID"], record["answer"], record["expected"], strict=True)]
         if scored:
             figures[f"benchmark_{order}_mc_accuracy"] = sum(hit for _, hit in scored) / len(scored)
             kept = [hit for question, hit in scored if question in negative]
@@ -110,27 +121,32 @@ def accuracies(answers: Path, keys: dict[str, dict[str, str]], negative: set[str
     return figures
 
 
-def backfill_negative_stems(figures: dict) -> None:
-    """Accuracy on the negative stems for recorded rounds validated before the report held it: from the
-    versioned validation answers whose overall accuracies equal the recorded ones (one version only)."""
-    missing = [(arm, name) for arm, record in figures.items() for name, report in record["rounds"].items()
-               if report.get(NEGATIVE[1]) is None]
+def backfill_from_kept_answers(figures: dict, outputs: Path) -> None:
+    """Per-question answers, and the accuracy on negative stems where the report predates it, for recorded
+    rounds that lack them: from the versioned validation answers under ``outputs`` whose overall
+    accuracies equal the recorded ones, when those versions agree on every answer."""
+    missing = [(arm, name) for arm, record in figures.items() for name, round_report in record["rounds"].items()
+               if round_report.get(NEGATIVE[1]) is None or "answers" not in round_report]
     if not missing:
         return
-    keys, negative = held_out_keys()
-    versions = {folder.name: {path: accuracies(path, keys, negative) for path in
-                              sorted(folder.glob("validation_answers.csv/*/validation_answers.csv"))}
-                for folder in OUTPUTS.glob("08_reporting/round_*")}
+    from fsku_kedro.questions import asks_for_incorrect
+
+    sets, seed = held_out_sets()
+    negative = {q.ID for q in sets["own"][0] if asks_for_incorrect(q)}
+    versions = {folder.name: [read_answers(path, sets, seed)
+                              for path in sorted(folder.glob("validation_answers.csv/*/validation_answers.csv"))]
+                for folder in outputs.glob("08_reporting/round_*")}
     for arm, name in missing:
-        report = figures[arm]["rounds"][name]
-        found = {tuple(figure.get(n) for n in NEGATIVE) for figure in versions.get(name, {}).values()
-                 if all(figure.get(f"benchmark_{o}_mc_accuracy") is not None
-                        and abs(figure[f"benchmark_{o}_mc_accuracy"] - report[f"benchmark_{o}_mc_accuracy"]) < 1e-9
-                        for o in ("own", "shuffled"))}
-        if len(found) == 1:
-            report.update(zip(NEGATIVE, found.pop()))
-        else:
-            print(f"{arm} {name}: {len(found)} kept validation answers match its recorded accuracies; not backfilled")
+        round_report = figures[arm]["rounds"][name]
+        found = [answers for answers in versions.get(name, [])
+                 if all(abs(accuracies(answers, negative).get(f"benchmark_{o}_mc_accuracy", -1.0)
+                            - round_report[f"benchmark_{o}_mc_accuracy"]) < 1e-9 for o in ("own", "shuffled"))]
+        if len({json.dumps(answers, sort_keys=True) for answers in found}) != 1:
+            continue  # none kept, or versions that match the figures but disagree on an answer
+        round_report["answers"] = found[0]
+        if round_report.get(NEGATIVE[1]) is None:
+            figure = accuracies(found[0], negative)
+            round_report.update({n: figure.get(n) for n in NEGATIVE})
 
 
 def target_agreement() -> dict[str, dict[str, float]] | None:
@@ -206,14 +222,49 @@ def plot(figures: dict, path: Path) -> None:
     plt.close(fig)
 
 
+CONTEXT = {"models": {"teacher": "Qwen2.5-Coder-1.5B-Instruct",
+                      "student": "the teacher cut by block influence to each arm's student_shape "
+                      "(26 of 28 layers unless the arm says otherwise)"},
+           "evaluation": "held-out FSKU benchmark questions outside the settings slice "
+           "(distillation.validation.fsku_benchmark of qwen_coder_cpu), served path, one pass; each round's "
+           "answers (where its validation answers were still kept) per option order"}
+
+
+def backfill(folders: list[Path]) -> int:
+    """Fills recorded rounds' answers from the kept validation answers, recording nothing new."""
+    path = result_path("distillation_arms", by_cpu_kind=True)
+    if not path.is_file():
+        print(f"no record at {path.relative_to(ROOT)}")
+        return 2
+    figures = json.loads(path.read_text(encoding="utf-8"))["figures"]
+    for folder in [OUTPUTS, *folders]:
+        backfill_from_kept_answers(figures, folder.resolve())
+    write_result("distillation_arms", figures, by_cpu_kind=True, **CONTEXT)
+    rounds_of = [(f"{arm} {name}", "answers" in scores) for arm, entry in figures.items()
+                 for name, scores in entry["rounds"].items()]
+    print(f"rounds with their answers in {path.relative_to(ROOT)}: "
+          f"{', '.join(name for name, kept in rounds_of if kept) or 'none'}")
+    print(f"rounds without (no single kept version matches their figures): "
+          f"{', '.join(name for name, kept in rounds_of if not kept) or 'none'}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arm", choices=sorted(ARMS), required=True)
+    parser.add_argument("--arm", choices=sorted(ARMS))
     parser.add_argument("--record", action="store_true", help="record the latest run's outputs, do not run")
     parser.add_argument("--ran-at", default=None, help="with --record: the commit the recorded run ran at")
     parser.add_argument("--name", default=None, help="record under this name (default: the arm's), to keep an "
                         "earlier record of the same settings made at other code")
+    parser.add_argument("--backfill", nargs="*", type=Path, metavar="DIR", default=None,
+                        help="run nothing: give recorded rounds their per-question answers from the validation "
+                        f"answers kept under {OUTPUTS.relative_to(ROOT)} and each DIR (another checkout's "
+                        "data/qwen_coder_cpu)")
     args = parser.parse_args()
+    if args.backfill is not None:
+        return backfill(args.backfill)
+    if args.arm is None:
+        parser.error("--arm is required unless --backfill")
     run = command(args.arm)
     seconds = None
     if not args.record:
@@ -254,13 +305,8 @@ def main() -> int:
         "pipeline_seconds": times.get("pipeline_seconds"),
         "nodes": times.get("nodes"),
     }
-    backfill_negative_stems(figures)
-    path = write_result("distillation_arms", figures, by_cpu_kind=True,
-                        models={"teacher": "Qwen2.5-Coder-1.5B-Instruct",
-                                "student": "the teacher cut by block influence to each arm's student_shape "
-                                "(26 of 28 layers unless the arm says otherwise)"},
-                        evaluation="held-out FSKU benchmark questions outside the settings slice "
-                        "(distillation.validation.fsku_benchmark of qwen_coder_cpu), served path, one pass")
+    backfill_from_kept_answers(figures, OUTPUTS)
+    path = write_result("distillation_arms", figures, by_cpu_kind=True, **CONTEXT)
     print(f"\n{entry} ({cpu_line()}), real models; held-out FSKU questions, one pass\n")
     print_table(["round", "model", *COLUMNS], [
         [name, report.get("model"), *(f"{report[c]:.3f}" if isinstance(report.get(c), float) else "" for c in COLUMNS)]

@@ -72,3 +72,17 @@ def test_models_are_labelled_and_judged_against_the_teacher(script):
     # points under at <= 0.75x its time (missed).
     assert script.targets(figures, ["served"]) == [0]
     assert script.targets(figures, ["small"]) == [1, 1]
+
+
+def test_the_moonshot_compares_one_pass_models_with_the_teachers_cyclic_accuracy(script, capsys):
+    figures = {"teacher": {"cyclic": False, "shuffled_mc_accuracy": 0.53},
+               "teacher_cyclic": {"cyclic": True, "shuffled_mc_accuracy": 0.60},
+               "served": {"cyclic": False, "shuffled_mc_accuracy": 0.61},
+               "small": {"cyclic": False, "shuffled_mc_accuracy": 0.50},
+               "served_cyclic": {"cyclic": True, "shuffled_mc_accuracy": 0.70}}
+    script.moonshot(figures)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["moonshot: served (0.610 shuffled, one pass) reaches the teacher's cyclic 0.600",
+                     "moonshot: small (0.500 shuffled, one pass) does not reach the teacher's cyclic 0.600"]
+    script.moonshot({"teacher": figures["teacher"], "served": figures["served"]})
+    assert capsys.readouterr().out == ""
