@@ -176,6 +176,9 @@ def plot_frontier(figures: dict, path: Path) -> None:
     axis.plot([], [], "s", color="tab:orange", label="own option order")
     axis.axhline(figures["teacher"]["shuffled_mc_accuracy"], color="grey", linestyle=":",
                  label="teacher one pass, shuffled")
+    if "teacher_cyclic" in figures:  # the moonshot: what a one-pass model would have to learn
+        axis.axhline(figures["teacher_cyclic"]["shuffled_mc_accuracy"], color="grey", linestyle="--",
+                     label="teacher cyclic (4 passes), shuffled")
     axis.set(xlabel="seconds per question, x the teacher's one pass (same run)", ylabel="test MC accuracy",
              title=f"FSKU test split, {len(figures)} models, closed book")
     axis.legend(fontsize=8, loc="lower right")

@@ -86,3 +86,15 @@ def test_the_moonshot_compares_one_pass_models_with_the_teachers_cyclic_accuracy
                      "moonshot: small (0.500 shuffled, one pass) does not reach the teacher's cyclic 0.600"]
     script.moonshot({"teacher": figures["teacher"], "served": figures["served"]})
     assert capsys.readouterr().out == ""
+
+
+def test_the_frontier_is_drawn_with_and_without_the_teachers_cyclic_point(script, tmp_path):
+    def point(ratio, shuffled, cyclic=False):
+        return {"time_ratio_to_teacher": ratio, "shuffled_mc_accuracy": shuffled, "cyclic": cyclic,
+                "shuffled_mc_accuracy_interval": [shuffled - 0.02, shuffled + 0.02],
+                "benchmark_own_mc_accuracy": shuffled + 0.01}
+
+    figures = {"teacher": point(1.0, 0.53), "served": point(0.95, 0.60)}
+    for name, drawn in (("one_pass.png", figures), ("cyclic.png", {**figures, "teacher_cyclic": point(2.4, 0.58, True)})):
+        script.plot_frontier(drawn, tmp_path / name)
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
