@@ -30,9 +30,9 @@ def sets(script, monkeypatch):
     return chosen
 
 
-def _kept_answers(folder, version: str, sets, right: int) -> None:
-    """A versioned validation_answers.csv of round_1 under ``folder`` answering the first ``right``
-    multiple-choice questions of each order right and the rest wrong, plus a descriptive row."""
+def _kept_answers(folder, version: str, sets, right: int, first: int = 0) -> None:
+    """A versioned validation_answers.csv of round_1 under ``folder`` answering ``right`` multiple-choice
+    questions of each order right from the ``first`` on and the rest wrong, plus a descriptive row."""
     path = folder / "08_reporting" / "round_1" / "validation_answers.csv" / version / "validation_answers.csv"
     path.parent.mkdir(parents=True)
     with path.open("w", encoding="utf-8", newline="") as handle:
@@ -41,7 +41,7 @@ def _kept_answers(folder, version: str, sets, right: int) -> None:
         writer.writerow({"ID": "FSKU_DESC_0001", "answer": "답", "order": "own", "question_type": "descriptive"})
         for order, (_, labels) in sets.items():
             for n, label in enumerate(label for label in labels if label.ID.startswith("FSKU_MC")):
-                given = label.answer if n < right else str(int(label.answer) % 4 + 1)
+                given = label.answer if first <= n < first + right else str(int(label.answer) % 4 + 1)
                 writer.writerow({"ID": label.ID, "answer": given, "order": order, "question_type": "multiple_choice",
                                  "option_probabilities": json.dumps([0.1, 0.2, 0.3, 0.4])})
 
@@ -75,9 +75,13 @@ def test_kept_answers_become_the_rounds_answer_record(script, sets, tmp_path):
 def test_a_round_is_filled_only_from_a_single_matching_version(script, sets, tmp_path):
     _kept_answers(tmp_path, "2026-01-01T00.00.00.000Z", sets, right=5)
     _kept_answers(tmp_path, "2026-01-02T00.00.00.000Z", sets, right=8)
+    _kept_answers(tmp_path, "2026-01-03T00.00.00.000Z", sets, right=5, first=10)  # same figures as the first
     figures = {"matches": {"rounds": {"round_1": _round(8 / 20)}},
-               "no_version": {"rounds": {"round_1": _round(9 / 20)}}}
+               "no_version": {"rounds": {"round_1": _round(9 / 20)}},
+               "two_versions": {"rounds": {"round_1": _round(5 / 20)}}}
     script.backfill_from_kept_answers(figures, tmp_path)
     matched = figures["matches"]["rounds"]["round_1"]["answers"]["own"]
     assert sum(a == e for a, e in zip(matched["answer"], matched["expected"])) == 8
+    # No version matches, or two match the figures but disagree on answers: the round stays without.
     assert "answers" not in figures["no_version"]["rounds"]["round_1"]
+    assert "answers" not in figures["two_versions"]["rounds"]["round_1"]
