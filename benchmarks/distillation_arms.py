@@ -93,18 +93,15 @@ def held_out_sets():
 
 
 def read_answers(path: Path, sets: dict, seed: int) -> dict[str, dict[str, list]]:
-    """One versioned ``validation_answers.csv`` as per-order answer records (report.answer_record: ID,
-    options shown, expected, answer, option probabilities) of its multiple-choice benchmark questions."""
-    published = {q.ID: q for q in sets["own"][0]}
+    """One versioned ``validation_answers.csv`` as per-order answer records (report.answer_records) of
+    its multiple-choice benchmark questions."""
+    keys = {order: {label.ID for label in labels} for order, (_, labels) in sets.items()}
     with path.open(encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle)
-                if row.get("order") in sets and row.get("question_type") == "multiple_choice"]
+        rows = [row for row in csv.DictReader(handle) if row.get("question_type") == "multiple_choice"
+                and row.get("order") in keys and row["ID"] in keys[row["order"]]]
     for row in rows:
         row["option_probabilities"] = json.loads(row["option_probabilities"]) if row.get("option_probabilities") else None
-    return {order: report.answer_record([row for row in rows if row["order"] == order and row["ID"] in key],
-                                        key, published, "own" if order == "own" else f"shuffled_{seed}")
-            for order, key in ((order, {label.ID: label.answer.strip() for label in labels})
-                               for order, (_, labels) in sets.items())}
+    return report.answer_records(rows, sets, seed)
 
 
 def accuracies(answers: dict[str, dict[str, list]], negative: set[str]) -> dict[str, float]:
@@ -121,9 +118,9 @@ def accuracies(answers: dict[str, dict[str, list]], negative: set[str]) -> dict[
     return figures
 
 
-def backfill_from_kept_answers(figures: dict, outputs: Path) -> None:
+def backfill_from_kept_answers(figures: dict, folders: list[Path]) -> None:
     """Per-question answers, and the accuracy on negative stems where the report predates it, for recorded
-    rounds that lack them: from the versioned validation answers under ``outputs`` whose overall
+    rounds that lack them: from the versioned validation answers under each of ``folders`` whose overall
     accuracies equal the recorded ones, when those versions agree on every answer."""
     missing = [(arm, name) for arm, record in figures.items() for name, round_report in record["rounds"].items()
                if round_report.get(NEGATIVE[1]) is None or "answers" not in round_report]
@@ -133,19 +130,21 @@ def backfill_from_kept_answers(figures: dict, outputs: Path) -> None:
 
     sets, seed = held_out_sets()
     negative = {q.ID for q in sets["own"][0] if asks_for_incorrect(q)}
-    versions = {folder.name: [read_answers(path, sets, seed)
-                              for path in sorted(folder.glob("validation_answers.csv/*/validation_answers.csv"))]
-                for folder in outputs.glob("08_reporting/round_*")}
+    versions: dict[str, list[tuple[dict, dict]]] = {}  # per round folder: (answers, their accuracies)
+    for folder in folders:
+        for path in sorted(folder.glob("08_reporting/round_*/validation_answers.csv/*/validation_answers.csv")):
+            answers = read_answers(path, sets, seed)
+            versions.setdefault(path.parents[2].name, []).append((answers, accuracies(answers, negative)))
     for arm, name in missing:
         round_report = figures[arm]["rounds"][name]
-        found = [answers for answers in versions.get(name, [])
-                 if all(abs(accuracies(answers, negative).get(f"benchmark_{o}_mc_accuracy", -1.0)
+        found = [(answers, figure) for answers, figure in versions.get(name, [])
+                 if all(abs(figure.get(f"benchmark_{o}_mc_accuracy", -1.0)
                             - round_report[f"benchmark_{o}_mc_accuracy"]) < 1e-9 for o in ("own", "shuffled"))]
-        if len({json.dumps(answers, sort_keys=True) for answers in found}) != 1:
+        if len({json.dumps(answers, sort_keys=True) for answers, _ in found}) != 1:
             continue  # none kept, or versions that match the figures but disagree on an answer
-        round_report["answers"] = found[0]
+        answers, figure = found[0]
+        round_report["answers"] = answers
         if round_report.get(NEGATIVE[1]) is None:
-            figure = accuracies(found[0], negative)
             round_report.update({n: figure.get(n) for n in NEGATIVE})
 
 
@@ -237,8 +236,7 @@ def backfill(folders: list[Path]) -> int:
         print(f"no record at {path.relative_to(ROOT)}")
         return 2
     figures = json.loads(path.read_text(encoding="utf-8"))["figures"]
-    for folder in [OUTPUTS, *folders]:
-        backfill_from_kept_answers(figures, folder.resolve())
+    backfill_from_kept_answers(figures, [OUTPUTS, *(folder.resolve() for folder in folders)])
     write_result("distillation_arms", figures, by_cpu_kind=True, **CONTEXT)
     rounds_of = [(f"{arm} {name}", "answers" in scores) for arm, entry in figures.items()
                  for name, scores in entry["rounds"].items()]
@@ -305,7 +303,7 @@ def main() -> int:
         "pipeline_seconds": times.get("pipeline_seconds"),
         "nodes": times.get("nodes"),
     }
-    backfill_from_kept_answers(figures, OUTPUTS)
+    backfill_from_kept_answers(figures, [OUTPUTS])
     path = write_result("distillation_arms", figures, by_cpu_kind=True, **CONTEXT)
     print(f"\n{entry} ({cpu_line()}), real models; held-out FSKU questions, one pass\n")
     print_table(["round", "model", *COLUMNS], [

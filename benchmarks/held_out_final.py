@@ -92,14 +92,6 @@ def over_seeds(scores: dict[str, float], name: str) -> dict[str, float]:
     return {f"shuffled_{name}": mean, f"shuffled_{name}_interval": [mean - half, mean + half]}
 
 
-def answer_record(answers: list[dict], sets: dict) -> dict[str, dict[str, list]]:
-    """Per option order: each answer as ``report.answer_record`` keeps it."""
-    published = {q.ID: q for q in sets["own"][0]}
-    return {order: report.answer_record([row for row in answers if row["order"] == order],
-                                        {label.ID: label.answer for label in labels}, published, order)
-            for order, (_, labels) in sets.items() if any(row["order"] == order for row in answers)}
-
-
 def seconds_per_question(bundles: dict, questions: list, templates: dict, inference) -> dict[str, float]:
     """Mean answering seconds per question of each (bundle, cyclic) in ``bundles`` on ``questions``,
     taking turns in two halves (A B ... B A)."""
@@ -230,7 +222,7 @@ def main() -> int:
                           "directory": where.relative_to(ROOT).as_posix() if where and where.is_relative_to(ROOT)
                           else bundle.path, "weights": weights_key(bundle.name, bundle.model), **scores,
                           **over_seeds(scores, "mc_accuracy"), **over_seeds(scores, "negative_mc_accuracy"),
-                          "answers": answer_record(answers, sets)}
+                          "answers": report.answer_records(answers, sets)}
     questions = sets["shuffled_0"][0][:args.speed_questions]
     for label, seconds in seconds_per_question(runs, questions, templates, inference).items():
         figures[label]["seconds_per_question"] = seconds

@@ -122,6 +122,20 @@ def answer_record(rows: Sequence[dict], expected: dict[str, str], published: dic
     return record
 
 
+def answer_records(rows: Sequence[dict], sets: dict, seed: int | None = None) -> dict[str, dict[str, list]]:
+    """Per option order of ``sets`` (``fsku_benchmark`` sets: order -> questions, labels) that ``rows``
+    answered, each row naming its ``order``: its rows as ``answer_record`` keeps them. An order named
+    ``shuffled`` (validation's) is the one shuffled by ``seed``; ``shuffled_<seed>`` names its own."""
+    published = {q.ID: q for q in sets["own"][0]}
+    records = {}
+    for order, (_, labels) in sets.items():
+        answered = [row for row in rows if row["order"] == order]
+        if answered:
+            records[order] = answer_record(answered, {label.ID: label.answer for label in labels}, published,
+                                           f"shuffled_{seed}" if order == "shuffled" else order)
+    return records
+
+
 def latest(folder: Path, pattern: str) -> Path | None:
     """The last path under ``folder`` matching ``pattern`` in sorted order: for a Kedro versioned
     dataset, its newest version (versions are UTC timestamps that sort as text)."""

@@ -54,7 +54,7 @@ def _round(accuracy: float) -> dict:
 def test_kept_answers_become_the_rounds_answer_record(script, sets, tmp_path):
     _kept_answers(tmp_path, "2026-01-01T00.00.00.000Z", sets, right=5)
     figures = {"arm": {"rounds": {"round_1": _round(5 / 20)}}}
-    script.backfill_from_kept_answers(figures, tmp_path)
+    script.backfill_from_kept_answers(figures, [tmp_path])
     answers = figures["arm"]["rounds"]["round_1"]["answers"]
     assert set(answers) == {"own", "shuffled"}
     for order, (_, labels) in sets.items():
@@ -79,7 +79,7 @@ def test_a_round_is_filled_only_from_a_single_matching_version(script, sets, tmp
     figures = {"matches": {"rounds": {"round_1": _round(8 / 20)}},
                "no_version": {"rounds": {"round_1": _round(9 / 20)}},
                "two_versions": {"rounds": {"round_1": _round(5 / 20)}}}
-    script.backfill_from_kept_answers(figures, tmp_path)
+    script.backfill_from_kept_answers(figures, [tmp_path])
     matched = figures["matches"]["rounds"]["round_1"]["answers"]["own"]
     assert sum(a == e for a, e in zip(matched["answer"], matched["expected"])) == 8
     # No version matches, or two match the figures but disagree on answers: the round stays without.

@@ -32,7 +32,7 @@ def test_test_split_orders_and_the_per_question_record(script):
     # A model that always answers 1, with made-up probabilities.
     answers = [{"order": order, "ID": q.ID, "answer": "1", "option_probabilities": [0.4, 0.3, 0.2, 0.1]}
                for order, (questions, _) in sets.items() for q in questions]
-    record = script.answer_record(answers, sets)
+    record = script.report.answer_records(answers, sets)
     for order, (questions, labels) in sets.items():
         kept = record[order]
         assert kept["ID"] == [q.ID for q in questions]

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fsku_kedro.hooks import INPUT_VERSION_TAG as VERSION_TAG
-from fsku_kedro.hooks import MODEL_LOCATION_TAG as LOCATION_TAG
+from fsku_kedro.hooks import INPUT_VERSION_TAG, MODEL_LOCATION_TAG
 from fsku_kedro.packaging.contents import MANIFEST
 from fsku_kedro.versions.disk import VersionOnDisk, base_name
 from fsku_kedro.versions.retention import VersionKey
@@ -62,10 +61,10 @@ def references_from_tags(run_id: str, tags: Mapping[str, str], index: VersionInd
     """The versions one MLflow run's tags point to, each with the tags as its reason."""
     pointers = []
     for tag, value in sorted(tags.items()):
-        if tag.startswith(LOCATION_TAG):
+        if tag.startswith(MODEL_LOCATION_TAG):
             pointers.append((index.for_path(value), tag))
-        elif tag.startswith(VERSION_TAG):
-            pointers.append((index.for_name(tag[len(VERSION_TAG):], value), tag))
+        elif tag.startswith(INPUT_VERSION_TAG):
+            pointers.append((index.for_name(tag[len(INPUT_VERSION_TAG):], value), tag))
     return _reasons(f"MLflow run {run_id}", pointers)
 
 
