@@ -6,7 +6,7 @@ options shuffled under each of three seeds (their mean, with a 95 % interval ove
 model's seconds per question measured in the same run as the teacher's.
 
     python benchmarks/held_out_final.py --model distilled=DIR [--model LABEL=DIR ...] [--cyclic LABEL ...]
-                                        [--speed-questions 48] [--questions N]
+                                        [--speed-questions 48] [--questions N] [--rescore]
 
 Each ``--model`` is a label and a model directory (a version of ``distilled_student``, an undistilled
 student's cache, a 4-bit copy). The teacher (the environment's ``teacher_model``, one pass) is scored in
@@ -17,7 +17,10 @@ data/qwen_coder_cpu/08_reporting/held_out_final.progress.jsonl, keyed by each mo
 run redoes only unfinished batches. The speed part answers the first ``--speed-questions`` again without
 the store in two halves, the models taking turns in the order A B ... then ... B A, so that whatever else
 runs on the cores slows all alike and an engine starts at most twice per model; each model's time is also
-given as a ratio to the teacher's in the same run. ``--questions N`` is a
+given as a ratio to the teacher's in the same run. A label whose record already holds the answers of the
+same weights, answering mode and questions (a checkout without that store, the teacher of an earlier
+run) keeps them and the run that made them; it is only timed again (``timed``). ``--rescore`` answers
+every label again. ``--questions N`` is a
 plumbing check on N questions: its figures are printed, not recorded.
 
 Record: benchmarks/results/held_out_test.<cpu kind>.json, one entry per label, kept across runs (each with
@@ -112,6 +115,21 @@ def seconds_per_question(bundles: dict, questions: list, templates: dict, infere
     return {name: seconds / len(questions) for name, seconds in spent.items()}
 
 
+def recorded_entry(entry: dict | None, weights: str, cyclic: bool, sets: dict) -> dict | None:
+    """``entry`` (a label's figures in the record) when it answered these ``sets`` with the same weights and
+    answering mode: every order's questions in the same order with the same options shown; else None."""
+    if not entry or entry.get("weights") != weights or entry.get("cyclic") != cyclic:
+        return None
+    recorded = entry.get("answers") or {}
+    shown = report.answer_records([{"order": order, "ID": q.ID, "answer": None} for order, (questions, _) in
+                                   sets.items() for q in questions], sets)
+    for order, expected in shown.items():
+        kept = recorded.get(order) or {}
+        if any(kept.get(column) != expected[column] for column in ("ID", "options_shown", "expected")):
+            return None
+    return entry
+
+
 def labelled(text: str) -> tuple[str, Path]:
     label, directory = report.labelled_directory(text)
     if label.startswith("teacher"):  # the teacher's labels are the script's own
@@ -186,6 +204,8 @@ def main() -> int:
                         help="also this model (teacher or a --model label) over cyclic rotations, repeatable")
     parser.add_argument("--speed-questions", type=int, default=48)
     parser.add_argument("--questions", type=int, default=None, help="only this many (a plumbing check)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="answer every label again, even one whose record holds these answers")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from fsku_kedro.evaluation.benchmark_scores import benchmark_scores
@@ -214,13 +234,21 @@ def main() -> int:
         runs[f"{label}_cyclic"] = (runs[label][0], True)
     store = ResponseStore(PROGRESS)
     stamp = run_stamp()
+    previous = result_path("held_out_test", by_cpu_kind=True)
+    kept = json.loads(previous.read_text(encoding="utf-8"))["figures"] if previous.is_file() else {}
     figures: dict = {}
     for label, (bundle, cyclic) in runs.items():
+        weights = weights_key(bundle.name, bundle.model)
+        reused = None if args.rescore else recorded_entry(kept.get(label), weights, cyclic, sets)
+        if reused:
+            print(f"{label}: the record holds these answers (run of {reused['run'].get('date')}); timing it only")
+            figures[label] = {**reused, "timed": stamp}
+            continue
         scores, answers = benchmark_scores(bundle, sets, templates, embedder, inference, store, cyclic=cyclic)
         where = Path(bundle.path).resolve() if bundle.path else None
         figures[label] = {"model": bundle.name, "cyclic": cyclic, "run": stamp,
                           "directory": where.relative_to(ROOT).as_posix() if where and where.is_relative_to(ROOT)
-                          else bundle.path, "weights": weights_key(bundle.name, bundle.model), **scores,
+                          else bundle.path, "weights": weights, **scores,
                           **over_seeds(scores, "mc_accuracy"), **over_seeds(scores, "negative_mc_accuracy"),
                           "answers": report.answer_records(answers, sets)}
     questions = sets["shuffled_0"][0][:args.speed_questions]
@@ -238,8 +266,6 @@ def main() -> int:
                "in two halves (A B ... B A), without stored answers; time_ratio_to_teacher is within that run"}
     path = None
     if args.questions is None:  # a plumbing check must not replace the record of the whole test split
-        previous = result_path("held_out_test", by_cpu_kind=True)
-        kept = json.loads(previous.read_text(encoding="utf-8"))["figures"] if previous.is_file() else {}
         path = write_result("held_out_test", {**kept, **figures}, by_cpu_kind=True, **context)
         plot_frontier({**kept, **figures}, path.with_suffix(".png"))
     print(f"\nFSKU test split MC ({cpu_line()}), real models, {counts['own']} questions\n")

@@ -569,7 +569,11 @@ def render_held_out_final(record: dict) -> str:
 def _run_stamp(entry: dict) -> str:
     run = entry.get("run")
     if isinstance(run, dict):
-        return f"{code(short_commit(run.get('commit')))}, {run.get('date', NOT_RECORDED)}"
+        stamp = f"{code(short_commit(run.get('commit')))}, {run.get('date', NOT_RECORDED)}"
+        timed = entry.get("timed")  # answers kept from an earlier run, timed in a later one
+        if isinstance(timed, dict):
+            stamp += f"; timed at {code(short_commit(timed.get('commit')))}, {timed.get('date', NOT_RECORDED)}"
+        return stamp
     return str(entry.get("ran_at", ""))
 
 
@@ -587,9 +591,9 @@ def render_held_out_test(record: dict) -> str:
                   "negated stems, shuffled", "s / question", "time against the teacher", "run (commit, date)"], rows)
     runs = {}
     for entry in record["figures"].values():
-        run = entry.get("run")
-        if isinstance(run, dict) and run.get("command"):
-            runs.setdefault(run["command"], run)
+        for run in (entry.get("run"), entry.get("timed")):
+            if isinstance(run, dict) and run.get("command"):
+                runs.setdefault(run["command"], run)
     if runs:
         text += "\n\nRuns: " + "; ".join(
             f"{code(command)} at {code(short_commit(run.get('commit')))}"

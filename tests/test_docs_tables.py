@@ -149,6 +149,17 @@ def test_the_headline_block_reads_the_test_split_record(tables, tmp_path):
         assert named in block
 
 
+def test_an_entry_whose_answers_were_kept_names_the_run_that_timed_it(tables, tmp_path):
+    record = _held_out_test()
+    timed = {"command": "python benchmarks/held_out_final.py --model small=DIR", "commit": "abcdef1" + COMMIT[7:],
+             "date": "2026-12-08T01:00:00+00:00"}
+    record["figures"]["teacher"]["timed"] = timed
+    (tmp_path / "held_out_test.native_bf16.json").write_text(json.dumps(record), encoding="utf-8")
+    block = tables.readme_block(tmp_path)
+    assert "`0123456`, 2026-12-07T01:00:00+00:00; timed at `abcdef1`, 2026-12-08T01:00:00+00:00 |" in block
+    assert "`python benchmarks/held_out_final.py --model small=DIR` at `abcdef1`" in block
+
+
 def test_the_headline_block_shows_the_serving_choice_with_the_chosen_setting_marked(tables, tmp_path):
     (tmp_path / "held_out_test.native_bf16.json").write_text(json.dumps(_held_out_test()), encoding="utf-8")
     run = {"command": "python benchmarks/serving_choices.py --model bf16=DIR", "commit": COMMIT,

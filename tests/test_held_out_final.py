@@ -98,3 +98,23 @@ def test_the_frontier_is_drawn_with_and_without_the_teachers_cyclic_point(script
     for name, drawn in (("one_pass.png", figures), ("cyclic.png", {**figures, "teacher_cyclic": point(2.4, 0.58, True)})):
         script.plot_frontier(drawn, tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_recorded_answers_are_kept_only_for_the_same_weights_mode_and_questions(script):
+    tables = _benchmark()
+    sets = script.held_out_sets(_catalog(tables), limit=None)
+    answers = [{"order": order, "ID": q.ID, "answer": "2", "option_probabilities": [0.1, 0.6, 0.2, 0.1]}
+               for order, (questions, _) in sets.items() for q in questions]
+    entry = {"weights": "abc", "cyclic": False, "run": {"date": "then"}, "shuffled_mc_accuracy": 0.5,
+             "answers": script.report.answer_records(answers, sets)}
+    assert script.recorded_entry(entry, "abc", False, sets) is entry
+    assert script.recorded_entry(entry, "other", False, sets) is None  # another model
+    assert script.recorded_entry(entry, "abc", True, sets) is None  # cyclic answers are another mode
+    assert script.recorded_entry(None, "abc", False, sets) is None
+    fewer = script.held_out_sets(_catalog(tables), limit=3)  # other questions
+    assert script.recorded_entry(entry, "abc", False, fewer) is None
+    # The same questions shown in another option order (a changed shuffle) are not the recorded ones.
+    moved = {**entry, "answers": {**entry["answers"], "shuffled_1": entry["answers"]["shuffled_2"]}}
+    assert script.recorded_entry(moved, "abc", False, sets) is None
+    missing = {**entry, "answers": {k: v for k, v in entry["answers"].items() if k != "own"}}
+    assert script.recorded_entry(missing, "abc", False, sets) is None
