@@ -1,5 +1,6 @@
 """Width pruning (Minitron): each MLP keeps the intermediate channels most active on calibration text,
-and the pruned model saves and reloads with its new shapes."""
+optionally refits the kept down_proj columns by least squares, and the pruned model saves and reloads
+with its new shapes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from fsku_kedro.models.bundle import ModelBundle
 from fsku_kedro.models.derivation import derive
-from fsku_kedro.models.pruning import mlp_channel_importance, width_prune
+from fsku_kedro.models.pruning import compensated_down_proj, mlp_channel_gram, mlp_channel_importance, width_prune
 from fsku_kedro.models.sources import load_causal_lm, load_tokenizer
 
 TEXTS = ["전자금융거래법은 금융회사의 안전성 확보 의무를 정한다.", "망분리는 내부망과 인터넷망을 나누는 통제이다.",
@@ -84,3 +85,62 @@ def test_a_derived_student_is_cut_in_depth_then_width_and_leaves_its_source_whol
         derive(source, [], 2, "block_influence", None)
     with pytest.raises(ValueError, match="cannot keep 5 layers"):
         derive(source, TEXTS, 5, "evenly_spaced", None)
+
+def _echoes(tiny_llama_dir):
+    """The tiny Llama with, in every layer, channels 64..127 made quiet echoes of channels 0..63: the
+    same gate row, the up row times 0.001 (so the activation is 0.001 times the partner's and the channel
+    ranks last) and a down_proj column times 1000 (so the echo still writes as much as its partner)."""
+    model = load_causal_lm(str(tiny_llama_dir), dtype="float32")
+    with torch.no_grad():
+        for layer in model.model.layers:
+            mlp = layer.mlp
+            mlp.gate_proj.weight[64:] = mlp.gate_proj.weight[:64]
+            mlp.up_proj.weight[64:] = mlp.up_proj.weight[:64] * 1e-3
+            mlp.down_proj.weight[:, 64:] = torch.randn(mlp.down_proj.weight[:, 64:].shape,
+                                                       generator=torch.Generator().manual_seed(1)) * 1e3 * 0.02
+    return model
+
+
+def test_least_squares_compensation_absorbs_dropped_channels_that_echo_kept_ones(tiny_llama_dir):
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    texts = TEXTS * 2 + [text[::-1] for text in TEXTS]
+    ids = tokenizer(TEXTS[2], return_tensors="pt")["input_ids"]
+    outputs = {}
+    for compensated in (False, True):
+        model = _echoes(tiny_llama_dir)
+        with torch.no_grad():
+            before = model(input_ids=ids).logits
+        importance = mlp_channel_importance(model, tokenizer, texts)
+        assert all(set(torch.topk(scores, 64).indices.tolist()) == set(range(64)) for scores in importance)
+        grams = mlp_channel_gram(model, tokenizer, texts) if compensated else None
+        assert grams is None or all(gram.shape == (128, 128) and torch.allclose(gram, gram.T) for gram in grams)
+        width_prune(model, importance, 64, grams, damping=1e-9)
+        with torch.no_grad():
+            outputs[compensated] = (model(input_ids=ids).logits - before).abs().max().item()
+    assert outputs[True] < 1e-3, "every dropped echo is written back through its kept partner"
+    assert outputs[False] > 100 * max(outputs[True], 1e-6), "plain pruning loses what the echoes wrote"
+
+
+def test_compensation_with_a_large_ridge_keeps_the_columns_and_refuses_mismatched_grams(tiny_llama_dir):
+    model = _echoes(tiny_llama_dir)
+    tokenizer = load_tokenizer(str(tiny_llama_dir))
+    grams = mlp_channel_gram(model, tokenizer, TEXTS)
+    weight = model.model.layers[0].mlp.down_proj.weight
+    keep = torch.arange(64)
+    torch.testing.assert_close(compensated_down_proj(weight, grams[0], keep, damping=1e12), weight[:, :64])
+    moved = compensated_down_proj(weight, grams[0], keep, damping=1e-9)
+    assert moved.shape == (64, 64) and not torch.allclose(moved, weight[:, :64])
+    with pytest.raises(ValueError, match="3 Gram matrices for 4 layers"):
+        width_prune(model, mlp_channel_importance(model, tokenizer, TEXTS), 64, grams[:3])
+
+
+def test_a_compensated_student_is_named_for_it_and_needs_width_pruning(tiny_llama_dir):
+    from fsku_kedro.parameters.student_shape import StudentShapeSettings
+
+    source = ModelBundle(load_causal_lm(str(tiny_llama_dir), dtype="float32"), load_tokenizer(str(tiny_llama_dir)),
+                         "tiny")
+    student = derive(source, TEXTS, None, "evenly_spaced", 64, compensation_damping=0.01)
+    assert student.name == "tiny-mlp64c" and student.model.config.intermediate_size == 64
+    assert StudentShapeSettings(mlp_channels=64, mlp_compensation_damping=0.01).mlp_compensation_damping == 0.01
+    with pytest.raises(ValueError, match="set mlp_channels too"):
+        StudentShapeSettings(mlp_compensation_damping=0.01)

@@ -369,7 +369,8 @@ class ProjectMlflowHook(MlflowHook):
         if source is None or "params:student_shape" not in catalog:
             return None
         shape = catalog.load("params:student_shape")
-        return student_name(source, shape.layers, shape.layer_selection, shape.mlp_channels)
+        return student_name(source, shape.layers, shape.layer_selection, shape.mlp_channels,
+                            shape.mlp_compensation_damping is not None)
 
     @hook_impl
     def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any], is_async: bool) -> None:

@@ -14,6 +14,7 @@ from fsku_kedro.models.pruning import (
     depth_prune,
     evenly_spaced_layers,
     influential_layers,
+    mlp_channel_gram,
     mlp_channel_importance,
     width_prune,
 )
@@ -35,22 +36,27 @@ def select_layers(model: Any, tokenizer: Any, keep: int, selection: str, passage
     return layers
 
 
-def student_name(source_name: str, layers: int | None, selection: str, mlp_channels: int | None) -> str:
-    """The name a derived student is reported by: the source's, with its depth and width."""
+def student_name(source_name: str, layers: int | None, selection: str, mlp_channels: int | None,
+                 compensated: bool = False) -> str:
+    """The name a derived student is reported by: the source's, with its depth and width (``c`` when the
+    pruned MLPs were refitted by least squares)."""
     name = source_name
     if layers is not None:
         name += f"-{'bi' if selection == 'block_influence' else 'depth'}{layers}"
     if mlp_channels is not None:
-        name += f"-mlp{mlp_channels}"
+        name += f"-mlp{mlp_channels}{'c' if compensated else ''}"
     return name
 
 
 def derive(source: ModelBundle, passages: list[str], layers: int | None, selection: str,
-           mlp_channels: int | None) -> ModelBundle:
+           mlp_channels: int | None, compensation_damping: float | None = None) -> ModelBundle:
     """A copy of ``source`` cut to ``layers`` decoder layers (chosen by ``selection``) when given, then
-    to ``mlp_channels`` MLP channels a layer when given (the most active on ``passages``). Keeping every
-    layer and channel gives the source's own model under the student's name; ``source`` is never changed."""
-    name = student_name(source.name, layers, selection, mlp_channels)
+    to ``mlp_channels`` MLP channels a layer when given (the most active on ``passages``; with
+    ``compensation_damping``, the kept ``down_proj`` columns refitted by ridge least squares on the same
+    passages). Keeping every layer and channel gives the source's own model under the student's name;
+    ``source`` is never changed."""
+    compensated = compensation_damping is not None
+    name = student_name(source.name, layers, selection, mlp_channels, compensated)
     total = source.model.config.num_hidden_layers
     if layers is not None and layers > total:
         raise ValueError(f"cannot keep {layers} layers of {source.name}, which has {total}")
@@ -66,5 +72,7 @@ def derive(source: ModelBundle, passages: list[str], layers: int | None, selecti
     if cut_depth:
         depth_prune(model, select_layers(model, source.tokenizer, layers, selection, passages))
     if mlp_channels is not None:
-        width_prune(model, mlp_channel_importance(model, source.tokenizer, passages), mlp_channels)
+        importance = mlp_channel_importance(model, source.tokenizer, passages)
+        grams = mlp_channel_gram(model, source.tokenizer, passages) if compensated else None
+        width_prune(model, importance, mlp_channels, grams, compensation_damping or 0.0)
     return ModelBundle(model=model, tokenizer=source.tokenizer, name=name, path=None)

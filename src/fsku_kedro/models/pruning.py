@@ -1,5 +1,6 @@
 """Pruning a teacher into a smaller student: in depth (some of its decoder layers kept, chosen by block
-influence) or in width (some of each MLP's intermediate channels kept, chosen by activation importance)."""
+influence) or in width (some of each MLP's intermediate channels kept, chosen by activation importance,
+optionally with the kept ``down_proj`` columns refitted by least squares on calibration activations)."""
 
 from __future__ import annotations
 
@@ -142,6 +143,52 @@ def mlp_channel_importance(model: Any, tokenizer: Any, texts: list[str], max_tok
     return [total / count for total in sums]
 
 
+def mlp_channel_gram(model: Any, tokenizer: Any, texts: list[str], max_tokens: int = 256) -> list[torch.Tensor]:
+    """Per decoder layer, the Gram matrix ``X^T X`` of its MLP intermediate activations (the input of
+    ``down_proj``, one row a token) summed over the tokens of ``texts``, in float32: what a least-squares
+    compensation of the pruned ``down_proj`` needs."""
+    layers = _decoder_layers(model, "width pruning")
+    grams: list[torch.Tensor | None] = [None] * len(layers)
+
+    def measure(index: int):
+        def hook(module, args):
+            activations = args[0].reshape(-1, args[0].shape[-1]).float()
+            product = activations.T @ activations
+            grams[index] = product if grams[index] is None else grams[index].add_(product)
+        return hook
+
+    handles = [layer.mlp.down_proj.register_forward_pre_hook(measure(i)) for i, layer in enumerate(layers)]
+    _, tokens = _calibration_passes(model, tokenizer, texts, max_tokens, handles, min_tokens=1)
+    if not tokens:
+        raise ValueError("MLP compensation needs calibration text")
+    logger.info("Measured MLP activation Gram matrices on %d tokens", tokens)
+    return grams
+
+
+def compensated_down_proj(weight: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor,
+                          damping: float) -> torch.Tensor:
+    """The columns ``keep`` of ``down_proj``'s ``weight`` (out x channels), refitted so that the kept
+    channels best reproduce the whole layer's output on the calibration tokens whose Gram matrix is
+    ``gram``: ridge least squares pulled towards the original columns, ``W_k + W_d G_dk (G_kk + l I)^-1``
+    with ``l = damping`` times the mean of ``diag(G_kk)``. Channels whose activations are a combination
+    of kept ones are absorbed exactly; with ``damping`` large the columns stay as they were."""
+    total = weight.shape[1]
+    dropped = torch.ones(total, dtype=torch.bool)
+    dropped[keep.cpu()] = False
+    kept_index, dropped_index = keep.cpu(), torch.nonzero(dropped).flatten()
+    original = weight.detach().cpu().double()
+    gram = gram.double()
+    if not len(dropped_index):
+        return weight.detach().clone()
+    g_kk = gram[kept_index][:, kept_index]
+    ridge = damping * float(torch.diagonal(g_kk).mean().clamp_min(1e-12))
+    g_kk += ridge * torch.eye(len(kept_index), dtype=torch.float64)
+    # (G_kk + l I) Z = G_kd W_d^T, then W'_k = W_k + Z^T
+    correction = torch.linalg.solve(g_kk, gram[kept_index][:, dropped_index] @ original[:, dropped_index].T)
+    refitted = original[:, kept_index] + correction.T
+    return refitted.to(device=weight.device, dtype=weight.dtype)
+
+
 def _rows(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
     kept = torch.nn.Linear(linear.in_features, len(index), bias=linear.bias is not None,
                            device=linear.weight.device, dtype=linear.weight.dtype)
@@ -162,24 +209,32 @@ def _columns(linear: torch.nn.Linear, index: torch.Tensor) -> torch.nn.Linear:
     return kept
 
 
-def width_prune(model: Any, importance: list[torch.Tensor], keep: int) -> Any:
+def width_prune(model: Any, importance: list[torch.Tensor], keep: int, grams: list[torch.Tensor] | None = None,
+                damping: float = 0.01) -> Any:
     """Keep, in place, the ``keep`` most important intermediate channels of every layer's gated MLP
     (``gate_proj`` and ``up_proj`` rows, ``down_proj`` columns) and fix the config; every layer keeps
-    the same number, as the config holds one intermediate size."""
+    the same number, as the config holds one intermediate size. With ``grams`` (``mlp_channel_gram``),
+    the kept ``down_proj`` columns are refitted by least squares to make up for the dropped ones."""
     layers = _decoder_layers(model, "width pruning")
     total = model.config.intermediate_size
     if not 1 <= keep <= total:
         raise ValueError(f"cannot keep {keep} of {total} MLP channels")
     if len(importance) != len(layers):
         raise ValueError(f"{len(importance)} importance vectors for {len(layers)} layers")
-    for layer, scores in zip(layers, importance):
+    if grams is not None and len(grams) != len(layers):
+        raise ValueError(f"{len(grams)} Gram matrices for {len(layers)} layers")
+    for number, (layer, scores) in enumerate(zip(layers, importance)):
         index = torch.sort(torch.topk(scores, keep).indices).values.to(layer.mlp.down_proj.weight.device)
         mlp = layer.mlp
-        mlp.gate_proj, mlp.up_proj = _rows(mlp.gate_proj, index), _rows(mlp.up_proj, index)
-        mlp.down_proj = _columns(mlp.down_proj, index)
+        down = _columns(mlp.down_proj, index)
+        if grams is not None:
+            with torch.no_grad():
+                down.weight.copy_(compensated_down_proj(mlp.down_proj.weight, grams[number], index, damping))
+        mlp.gate_proj, mlp.up_proj, mlp.down_proj = _rows(mlp.gate_proj, index), _rows(mlp.up_proj, index), down
         if hasattr(mlp, "intermediate_size"):
             mlp.intermediate_size = keep
     model.config.intermediate_size = keep
     model.config.width_pruned_from = getattr(model.config, "width_pruned_from", None) or total
-    logger.info("Width-pruned the MLPs from %d to %d channels per layer", total, keep)
+    logger.info("Width-pruned the MLPs from %d to %d channels per layer%s", total, keep,
+                ", down_proj refitted by least squares" if grams is not None else "")
     return model

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import PositiveInt
+from pydantic import PositiveFloat, PositiveInt, model_validator
 
 from fsku_kedro.parameters.base import Settings
 
@@ -17,4 +17,13 @@ class StudentShapeSettings(Settings):
     # most on the calibration passages (ShortGPT).
     layer_selection: Literal["evenly_spaced", "block_influence"] = "evenly_spaced"
     mlp_channels: PositiveInt | None = None  # None: every MLP channel; else the most active (Minitron)
+    # With mlp_channels: refit each kept down_proj by ridge least squares on the calibration activations, so
+    # the kept channels make up for the dropped ones; the ridge is this share of the mean activation energy.
+    mlp_compensation_damping: PositiveFloat | None = None  # None: the kept columns as they were
     calibration_passages: PositiveInt = 16  # chunks of the knowledge base, evenly spaced
+
+    @model_validator(mode="after")
+    def _compensation_needs_width(self) -> StudentShapeSettings:
+        if self.mlp_compensation_damping is not None and self.mlp_channels is None:
+            raise ValueError("mlp_compensation_damping refits width-pruned MLPs; set mlp_channels too")
+        return self

@@ -64,7 +64,8 @@ def calibration_passages(chunks: pd.DataFrame, count: int) -> list[str]:
 def derive_student(source: ModelBundle, chunks: pd.DataFrame, shape: StudentShapeSettings) -> ModelBundle:
     """The student: ``source`` cut to ``shape`` (depth, then width), measured on the knowledge base's chunks."""
     passages = calibration_passages(chunks, shape.calibration_passages)
-    student = derive(source, passages, shape.layers, shape.layer_selection, shape.mlp_channels)
+    student = derive(source, passages, shape.layers, shape.layer_selection, shape.mlp_channels,
+                     shape.mlp_compensation_damping)
     logger.info("Derived %s (%d parameters) from %s", student.name, student.num_parameters, source.name)
     return student
 

@@ -1,0 +1,104 @@
+"""How much of the teacher a width-pruned student keeps before any training, with and without the
+least-squares refit of its MLPs: the real teacher (Qwen2.5-Coder-1.5B-Instruct, ``qwen_coder_cpu``)
+with every MLP cut to its N most active channels, the kept ``down_proj`` columns either as they were or
+refitted by ridge least squares on the calibration activations (``student_shape.mlp_compensation_damping``).
+
+    python benchmarks/width_compensation.py [--channels 6400] [--damping 0.01 0.1] [--passages 16 64]
+
+Per candidate: perplexity on the 32 held-out corpus chunks of the compression benchmark (256 tokens
+each; a seeded hash keeps them apart from any chunk the derivation reads) and the seconds the derivation
+took. The calibration passages are the node derive_student's (evenly spaced chunks). No FSKU question
+is read, so the table can choose the damping without touching the dev or test split. Real models; no
+target: the table is read to choose. Each candidate is written to the record as it finishes, and a rerun
+measures only what the record lacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_teacher_quality import ROOT, _plain, _teacher_source, context
+from report import RESULTS, cpu_line, print_table, write_result
+
+RECORD = RESULTS / "width_compensation.json"
+logger = logging.getLogger("benchmark.width_compensation")
+
+
+def candidates(channels: int, dampings: list[float], passages: list[int]) -> list[tuple[str, dict]]:
+    """(label, derivation settings) for the teacher, the plain cut and every damping x passage count."""
+    rows = [("teacher", {}), (f"mlp{channels}", {"mlp_channels": channels})]
+    for count in passages:
+        for damping in dampings:
+            rows.append((f"mlp{channels}c d={damping:g} p={count}",
+                         {"mlp_channels": channels, "mlp_compensation_damping": damping,
+                          "calibration_passages": count}))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--channels", type=int, default=6400)
+    parser.add_argument("--damping", type=float, nargs="+", default=[0.01, 0.1])
+    parser.add_argument("--passages", type=int, nargs="+", default=[16])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+
+    import pandas as pd
+
+    from fsku_kedro.models.derivation import derive
+    from fsku_kedro.models.loading import load_bundle
+    from fsku_kedro.parameters.compression import CompressionSettings
+    from fsku_kedro.parameters.student_shape import StudentShapeSettings
+    from fsku_kedro.pipelines.compression.nodes import build_calibration_set, perplexity
+    from fsku_kedro.pipelines.response_generation.nodes import calibration_passages
+
+    found = context()
+    if found is None:
+        print("the qwen_coder_cpu environment's data was not found; nothing to measure")
+        return 2
+    catalog = found[0]
+    chunks = catalog.load("chunks")
+    no_prompts = pd.DataFrame({"split": [], "prompt": []})  # the held-out chunks do not depend on prompts
+    held_out = build_calibration_set(chunks, no_prompts, catalog.load("prompt_templates"),
+                                     CompressionSettings())["held_out"]
+    dtype = _plain(catalog).dtype
+    teacher_dir, _ = _teacher_source(catalog)
+    source = load_bundle(teacher_dir, dtype, False, "Qwen2.5-Coder-1.5B-Instruct")
+    previous = json.loads(RECORD.read_text(encoding="utf-8")) if RECORD.is_file() else {}
+    here = {"cpu": cpu_line(), "dtype": str(dtype)}
+    figures = dict(previous.get("figures", {})) if {k: previous.get(k) for k in here} == here else {}
+
+    for label, shape_values in candidates(args.channels, args.damping, args.passages):
+        if label in figures:
+            continue
+        shape = StudentShapeSettings(**shape_values)
+        passages = calibration_passages(chunks, shape.calibration_passages)
+        overlap = len(set(passages) & set(held_out))
+        began = time.perf_counter()
+        model = derive(source, passages, shape.layers, shape.layer_selection, shape.mlp_channels,
+                       shape.mlp_compensation_damping)
+        seconds = time.perf_counter() - began
+        figures[label] = {"settings": shape_values, "passages": len(passages), "held_out_overlap": overlap,
+                          "derive_seconds": round(seconds, 1), "perplexity": perplexity(model, held_out, 256)}
+        del model
+        write_result("width_compensation", figures, dtype=str(dtype),
+                     models={"teacher": "Qwen2.5-Coder-1.5B-Instruct"},
+                     evaluation=f"perplexity on {len(held_out)} held-out corpus chunks (256 tokens) of the "
+                     "compression benchmark; no FSKU question read",
+                     settings={"channels": args.channels, "damping": args.damping, "passages": args.passages})
+    rows = [[label, r["passages"], f"{r['perplexity']:.2f}", f"{r['derive_seconds']:.0f}", r["held_out_overlap"]]
+            for label, r in figures.items()]
+    print(f"\nReal models ({here['cpu']}, {here['dtype']}); perplexity on {len(held_out)} held-out corpus chunks\n")
+    print_table(["candidate", "calibration passages", "perplexity", "derive s", "passages also held out"], rows)
+    print(f"\nrecorded in {RECORD.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
