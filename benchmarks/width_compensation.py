@@ -31,9 +31,10 @@ logger = logging.getLogger("benchmark.width_compensation")
 
 
 def candidates(channels: int, dampings: list[float], passages: list[int]) -> list[tuple[str, dict]]:
-    """(label, derivation settings) for the teacher, the plain cut and every damping x passage count."""
-    rows = [("teacher", {}), (f"mlp{channels}", {"mlp_channels": channels})]
+    """(label, derivation settings) for the teacher, then per passage count the plain cut and each damping."""
+    rows = [("teacher", {})]
     for count in passages:
+        rows.append((f"mlp{channels} p={count}", {"mlp_channels": channels, "calibration_passages": count}))
         for damping in dampings:
             rows.append((f"mlp{channels}c d={damping:g} p={count}",
                          {"mlp_channels": channels, "mlp_compensation_damping": damping,
