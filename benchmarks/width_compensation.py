@@ -26,6 +26,7 @@ from real_teacher_quality import ROOT, _plain, _teacher_source, context
 from report import RESULTS, cpu_line, print_table, write_result
 
 RECORD = RESULTS / "width_compensation.json"
+SET_ASIDE = (16, 64)  # the held-out chunks leave out these passage counts' too, so they stay one set
 logger = logging.getLogger("benchmark.width_compensation")
 
 
@@ -67,8 +68,8 @@ def main() -> int:
     chunks = catalog.load("chunks")
     no_prompts = pd.DataFrame({"split": [], "prompt": []})  # the held-out chunks do not depend on prompts
     table = candidates(args.channels, args.damping, args.passages)
-    read = {text for _, values in table for text in
-            calibration_passages(chunks, StudentShapeSettings(**values).calibration_passages)}
+    counts = {*SET_ASIDE, *(StudentShapeSettings(**values).calibration_passages for _, values in table)}
+    read = {text for count in counts for text in calibration_passages(chunks, count)}
     # The compression benchmark's held-out chunks, less any a derivation reads.
     held_out = [text for text in build_calibration_set(chunks, no_prompts, catalog.load("prompt_templates"),
                                                        CompressionSettings())["held_out"] if text not in read]
@@ -80,7 +81,7 @@ def main() -> int:
     figures = dict(previous.get("figures", {})) if {k: previous.get(k) for k in here} == here else {}
 
     for label, shape_values in table:
-        if label in figures:
+        if figures.get(label, {}).get("held_out_chunks") == len(held_out):
             continue
         shape = StudentShapeSettings(**shape_values)
         passages = calibration_passages(chunks, shape.calibration_passages)
