@@ -98,7 +98,8 @@ def main() -> int:
                      evaluation=f"perplexity on {len(held_out)} held-out corpus chunks (256 tokens) of the "
                      "compression benchmark that no derivation reads; no FSKU question read",
                      settings={"channels": args.channels, "damping": args.damping, "passages": args.passages})
-    rows = [[label, r["passages"], f"{r['perplexity']:.2f}", f"{r['derive_seconds']:.0f}"] for label, r in figures.items()]
+    rows = [[label, r["passages"] if r["settings"] else "–", f"{r['perplexity']:.2f}",
+             f"{r['derive_seconds']:.0f}" if r["settings"] else "–"] for label, r in figures.items()]
     print(f"\nReal models ({here['cpu']}, {here['dtype']}); perplexity on {len(held_out)} held-out corpus chunks\n")
     print_table(["candidate", "calibration passages", "perplexity", "derive s"], rows)
     print(f"\nrecorded in {RECORD.relative_to(ROOT)}")

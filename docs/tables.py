@@ -529,6 +529,17 @@ def render_student_depth(record: dict) -> str:
                   "raw picks 1/2/3/4", "finished", "CPU (per candidate)", "dtype"], rows)
 
 
+def render_width_compensation(record: dict) -> str:
+    rows = []
+    for name, entry in record["figures"].items():
+        settings = entry.get("settings", {})
+        rows.append([name, settings.get("mlp_channels", "all"), settings.get("mlp_compensation_damping", "–"),
+                     entry["passages"] if settings else "–", fixed(entry.get("perplexity"), 2),
+                     seconds(entry.get("derive_seconds")) if settings else "–"])
+    return table(["candidate", "MLP channels", "ridge damping", "calibration passages",
+                  "held-out perplexity", "derivation"], rows)
+
+
 def _ran_at(text: str) -> tuple[str, str]:
     """A ``ran_at`` stamp as its commit (or its whole text when it starts with none) and the rest."""
     match = re.match(r"([0-9a-f]{7,40})\b\s*(.*)", text, flags=re.S)
@@ -783,6 +794,7 @@ RENDERERS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("cpu_dtype_speed", render_cpu_dtype_speed),
     ("real_teacher_", render_variants),
     ("student_depth", render_student_depth),
+    ("width_compensation", render_width_compensation),
     ("distillation_arms", render_distillation_arms),
     ("held_out_final", render_held_out_final),
     ("held_out_test", render_held_out_test),

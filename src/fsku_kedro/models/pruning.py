@@ -172,14 +172,12 @@ def compensated_down_proj(weight: torch.Tensor, gram: torch.Tensor, keep: torch.
     ``gram``: ridge least squares pulled towards the original columns, ``W_k + W_d G_dk (G_kk + l I)^-1``
     with ``l = damping`` times the mean of ``diag(G_kk)``. Channels whose activations are a combination
     of kept ones are absorbed exactly; with ``damping`` large the columns stay as they were."""
-    total = weight.shape[1]
-    dropped = torch.ones(total, dtype=torch.bool)
+    dropped = torch.ones(weight.shape[1], dtype=torch.bool)
     dropped[keep.cpu()] = False
     kept_index, dropped_index = keep.cpu(), torch.nonzero(dropped).flatten()
-    original = weight.detach().cpu().double()
-    gram = gram.double()
     if not len(dropped_index):
-        return weight.detach().clone()
+        return weight.detach()[:, keep].clone()
+    original, gram = weight.detach().cpu().double(), gram.double()
     g_kk = gram[kept_index][:, kept_index]
     ridge = damping * float(torch.diagonal(g_kk).mean().clamp_min(1e-12))
     g_kk += ridge * torch.eye(len(kept_index), dtype=torch.float64)
