@@ -537,7 +537,7 @@ def render_width_compensation(record: dict) -> str:
                      entry["passages"] if settings else "–", fixed(entry.get("perplexity"), 2),
                      seconds(entry.get("derive_seconds")) if settings else "–"])
     return table(["candidate", "MLP channels", "ridge damping", "calibration passages",
-                  "held-out perplexity", "derivation"], rows)
+                  "held-out perplexity", "derivation s"], rows)
 
 
 def _ran_at(text: str) -> tuple[str, str]:
