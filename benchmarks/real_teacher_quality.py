@@ -134,6 +134,18 @@ def answer(model, questions, labels, passages, catalog, settings, embedder):
     }
 
 
+def held_out_chunks(catalog) -> list[str]:
+    """The compression benchmark's held-out corpus chunks (they do not depend on the prompt set)."""
+    import pandas as pd
+
+    from fsku_kedro.parameters.compression import CompressionSettings
+    from fsku_kedro.pipelines.compression.nodes import build_calibration_set
+
+    no_prompts = pd.DataFrame({"split": [], "prompt": []})
+    return build_calibration_set(catalog.load("chunks"), no_prompts, catalog.load("prompt_templates"),
+                                 CompressionSettings())["held_out"]
+
+
 def _teacher_source(catalog):
     """The teacher's directory and name: materialised (and verified) once, then read from its cache."""
     teacher = catalog.load("teacher_model")

@@ -34,7 +34,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_teacher_quality import ROOT, _plain, _teacher_source, context
+from real_teacher_quality import ROOT, _plain, _teacher_source, context, held_out_chunks
 from report import RESULTS, cpu_line, derived_student, print_table, write_result
 
 OUT = ROOT / "data/08_reporting/student_depth"
@@ -155,11 +155,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    import pandas as pd
-
     from fsku_kedro.hashing import unit_hash
-    from fsku_kedro.parameters.compression import CompressionSettings
-    from fsku_kedro.pipelines.compression.nodes import build_calibration_set
 
     found = context()
     if found is None:
@@ -169,9 +165,7 @@ def main() -> int:
     # The slice keeps file order (grouped by topic); a seeded order makes any first n a random subset.
     mc = sorted((q for q in questions if q.question_type == "multiple_choice"),
                 key=lambda q: unit_hash(0, "student_depth", q.ID))[: args.questions]
-    no_prompts = pd.DataFrame({"split": [], "prompt": []})  # the held-out chunks do not depend on prompts
-    held_out = build_calibration_set(catalog.load("chunks"), no_prompts, catalog.load("prompt_templates"),
-                                     CompressionSettings())["held_out"]
+    held_out = held_out_chunks(catalog)
     previous = json.loads(RECORD.read_text(encoding="utf-8")) if RECORD.is_file() else {}
     figures = dict(previous.get("figures", {}))
 

@@ -6,8 +6,8 @@ refitted by ridge least squares on the calibration activations (``student_shape.
     python benchmarks/width_compensation.py [--channels 6400] [--damping 0.01 0.1] [--passages 16 64]
 
 Per candidate: perplexity on the held-out corpus chunks of the compression benchmark (256 tokens each),
-less any chunk a candidate's derivation reads, and the seconds the derivation took. The calibration passages are the node derive_student's (evenly spaced chunks). No FSKU question
-is read, so the table can choose the damping without touching the dev or test split. Real models; no
+less any chunk a candidate's derivation reads, and the seconds the derivation took. The calibration
+passages are the node derive_student's (evenly spaced chunks). No FSKU question is read, so the table can choose the damping without touching the dev or test split. Real models; no
 target: the table is read to choose. Each candidate is written to the record as it finishes, and a rerun
 measures only what the record lacks.
 """
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_teacher_quality import ROOT, _plain, _teacher_source, context
+from real_teacher_quality import ROOT, _plain, _teacher_source, context, held_out_chunks
 from report import RESULTS, cpu_line, print_table, write_result
 
 RECORD = RESULTS / "width_compensation.json"
@@ -50,14 +50,11 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
-    import pandas as pd
-
     from fsku_kedro.models.compute_dtype import resolve_dtype
     from fsku_kedro.models.derivation import derive
     from fsku_kedro.models.loading import load_bundle
-    from fsku_kedro.parameters.compression import CompressionSettings
     from fsku_kedro.parameters.student_shape import StudentShapeSettings
-    from fsku_kedro.pipelines.compression.nodes import build_calibration_set, perplexity
+    from fsku_kedro.pipelines.compression.nodes import perplexity
     from fsku_kedro.pipelines.response_generation.nodes import calibration_passages
 
     found = context()
@@ -66,13 +63,11 @@ def main() -> int:
         return 2
     catalog = found[0]
     chunks = catalog.load("chunks")
-    no_prompts = pd.DataFrame({"split": [], "prompt": []})  # the held-out chunks do not depend on prompts
     table = candidates(args.channels, args.damping, args.passages)
     counts = {*SET_ASIDE, *(StudentShapeSettings(**values).calibration_passages for _, values in table)}
     read = {text for count in counts for text in calibration_passages(chunks, count)}
     # The compression benchmark's held-out chunks, less any a derivation reads.
-    held_out = [text for text in build_calibration_set(chunks, no_prompts, catalog.load("prompt_templates"),
-                                                       CompressionSettings())["held_out"] if text not in read]
+    held_out = [text for text in held_out_chunks(catalog) if text not in read]
     dtype = resolve_dtype(_plain(catalog).dtype)
     teacher_dir, _ = _teacher_source(catalog)
     source = load_bundle(teacher_dir, dtype, False, "Qwen2.5-Coder-1.5B-Instruct")
