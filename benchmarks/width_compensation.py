@@ -7,8 +7,9 @@ refitted by ridge least squares on the calibration activations (``student_shape.
 
 Per candidate: perplexity on the held-out corpus chunks of the compression benchmark (256 tokens each),
 less any chunk a candidate's derivation reads, and the seconds the derivation took. The calibration
-passages are the node derive_student's (evenly spaced chunks). No FSKU question is read, so the table can choose the damping without touching the dev or test split. Real models; no
-target: the table is read to choose. Each candidate is written to the record as it finishes, and a rerun
+passages are the node derive_student's (evenly spaced chunks). No FSKU question is read, so the table
+can choose the damping without touching the dev or test split. Real models; no target: the table is
+read to choose. Each candidate is written to the record as it finishes, and a rerun
 measures only what the record lacks.
 """
 
